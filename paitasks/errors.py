@@ -1,0 +1,51 @@
+"""One exception family for everything a user can get wrong or the machine can refuse.
+
+Every message names the culprit (file and line, component, image, registry) so the CLI
+and dodo.py can print it as it is, without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PaiTasksError(Exception):
+    """Base of every error paitasks reports to a user."""
+
+
+class TreeError(PaiTasksError):
+    """The source tree is malformed: missing folder, bad dependency file, duplicate image."""
+
+
+class DockerfileError(PaiTasksError):
+    """A dockerfile cannot be read or parsed."""
+
+
+class GraphError(PaiTasksError):
+    """The dependency graph is unusable: a loop, or an unknown name in a selection."""
+
+
+class ConfigError(PaiTasksError):
+    """Registry settings are missing or malformed."""
+
+
+class HookError(PaiTasksError):
+    """A build-pre.sh or build-post.sh hook failed."""
+
+
+class EngineError(PaiTasksError):
+    """A docker call failed; carries the command, exit code and output for the report."""
+
+    def __init__(
+        self,
+        message: str,
+        command: Sequence[str] = (),
+        returncode: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.command = list(command)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
