@@ -1,0 +1,241 @@
+"""Every call paitasks makes to Docker goes through this module.
+
+Builds go through buildx (python-on-whales) when the plugin is there, else through the
+classic builder via the engine's API (the docker SDK streams each step's output, which the
+classic CLI's quiet mode hides). Questions about many images at once (which tags exist,
+their ids and labels) are one API call through the SDK instead of one CLI process each.
+Every failure becomes an EngineError naming the image and carrying the last output lines.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import python_on_whales
+from python_on_whales.exceptions import DockerException
+
+from paitasks.errors import EngineError
+
+BUILDERS = ("buildx", "classic")
+TAIL_LINES = 40
+START_HINT = "start one with `scripts/dev-engine up`, or point DOCKER_HOST at a running engine"
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """What the engine holds under one `name:latest` tag."""
+
+    id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class Engine:
+    """A Docker engine reached from this process (safe to share between threads)."""
+
+    def __init__(self, builder: str | None = None, network: str | None = "host") -> None:
+        if builder is not None and builder not in BUILDERS:
+            raise EngineError(f"unknown builder {builder!r}: choose one of {', '.join(BUILDERS)}")
+        self._builder = builder
+        self.network = network or None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """One SDK client per thread: requests sessions are not meant to be shared."""
+        client: docker.DockerClient | None = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                client = docker.from_env(timeout=60)
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise EngineError(
+                    f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}"
+                ) from None
+            self._local.client = client
+        return client
+
+    def check(self) -> None:
+        """Fail early, within seconds, when no engine answers."""
+        _ = self.client
+
+    @property
+    def builder(self) -> str:
+        """The builder in use: the one asked for, else buildx when installed."""
+        with self._lock:
+            if self._builder is None:
+                self._builder = "buildx" if buildx_available() else "classic"
+            return self._builder
+
+    # -- images -----------------------------------------------------------------------
+
+    def local_images(self) -> dict[str, LocalImage]:
+        """Every `name:latest` image in the engine, by bare name, in one API call."""
+        try:
+            listing: list[dict[str, Any]] = self.client.api.images()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot list images: {_short(exc)}") from None
+        found: dict[str, LocalImage] = {}
+        for entry in listing:
+            for tag in entry.get("RepoTags") or ():
+                name, _, version = tag.rpartition(":")
+                if version == "latest" and name:
+                    found[name] = LocalImage(entry["Id"], dict(entry.get("Labels") or {}))
+        return found
+
+    def image(self, name: str) -> LocalImage | None:
+        """The image tagged `name` (`:latest`), or None."""
+        try:
+            attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        return LocalImage(attrs["Id"], dict(labels))
+
+    def remove_images(self, names: Iterable[str]) -> None:
+        """Remove tags, ignoring the ones that are already gone."""
+        for name in names:
+            try:
+                self.client.api.remove_image(name, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                raise EngineError(f"cannot remove image {name}: {_short(exc)}") from None
+
+    # -- builds -----------------------------------------------------------------------
+
+    def build(
+        self,
+        *,
+        tag: str,
+        dockerfile: Path,
+        context: Path,
+        labels: Mapping[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None,
+        on_line: LineSink | None = None,
+    ) -> str:
+        """Build `dockerfile` in `context` as `tag` and return the new image id."""
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+        def sink(line: str) -> None:
+            line = line.rstrip("\r\n")
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)
+
+        labels = dict(labels or {})
+        build_args = dict(build_args or {})
+        if self.builder == "buildx":
+            command = ["docker", "buildx", "build"]
+            code = self._buildx(tag, dockerfile, context, labels, build_args, sink)
+        else:
+            command = ["docker", "build"]
+            code = self._classic(tag, dockerfile, context, labels, build_args, sink)
+        if code != 0:
+            command += ["--network", str(self.network), "-f", str(dockerfile), "-t", tag]
+            last = "\n".join(f"  | {line}" for line in tail)
+            raise EngineError(
+                f"building image {tag} from {dockerfile} failed ({self.builder} builder, "
+                f"exit {code}); last output lines:\n{last}",
+                [*command, str(context)],
+                code,
+                stdout="\n".join(tail),
+            )
+        built = self.image(tag)
+        if built is None:
+            raise EngineError(f"image {tag}: the build reported success but no image is tagged")
+        return built.id
+
+    def _buildx(
+        self,
+        tag: str,
+        dockerfile: Path,
+        context: Path,
+        labels: dict[str, str],
+        build_args: dict[str, str],
+        sink: LineSink,
+    ) -> int:
+        try:
+            lines = python_on_whales.docker.build(
+                context,
+                file=dockerfile,
+                tags=[tag],
+                labels=labels,
+                build_args=build_args,
+                network=self.network,
+                load=True,
+                progress="plain",
+                stream_logs=True,
+            )
+            if not isinstance(lines, Iterator):
+                raise EngineError(f"image {tag}: buildx gave no log stream")
+            for line in lines:
+                sink(line)
+        except DockerException as exc:
+            return exc.return_code or 1
+        return 0
+
+    def _classic(
+        self,
+        tag: str,
+        dockerfile: Path,
+        context: Path,
+        labels: dict[str, str],
+        build_args: dict[str, str],
+        sink: LineSink,
+    ) -> int:
+        try:
+            relative = dockerfile.resolve().relative_to(context.resolve())
+        except ValueError:
+            relative = dockerfile.resolve()
+        try:
+            stream = self.client.api.build(
+                path=str(context),
+                dockerfile=str(relative),
+                tag=tag,
+                labels=labels,
+                buildargs=build_args,
+                network_mode=self.network,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            error: str | None = None
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in str(chunk["stream"]).splitlines():
+                        sink(line)
+                if "error" in chunk:
+                    error = str(chunk["error"]).strip()
+                    sink(error)
+        except docker.errors.DockerException as exc:
+            error = _short(exc)
+            sink(error)
+        return 0 if error is None else 1
+
+
+def buildx_available() -> bool:
+    """Whether the buildx CLI plugin answers."""
+    try:
+        python_on_whales.docker.buildx.version()
+    except (DockerException, OSError):
+        return False
+    return True
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

@@ -1,0 +1,91 @@
+"""Fixtures for tests that drive the real Docker engine and registry.
+
+Without an engine, engine tests skip with a hint locally and fail in CI (CI=true), so a
+green CI always means they ran. Every test gets a random name prefix; images and
+registry repositories with that prefix are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from paitasks.engine import Engine
+from tests.support import BUSYBOX, RegistryAPI, busybox_context
+
+HINT = "no Docker engine/registry answers: run `scripts/dev-engine up` first"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: engine tests must run)", pytrace=False)
+    pytest.skip(f"{reason}: {HINT}")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        _unavailable(f"no Docker engine ({exc.__class__.__name__})")
+        raise AssertionError("unreachable") from exc
+    if not BUSYBOX.is_file():
+        _unavailable(f"{BUSYBOX} is missing (Debian's busybox-static)")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def registry(docker_client: docker.DockerClient) -> RegistryAPI:
+    api = RegistryAPI(os.environ.get("PAITASKS_REGISTRY", "127.0.0.1:5000"))
+    if not api.ping():
+        _unavailable(f"no registry answers on {api.address}")
+    return api
+
+
+@pytest.fixture(scope="session")
+def engine(docker_client: docker.DockerClient) -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A name prefix unique to this test, so tests never collide with each other."""
+    return f"pt{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def cleanup(
+    prefix: str, docker_client: docker.DockerClient, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """Remove every image and registry repository whose name carries this test's prefix."""
+    yield
+    for image in docker_client.images.list():
+        for tag in image.tags:
+            if prefix in tag:
+                try:
+                    docker_client.images.remove(tag, force=True)
+                except docker.errors.ImageNotFound:
+                    pass
+    if "registry" in request.fixturenames:
+        api: RegistryAPI = request.getfixturevalue("registry")
+        for repository in api.repositories(prefix):
+            api.delete_repository(repository)
+
+
+@pytest.fixture
+def busybox_image(
+    engine: Engine, prefix: str, cleanup: None, tmp_path: Path
+) -> str:
+    """A FROM-scratch busybox base image, named `<prefix>-busybox`."""
+    name = f"{prefix}-busybox"
+    dockerfile = busybox_context(tmp_path / "busybox-context")
+    engine.build(tag=name, dockerfile=dockerfile, context=dockerfile.parent)
+    return name

@@ -1,0 +1,92 @@
+"""Test helpers that talk to the real engine and registry the way a user would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESOURCES = Path(__file__).parent / "resources"
+BUSYBOX = Path("/bin/busybox")
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+# The registry is on loopback: never send its traffic through a proxy.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class RegistryAPI:
+    """The registry's HTTP API (distribution v2), as a user's `curl` would see it."""
+
+    address: str  # host:port
+
+    def _request(self, method: str, path: str, accept: str | None = None) -> Any:
+        request = urllib.request.Request(f"http://{self.address}{path}", method=method)
+        if accept:
+            request.add_header("Accept", accept)
+        return _opener.open(request, timeout=10)
+
+    def ping(self) -> bool:
+        try:
+            with self._request("GET", "/v2/") as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def manifest_digest(self, repository: str, tag: str) -> str | None:
+        """The digest the registry serves for repository:tag, or None if it has none."""
+        try:
+            with self._request(
+                "HEAD", f"/v2/{repository}/manifests/{tag}", MANIFEST_TYPES
+            ) as response:
+                return str(response.headers["Docker-Content-Digest"])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def tags(self, repository: str) -> list[str]:
+        try:
+            with self._request("GET", f"/v2/{repository}/tags/list") as response:
+                return list(json.load(response).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+
+    def repositories(self, prefix: str) -> list[str]:
+        """Repositories whose name starts with `prefix` (the catalog is sorted by name)."""
+        with self._request("GET", f"/v2/_catalog?n=1000&last={prefix}") as response:
+            names = json.load(response).get("repositories") or []
+        return [name for name in names if name.startswith(prefix)]
+
+    def delete_repository(self, repository: str) -> None:
+        """Delete every manifest of a repository (the registry runs with deletes enabled)."""
+        for tag in self.tags(repository):
+            digest = self.manifest_digest(repository, tag)
+            if digest is None:
+                continue
+            try:
+                self._request("DELETE", f"/v2/{repository}/manifests/{digest}").close()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+
+
+def busybox_context(folder: Path, dockerfile_name: str = "busybox.dockerfile") -> Path:
+    """Lay out a FROM-scratch busybox build context in `folder`; return the dockerfile."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, folder / "busybox")
+    dockerfile = folder / dockerfile_name
+    shutil.copy2(RESOURCES / "busybox" / "busybox.dockerfile", dockerfile)
+    return dockerfile

@@ -1,0 +1,101 @@
+"""The engine, buildx, the classic builder and the registry, driven for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+from python_on_whales import docker as whales
+
+from paitasks.engine import Engine, buildx_available
+from paitasks.errors import EngineError
+from tests.support import RegistryAPI, busybox_context
+
+
+def read_file(image: str, path: str) -> str:
+    """What a user sees with `docker run --rm --network none IMAGE cat PATH`."""
+    output = whales.run(image, ["cat", path], remove=True, networks=["none"])
+    assert isinstance(output, str)
+    return output
+
+
+def hello_context(folder: Path, text: str) -> Path:
+    dockerfile = busybox_context(folder)
+    dockerfile.write_text(
+        dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8"
+    )
+    return dockerfile
+
+
+def test_buildx_is_installed() -> None:
+    # dev-engine installs the plugin; the project relies on it being there in CI.
+    assert buildx_available()
+
+
+@pytest.mark.parametrize("builder", ["buildx", "classic"])
+def test_engine_builds_and_runs(
+    builder: str, prefix: str, cleanup: None, tmp_path: Path
+) -> None:
+    engine = Engine(builder=builder, network="host")
+    dockerfile = hello_context(tmp_path, f"from-{builder}")
+    lines: list[str] = []
+    image_id = engine.build(
+        tag=f"{prefix}-smoke",
+        dockerfile=dockerfile,
+        context=tmp_path,
+        labels={"org.paitasks.test": builder},
+        on_line=lines.append,
+    )
+    assert image_id.startswith("sha256:")
+    assert lines, "the build's output reaches the caller"
+    assert read_file(f"{prefix}-smoke", "/hello").strip() == f"from-{builder}"
+    local = engine.local_images()[f"{prefix}-smoke"]
+    assert local.id == image_id
+    assert local.labels["org.paitasks.test"] == builder
+
+
+def test_python_on_whales_builders(prefix: str, cleanup: None, tmp_path: Path) -> None:
+    """python-on-whales itself, both ways, as the engine module relies on it."""
+    dockerfile = hello_context(tmp_path, "whales")
+    whales.build(tmp_path, file=dockerfile, tags=[f"{prefix}-bx"], network="host", load=True)
+    whales.legacy_build(tmp_path, file=dockerfile, tags=[f"{prefix}-legacy"], network="host")
+    assert read_file(f"{prefix}-bx", "/hello").strip() == "whales"
+    assert read_file(f"{prefix}-legacy", "/hello").strip() == "whales"
+
+
+@pytest.mark.parametrize("builder", ["buildx", "classic"])
+def test_failed_build_names_image_and_shows_output(
+    builder: str, prefix: str, cleanup: None, tmp_path: Path
+) -> None:
+    dockerfile = busybox_context(tmp_path)
+    dockerfile.write_text(
+        dockerfile.read_text() + "RUN echo the-reason-it-broke && exit 3\n", encoding="utf-8"
+    )
+    with pytest.raises(EngineError) as caught:
+        Engine(builder=builder).build(
+            tag=f"{prefix}-broken", dockerfile=dockerfile, context=tmp_path
+        )
+    message = str(caught.value)
+    assert f"{prefix}-broken" in message
+    assert "the-reason-it-broke" in message
+
+
+def test_push_reaches_registry_with_same_digest(
+    busybox_image: str, prefix: str, registry: RegistryAPI, docker_client: docker.DockerClient
+) -> None:
+    repository = f"{prefix}/smoke"
+    remote = f"{registry.address}/{repository}:v1"
+    whales.image.tag(busybox_image, remote)
+    whales.image.push(remote, quiet=True)
+    served = registry.manifest_digest(repository, "v1")
+    assert served is not None and served.startswith("sha256:")
+    repo_digests = docker_client.images.get(remote).attrs["RepoDigests"]
+    assert f"{registry.address}/{repository}@{served}" in repo_digests
+    assert registry.tags(repository) == ["v1"]
+
+
+def test_unreachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(EngineError, match="cannot reach the Docker engine.*dev-engine up"):
+        Engine().check()
