@@ -124,7 +124,7 @@ def discover(
     try:
         with os.scandir(src_path) as it:
             folders = sorted(
-                (entry.name, Path(entry.path))
+                (entry.name, entry.path)
                 for entry in it
                 if not entry.name.startswith(".") and entry.is_dir()
             )
@@ -161,14 +161,14 @@ def discover(
 
 def _read_component(
     name: str,
-    path: Path,
+    path: str,
     root: Path,
     src: Path,
     names: frozenset[str],
     variant: str | None,
     is_valid_image_name: Callable[[str], bool],
 ) -> Component:
-    build = path / "build"
+    build = os.path.join(path, "build")
     images: dict[str, Image] = {}
     dep_files: list[Path] = []
     pre_hook: Path | None = None
@@ -179,9 +179,8 @@ def _read_component(
     except (FileNotFoundError, NotADirectoryError):
         entries = []  # no build folder: a component without images, deps or hooks
     except OSError as exc:
-        raise TreeError(
-            f"cannot read {display_path(build, root)}: {_os_reason(exc)}"
-        ) from None
+        shown = display_path(Path(build), root)
+        raise TreeError(f"cannot read {shown}: {_os_reason(exc)}") from None
 
     for entry in entries:
         file_name = entry.name
@@ -220,14 +219,14 @@ def _read_component(
 
     if len(dep_files) > 1:
         raise TreeError(
-            f"{name} has two dependency files, use one: "
+            f"component '{name}' has two dependency files, keep one: "
             + " and ".join(display_path(p, root) for p in dep_files)
         )
     dep_file = dep_files[0] if dep_files else None
     deps = _read_dep_file(dep_file, name, root, src, names) if dep_file else ()
     return Component(
         name=name,
-        path=path,
+        path=Path(path),
         images=tuple(images[k] for k in sorted(images)),
         deps=deps,
         dep_file=dep_file,

@@ -1,0 +1,3 @@
+FROM ubuntu:16.04
+
+RUN apt-get update

@@ -1,0 +1,3 @@
+FROM base-image
+
+COPY build/cleaner.sh /usr/local/bin/

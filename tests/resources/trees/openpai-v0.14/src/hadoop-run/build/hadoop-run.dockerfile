@@ -1,0 +1,3 @@
+FROM base-image
+
+COPY dependency/hadoop-ai/generated/ /usr/local/

@@ -1,0 +1,3 @@
+FROM node:carbon
+
+COPY . /rest-server

@@ -1,0 +1,2 @@
+#!/bin/bash
+cp /hadoop-binary/launcher.jar ../generated/

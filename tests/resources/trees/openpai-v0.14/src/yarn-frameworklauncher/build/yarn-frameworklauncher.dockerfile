@@ -1,0 +1,3 @@
+FROM hadoop-run
+
+COPY . /launcher
