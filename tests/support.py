@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -90,3 +91,43 @@ def busybox_context(folder: Path, dockerfile_name: str = "busybox.dockerfile") -
     dockerfile = folder / dockerfile_name
     shutil.copy2(RESOURCES / "busybox" / "busybox.dockerfile", dockerfile)
     return dockerfile
+
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "src-fixtures"
+_REF_CONTEXT = {
+    # instruction -> what may stand right before an image name on its line
+    "from": r"(?:^|(?<=[\s/]))",
+    "arg": r"(?<==)",
+    "copy": r"(?<=--from=)",
+}
+
+
+def prefixed_tree(source: Path, destination: Path, prefix: str) -> dict[str, str]:
+    """Copy a component tree, renaming every image `x` to `<prefix>-x`.
+
+    Image names are global in the engine; the prefix keeps each test's images apart from
+    every other test's and from images the engine already holds. References to the
+    tree's images are rewritten only in FROM, ARG and COPY lines. Returns old -> new.
+    """
+    shutil.copytree(source, destination, symlinks=True)
+    dockerfiles = sorted(destination.glob("*/build/*.dockerfile"))
+    names = {path.name.split(".")[0] for path in dockerfiles}
+    renamed = {name: f"{prefix}-{name}" for name in names}
+    alternatives = "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+    tokens = {
+        keyword: re.compile(before + f"({alternatives})" + r"(?=$|[\s:@\"'])")
+        for keyword, before in _REF_CONTEXT.items()
+    }
+    for path in dockerfiles:
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            words = line.split(None, 1)
+            keyword = words[0].lower() if words else ""
+            if keyword in tokens:
+                line = tokens[keyword].sub(lambda m: renamed[m.group(1)], line)
+            out.append(line)
+        path.write_text("".join(out), encoding="utf-8")
+        name, _, rest = path.name.partition(".")
+        path.rename(path.with_name(f"{renamed[name]}.{rest}"))
+    return renamed

@@ -1,0 +1,107 @@
+"""The python-actions behind doit's tasks: thin calls into workspace, hooks and engine.
+
+Each takes plain, picklable arguments and returns a JSON-able dict (saved by doit as the
+task's values) or a doit TaskFailed whose message names the culprit, so a failure reads
+as one clear paragraph instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+
+from paitasks import workspace
+from paitasks.engine import Engine
+from paitasks.errors import PaiTasksError
+from paitasks.hooks import run_hook
+
+_engines: dict[tuple[str | None, str | None], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(builder: str | None, network: str | None) -> Engine:
+    """One Engine per process and setting, shared by the worker threads."""
+    with _engines_lock:
+        key = (builder, network)
+        if key not in _engines:
+            _engines[key] = Engine(builder=builder, network=network)
+        return _engines[key]
+
+
+def _failed(exc: PaiTasksError) -> TaskFailed:
+    return TaskFailed(str(exc))
+
+
+def copy_deps(root: str, component: str, folder: str, deps: list[tuple[str, str]]) -> Any:
+    """Copy each dependency's whole folder into `<component>/dependency/<dep>/`."""
+    try:
+        workspace.claim_temp_folders(Path(root), Path(folder), component)
+        for name, source in deps:
+            destination = Path(folder) / "dependency" / name
+            workspace.copy_component(Path(source), destination)
+            print(f"copied {name} -> {destination}")
+    except PaiTasksError as exc:
+        return _failed(exc)
+    return {"copied": [name for name, _ in deps]}
+
+
+def hook(root: str, src: str, component: str, folder: str, script: str) -> Any:
+    """Run a build-pre.sh or build-post.sh hook; its output becomes the task's output."""
+    try:
+        workspace.claim_temp_folders(Path(root), Path(folder), component)
+        run_hook(
+            Path(script),
+            component=component,
+            folder=Path(folder),
+            src=Path(src),
+            root=Path(root),
+            on_line=_printer(),
+        )
+    except PaiTasksError as exc:
+        return _failed(exc)
+    return {"hook": Path(script).name}
+
+
+def build_image(
+    image: str,
+    dockerfile: str,
+    context: str,
+    builder: str | None,
+    network: str | None,
+    verbose: bool,
+) -> Any:
+    """Build one image, tagged with its bare name so `FROM <image>` elsewhere finds it."""
+    try:
+        engine = engine_for(builder, network)
+        image_id = engine.build(
+            tag=image,
+            dockerfile=Path(dockerfile),
+            context=Path(context),
+            on_line=_printer() if verbose else None,
+        )
+    except PaiTasksError as exc:
+        return _failed(exc)
+    print(f"built {image} {image_id}")
+    return {"image": image, "id": image_id, "builder": engine.builder}
+
+
+def clean(root: str, folder: str) -> Any:
+    """Remove a component's temp folders, if a run recorded them."""
+    base = Path(folder)
+    removed = workspace.remove_temp_folders(
+        Path(root), only=[base / name for name in workspace.TEMP_FOLDERS]
+    )
+    for path in removed:
+        print(f"removed {path}")
+    return {"removed": [str(path) for path in removed]}
+
+
+def _printer() -> Callable[[str], None]:
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    return emit

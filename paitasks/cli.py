@@ -1,0 +1,112 @@
+"""`pai-build`: OpenPAI's `pai_build.py` command line, running paitasks' doit tasks.
+
+    pai-build build [-c CONFIG_DIR] [-s COMPONENT ...] [--src DIR] [-j N]
+
+Each command is a short list of steps: read settings, plan the tree (every input error
+surfaces here, before any work), then hand the selected tasks to doit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+
+from paitasks.dodo import doit_namespace
+from paitasks.errors import PaiTasksError
+from paitasks.graph import Graph, select
+from paitasks.loader import load_graph
+from paitasks.settings import Settings, resolve_settings
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    """Register a sub-command."""
+
+    def register(function: Command) -> Command:
+        COMMANDS[name] = function
+        return function
+
+    return register
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    variables = {"src": args.src}
+    if getattr(args, "config", None):
+        variables["config"] = args.config
+    if getattr(args, "variant", None):
+        variables["variant"] = args.variant
+    if getattr(args, "builder", None):
+        variables["builder"] = args.builder
+    if getattr(args, "verbose", False):
+        variables["verbose"] = "1"
+    return resolve_settings(variables)
+
+
+def run_doit(settings: Settings, task_names: Sequence[str], jobs: int) -> int:
+    """Run doit's `run` command on our tasks, as `doit -n JOBS TASK...` would."""
+    config, generator = doit_namespace(settings)
+    loader = ModuleTaskLoader({"DOIT_CONFIG": config, "task_paitasks": generator})
+    arguments = ["run"]
+    if jobs > 1:
+        arguments += ["-n", str(jobs)]
+    return int(DoitMain(loader).run([*arguments, *task_names]))
+
+
+def plan(settings: Settings) -> Graph:
+    if not settings.src.is_dir():
+        raise PaiTasksError(f"source folder {settings.src} does not exist")
+    return load_graph(settings)
+
+
+@command("build")
+def build(args: argparse.Namespace) -> int:
+    """Build the named components and what they need (all when none is named)."""
+    settings = settings_from(args)
+    graph = plan(settings)
+    if args.component:
+        select(graph, args.component)  # unknown names fail here, before any work
+        tasks = [f"build:{name}" for name in dict.fromkeys(args.component)]
+    else:
+        tasks = ["build"]
+    return run_doit(settings, tasks, args.jobs)
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="pai-build", description="Build a tree of Docker images (OpenPAI's pai_build)."
+    )
+    sub = main.add_subparsers(dest="command", required=True)
+    build_parser = sub.add_parser("build", help="build components and their dependencies")
+    build_parser.add_argument("-c", "--config", help="folder with services-configuration.yaml")
+    build_parser.add_argument(
+        "-s", "--component", nargs="+", default=[], help="components to build (default: all)"
+    )
+    build_parser.add_argument("--src", default="src", help="source folder (default: ./src)")
+    build_parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds")
+    build_parser.add_argument("--variant", help="cluster kind, e.g. k8s")
+    build_parser.add_argument("--builder", choices=["buildx", "classic"])
+    build_parser.add_argument("-v", "--verbose", action="store_true", help="show build output")
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PaiTasksError as exc:
+        print(f"pai-build: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pai-build: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""What a dodo.py needs: DOIT_CONFIG and the task generator, for one source tree.
+
+A repository with OpenPAI's layout (`./src`) needs only:
+
+    from paitasks.dodo import tasks_for
+    DOIT_CONFIG, task_paitasks = tasks_for(default_src="src")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from doit import get_var
+from doit.exceptions import InvalidDodoFile
+
+from paitasks import tasks
+from paitasks.errors import PaiTasksError
+from paitasks.loader import load_graph
+from paitasks.reporter import reporter_for
+from paitasks.settings import SOURCES, Settings, resolve_settings
+
+
+def current_settings(default_src: str = "src") -> Settings:
+    """Settings from doit's command-line variables and the environment."""
+    variables = {}
+    for var, _env in SOURCES.values():
+        value = get_var(var)
+        if value is not None:
+            variables[var] = str(value)
+    return resolve_settings(variables, default_src=default_src)
+
+
+TaskGenerator = Callable[[], Iterator[Any]]
+
+
+def tasks_for(default_src: str = "src") -> tuple[dict[str, Any], TaskGenerator]:
+    """DOIT_CONFIG and a `task_` generator for the tree at `src=` (default `default_src`)."""
+    try:
+        settings = current_settings(default_src)
+    except PaiTasksError as exc:
+        raise InvalidDodoFile(str(exc)) from None
+    return doit_namespace(settings)
+
+
+def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
+    """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`)."""
+    settings.state.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "default_tasks": ["build"],
+        "dep_file": str(settings.state / "doit.db"),
+        "backend": "sqlite3",
+        "par_type": "thread",
+        "reporter": reporter_for(settings.root),
+        "verbosity": 1,
+    }
+
+    def task_paitasks() -> Iterator[Any]:
+        try:
+            graph = load_graph(settings)
+        except PaiTasksError as exc:
+            raise InvalidDodoFile(str(exc)) from None
+        yield from tasks.generate(graph, settings)
+
+    task_paitasks.__doc__ = f"paitasks tasks for {settings.src}"
+    return config, task_paitasks

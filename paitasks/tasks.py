@@ -1,0 +1,148 @@
+"""Turn a planned tree into doit task dicts: wiring only, the work is in actions.py.
+
+Per component C, in the order a round runs (tasks appear only where they have work):
+  copy-deps:C        copy each components.dep entry into C/dependency/ (after its build:)
+  prebuild:C         build/build-pre.sh
+  build-image:<img>  one per dockerfile; after the images it uses (FROM, COPY --from)
+  postbuild:C        build/build-post.sh
+  build:C            C fully built; `build` is every component
+  clean:C            remove C's temp folders
+A component starts only after every component it needs (its components.dep entries and
+the owners of the images it uses) is fully built, as OpenPAI's order has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from paitasks import actions
+from paitasks.graph import Graph
+from paitasks.settings import Settings
+from paitasks.tree import Component, display_path
+
+TaskDict = dict[str, Any]
+
+
+def generate(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
+    """Every task of the tree, plus the `build` and `clean` groups."""
+    tree = graph.tree
+    for component in tree.components.values():
+        yield from component_tasks(component, graph, settings)
+    names = list(tree.components)
+    yield {
+        "basename": "build",
+        "doc": f"build all {len(names)} components ({len(tree.images)} images)",
+        "actions": None,
+        "task_dep": [f"build:{name}" for name in names],
+    }
+    yield {
+        "basename": "clean",
+        "doc": "remove every temp folder (dependency/, generated/) a run left",
+        "actions": None,
+        "task_dep": [f"clean:{name}" for name in names],
+    }
+
+
+def component_tasks(component: Component, graph: Graph, settings: Settings) -> Iterator[TaskDict]:
+    name = component.name
+    root = str(settings.root)
+    folder = str(component.path)
+    where = display_path(component.path, settings.root)
+    needs = [f"build:{dep}" for dep in graph.component_deps[name]]
+    chain = list(needs)  # what the next step of this component's round waits for
+    own: list[str] = []  # every task of this round, for build:C
+
+    copy = graph.copy_deps[name]
+    if copy:
+        task = f"copy-deps:{name}"
+        sources = [(dep, str(graph.tree.components[dep].path)) for dep in copy]
+        yield {
+            "basename": "copy-deps",
+            "name": name,
+            "doc": f"copy {', '.join(copy)} into {where}/dependency/",
+            "actions": [(actions.copy_deps, [root, name, folder, sources])],
+            "task_dep": chain,
+        }
+        chain, own = [task], [*own, task]
+
+    if component.pre_hook is not None:
+        task = f"prebuild:{name}"
+        yield _hook_task("prebuild", component, settings, str(component.pre_hook), chain)
+        chain, own = [task], [*own, task]
+
+    images = [f"build-image:{image.name}" for image in component.images]
+    for image in component.images:
+        uses = [f"build-image:{used}" for used in graph.image_deps[image.name]]
+        yield {
+            "basename": "build-image",
+            "name": image.name,
+            "doc": f"build image {image.name} from {display_path(image.dockerfile, settings.root)}",
+            "actions": [
+                (
+                    actions.build_image,
+                    [
+                        image.name,
+                        str(image.dockerfile),
+                        folder,
+                        settings.builder,
+                        settings.network,
+                        settings.verbose,
+                    ],
+                )
+            ],
+            "task_dep": [*chain, *uses],
+        }
+    if images:
+        chain, own = images, [*own, *images]
+
+    if component.post_hook is not None:
+        task = f"postbuild:{name}"
+        yield _hook_task("postbuild", component, settings, str(component.post_hook), chain)
+        chain, own = [task], [*own, task]
+
+    yield {
+        "basename": "build",
+        "name": name,
+        "doc": _build_doc(component, graph),
+        "actions": None,
+        "task_dep": own or needs,
+    }
+    yield {
+        "basename": "clean",
+        "name": name,
+        "doc": f"remove {where}/dependency/ and {where}/generated/ if a run left them",
+        "actions": [(actions.clean, [root, folder])],
+        "uptodate": [False],
+    }
+
+
+def _hook_task(
+    kind: str, component: Component, settings: Settings, script: str, task_dep: list[str]
+) -> TaskDict:
+    return {
+        "basename": kind,
+        "name": component.name,
+        "doc": f"run {display_path(component.path, settings.root)}/build/"
+        f"build-{'pre' if kind == 'prebuild' else 'post'}.sh",
+        "actions": [
+            (
+                actions.hook,
+                [
+                    str(settings.root),
+                    str(settings.src),
+                    component.name,
+                    str(component.path),
+                    script,
+                ],
+            )
+        ],
+        "task_dep": task_dep,
+    }
+
+
+def _build_doc(component: Component, graph: Graph) -> str:
+    images = ", ".join(image.name for image in component.images) or "no images"
+    needs = graph.component_deps[component.name]
+    after = f"; needs {', '.join(needs)}" if needs else ""
+    return f"component {component.name} ({images}){after}"

@@ -1,0 +1,3 @@
+#!/bin/sh
+cat /usr/local/componentA/generated/version.txt
+echo "componentB test-build"

@@ -1,0 +1,2 @@
+FROM drivers
+RUN echo "k8s" > /etc/driver-kind

@@ -1,0 +1,2 @@
+FROM drivers
+RUN echo "yarn" > /etc/driver-kind

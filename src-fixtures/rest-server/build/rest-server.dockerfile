@@ -1,0 +1,3 @@
+FROM base-image
+COPY . /opt/rest-server/
+CMD ["/opt/rest-server/app/server.sh"]

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "watchdog $(cat /etc/watchdog-build)"

@@ -1,0 +1,133 @@
+"""Build src-fixtures for real, in parallel, and check every image the way a user would."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker as whales
+
+from tests.support import FIXTURES, REPO, prefixed_tree
+
+
+def run(image: str, *command: str) -> str:
+    """`docker run --rm --network none IMAGE COMMAND` (or the image's CMD)."""
+    output = whales.run(image, list(command) or None, remove=True, networks=["none"])
+    assert isinstance(output, str)
+    return output.strip()
+
+
+def doit(*arguments: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`doit ARGUMENTS` with this repository's dodo.py, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def snapshot(src: Path) -> dict[str, str]:
+    """Every file of the tree with its content hash and mode: the user's files."""
+    files = {}
+    for path in sorted(src.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            files[str(path.relative_to(src))] = (
+                f"{hashlib.sha256(data).hexdigest()} {oct(path.stat().st_mode)}"
+            )
+    return files
+
+
+def temp_folders(src: Path) -> list[Path]:
+    return [p for p in src.glob("*/*") if p.name in ("dependency", "generated")]
+
+
+@pytest.fixture
+def tree(tmp_path: Path, prefix: str, cleanup: None) -> tuple[Path, dict[str, str]]:
+    src = tmp_path / "src"
+    names = prefixed_tree(FIXTURES, src, prefix)
+    return src, names
+
+
+@pytest.mark.engine
+def test_fixtures_build_in_parallel(
+    tree: tuple[Path, dict[str, str]], engine: object
+) -> None:
+    src, names = tree
+    before = snapshot(src)
+    result = doit("-n", "4", "build", f"src={src}")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert run(names["base-image"], "cat", "/etc/paitasks-base") == "base-image"
+    # componentB: guide example; its pre hook copied test-build, copy-deps brought
+    # componentA with the generated/ folder its post hook wrote.
+    assert run(names["component-b"]) == "componentA 1.0\ncomponentB test-build"
+    assert run(names["tools"], "cat", "/etc/tools-all") == "tools-base\ntools"
+    assert run(names["watchdog"], "/usr/bin/watchdog") == "watchdog built-by-stage"
+    assert run(names["argbase"], "cat", "/etc/argbase") == "argbase on tools"
+    listing = run(names["rest-server"], "find", "/opt/rest-server")
+    assert "/opt/rest-server/app/server.sh" in listing
+    assert "debug.log" not in listing and "secrets" not in listing  # .dockerignore
+    assert run(names["drivers"], "cat", "/etc/drivers") == "drivers"
+    # Variant images are built only when their variant is selected.
+    assert not whales.image.exists(names["driver-k8s"])
+    assert not whales.image.exists(names["driver-yarn"])
+
+    assert temp_folders(src) == []
+    assert snapshot(src) == before, "the build changed the user's files"
+    assert (src.parent / ".paitasks").is_dir()
+    assert not (REPO / "src-fixtures" / "componentB" / "dependency").exists()
+
+
+@pytest.mark.engine
+def test_variant_selects_its_dockerfiles(
+    tree: tuple[Path, dict[str, str]], engine: object
+) -> None:
+    src, names = tree
+    result = doit(f"build:drivers", f"src={src}", "variant=k8s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run(names["driver-k8s"], "cat", "/etc/driver-kind") == "k8s"
+    assert not whales.image.exists(names["driver-yarn"])
+    # build:drivers needs base-image, nothing else.
+    assert whales.image.exists(names["base-image"])
+    assert not whales.image.exists(names["tools"])
+
+
+@pytest.mark.engine
+def test_pai_build_selects_components_and_their_dependencies(
+    tree: tuple[Path, dict[str, str]], engine: object
+) -> None:
+    src, names = tree
+    result = subprocess.run(
+        [sys.executable, "-m", "paitasks.cli", "build", "--src", str(src), "-s", "componentB",
+         "-j", "2"],
+        capture_output=True, text=True, timeout=600, cwd=src.parent,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run(names["component-b"]) == "componentA 1.0\ncomponentB test-build"
+    assert not whales.image.exists(names["tools"])
+    assert temp_folders(src) == []
+
+
+@pytest.mark.engine
+def test_failed_hook_names_component_and_cleans_up(
+    tree: tuple[Path, dict[str, str]], engine: object
+) -> None:
+    src, names = tree
+    hook = src / "componentB" / "build" / "build-pre.sh"
+    hook.write_text("echo about to fail\necho the-hook-said-this >&2\nexit 7\n")
+    os.chmod(hook, 0o644)  # not executable: paitasks runs it with bash anyway
+    result = doit("build:componentB", f"src={src}")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "componentB" in output and "build-pre.sh" in output
+    assert "the-hook-said-this" in output
+    assert "Traceback" not in output
+    assert temp_folders(src) == []
+    assert oct(hook.stat().st_mode & 0o777) == "0o644"
