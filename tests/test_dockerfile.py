@@ -1,0 +1,901 @@
+"""Tests for paitasks.dockerfile: which images a dockerfile needs, as BuildKit sees them."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paitasks.dockerfile import (
+    DockerfileInfo,
+    ImageRef,
+    is_valid_image_name,
+    local_image_name,
+    parse_dockerfile,
+    parse_dockerfile_text,
+)
+from paitasks.errors import DockerfileError
+
+RESOURCES = Path(__file__).parent / "resources" / "dockerfiles"
+PATH = Path("src/a/build/a.dockerfile")
+
+
+def parse(text: str, **build_args: str) -> DockerfileInfo:
+    return parse_dockerfile_text(text, PATH, build_args or None)
+
+
+def refs(text: str, **build_args: str) -> list[tuple[str, int, str]]:
+    """The refs of `text` as plain tuples, which read better in assertions."""
+    return [(ref.reference, ref.line, ref.kind) for ref in parse(text, **build_args).refs]
+
+
+def error(text: str, **build_args: str) -> str:
+    with pytest.raises(DockerfileError) as caught:
+        parse(text, **build_args)
+    return str(caught.value)
+
+
+# --------------------------------------------------------------------------------------
+# Sample files
+# --------------------------------------------------------------------------------------
+
+
+def test_watchdog_style_multi_stage() -> None:
+    info = parse_dockerfile(RESOURCES / "watchdog.dockerfile")
+    assert info.path == RESOURCES / "watchdog.dockerfile"
+    assert info.stages == ("builder",)
+    assert info.refs == (
+        ImageRef("golang:1.13.8-alpine", 4, "FROM"),
+        ImageRef("base-image", 15, "FROM"),
+    )
+
+
+def test_global_args_file() -> None:
+    path = RESOURCES / "global-args.dockerfile"
+    assert [(r.reference, r.line) for r in parse_dockerfile(path).refs] == [
+        ("docker.io/nvidia/cuda:10.0-runtime", 7),
+        ("base-image", 10),
+        ("alpine:3.19", 14),
+        ("base-image-dev", 15),
+    ]
+    overridden = parse_dockerfile(path, {"BASE": "other", "UNSET": "x", "CUDA_VERSION": "11"})
+    assert [r.reference for r in overridden.refs] == [
+        "docker.io/nvidia/cuda:11-runtime",
+        "other",
+        "x",
+        "other-dev",
+    ]
+    assert overridden.stages == ("cuda", "tools")
+
+
+def test_mounts_file() -> None:
+    info = parse_dockerfile(RESOURCES / "mounts.dockerfile")
+    assert info.stages == ("wheels",)
+    assert info.refs == (
+        ImageRef("python:3.11-slim", 2, "FROM"),
+        ImageRef("base-image", 7, "FROM"),
+        ImageRef("drivers-418.56", 8, "RUN --mount"),
+    )
+
+
+def test_escape_directive_file() -> None:
+    info = parse_dockerfile(RESOURCES / "escape-backtick.dockerfile")
+    assert info.stages == ("build",)
+    assert info.refs == (ImageRef("mcr.microsoft.com/windows/servercore:ltsc2019", 4, "FROM"),)
+
+
+def test_heredoc_bodies_are_not_instructions() -> None:
+    info = parse_dockerfile(RESOURCES / "heredoc.dockerfile")
+    assert info.refs == (
+        ImageRef("alpine:3.19", 1, "FROM"),
+        ImageRef("base-image", 8, "FROM"),
+        ImageRef("busybox:1.36", 12, "COPY --from"),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# FROM
+# --------------------------------------------------------------------------------------
+
+
+def test_from_forms() -> None:
+    text = (
+        "FROM --platform=linux/amd64 golang:1.20 AS Build\n"
+        "from build\n"
+        "From scratch as EMPTY\n"
+        "FROM registry.example.com:5000/team/tool@sha256:" + "a" * 64 + "\n"
+    )
+    info = parse(text)
+    assert info.stages == ("build", "empty")
+    assert [(r.reference, r.line) for r in info.refs] == [
+        ("golang:1.20", 1),
+        ("registry.example.com:5000/team/tool@sha256:" + "a" * 64, 4),
+    ]
+
+
+def test_stage_names_keep_duplicates_in_order() -> None:
+    assert parse("FROM a AS x\nFROM b AS y\nFROM c AS x\n").stages == ("x", "y", "x")
+
+
+def test_from_a_stage_defined_later_is_an_image() -> None:
+    assert refs("FROM later\nFROM alpine AS later\n") == [
+        ("later", 1, "FROM"),
+        ("alpine", 2, "FROM"),
+    ]
+
+
+def test_from_a_stage_needs_its_lower_case_name() -> None:
+    message = error("FROM alpine AS Builder\nFROM Builder\n")
+    assert message.startswith(f"{PATH}:2: FROM Builder:")
+    assert "FROM builder" in message
+
+
+def test_from_scratch_is_never_a_ref_but_scratch_is_case_sensitive() -> None:
+    assert refs("FROM scratch\n") == []
+    assert "must be lowercase" in error("FROM SCRATCH\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("FROM\n", "FROM takes an image"),
+        ("FROM a b\n", "FROM takes an image"),
+        ("FROM a AS\n", "FROM takes an image"),
+        ("FROM a AS b c\n", "FROM takes an image"),
+        ("FROM a FOR b\n", "FROM takes an image"),
+        ('FROM ["alpine"]\n', "not a valid image reference"),
+        ("FROM a AS 1st\n", "invalid stage name '1st'"),
+        ("FROM a AS b$c\n", "invalid stage name"),
+        ("FROM --pull a\n", "FROM has no flag '--pull'"),
+        ("FROM --platform a\n", "--platform needs a value"),
+        ("FROM --platform=x --platform=y a\n", "--platform given twice"),
+        ("FROM --platform=$NOPE a\n", "--platform=$NOPE is empty"),
+        ("FROM Alpine\n", "must be lowercase"),
+        ("FROM alpine:\n", "invalid reference format"),
+        ("FROM a@sha256:abc\n", "invalid reference format"),
+        ("FROM a@md5:" + "a" * 32 + "\n", "unsupported digest algorithm"),
+        ("FROM a@sha256:" + "a" * 63 + "\n", "digest length"),
+        ("FROM a@sha512:" + "a" * 64 + "\n", "digest length"),
+        ("FROM " + "a" * 64 + "\n", "64-byte hexadecimal"),
+        ("FROM " + "a" * 300 + "\n", "more than 255 characters"),
+    ],
+)
+def test_bad_from(text: str, fragment: str) -> None:
+    message = error(text)
+    assert message.startswith(f"{PATH}:1: ")
+    assert fragment in message
+
+
+# --------------------------------------------------------------------------------------
+# ARG substitution
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("from_word", "expected"),
+    [
+        ("$BASE", "base-image"),
+        ("${BASE}", "base-image"),
+        ("${BASE}:1.0", "base-image:1.0"),
+        ("$BASE:1.0", "base-image:1.0"),
+        ('"${BASE}"', "base-image"),
+        ("'alpine'", "alpine"),
+        ("${BASE:-alpine}", "base-image"),
+        ("${NOPE:-alpine}", "alpine"),
+        ("${EMPTY:-alpine}", "alpine"),
+        ("${EMPTY-alpine}x", "x"),
+        ("${UNSET-alpine}", "alpine"),
+        ("${NOPE-alpine}", "alpine"),
+        ("${BASE:+alpine}", "alpine"),
+        ("${BASE+alpine}", "alpine"),
+        ("${EMPTY+alpine}x", "alpinex"),
+        ("${EMPTY:+alpine}x", "x"),
+        ("${NOPE:+alpine}x", "x"),
+        ("${BASE:?must-be-set}", "base-image"),
+        ("${NOPE:-${BASE}}", "base-image"),
+        ("${NOPE:-$BASE-dev}", "base-image-dev"),
+        ("${BASE#base-}", "image"),
+        ("${BASE#*-}", "image"),
+        ("${BASE%-*}", "base"),
+        ("${BASE%%e*}", "bas"),
+        ("${BASE/image/img}", "base-img"),
+        ("${BASE//e/o}", "baso-imago"),
+        ("$TAGGED", "golang:1.20"),
+        ("$CHAIN", "base-image-chained"),
+    ],
+)
+def test_from_arg_forms(from_word: str, expected: str) -> None:
+    text = (
+        "ARG BASE=base-image\n"
+        "ARG EMPTY=\n"
+        "ARG UNSET\n"
+        'ARG TAGGED="golang:1.20"\n'
+        "ARG CHAIN=${BASE}-chained\n"
+        f"FROM {from_word}\n"
+    )
+    assert refs(text) == [(expected, 6, "FROM")]
+
+
+def test_greedy_prefix_trim_of_everything_leaves_nothing() -> None:
+    message = error("ARG BASE=base-image\nFROM ${BASE##*e}\n")
+    assert message == f"{PATH}:2: FROM names no image (ARG BASE is empty)"
+
+
+def test_arg_without_default_is_empty() -> None:
+    message = error("ARG BASE\nFROM alpine\nFROM $BASE\n")
+    assert message == f"{PATH}:3: FROM names no image (ARG BASE is empty)"
+
+
+def test_undeclared_name_is_empty_even_as_build_arg() -> None:
+    message = error("FROM ${BASE}\n", BASE="alpine")
+    assert message == f"{PATH}:1: FROM names no image (ARG BASE is empty)"
+
+
+def test_build_args_override_defaults() -> None:
+    text = "ARG BASE=alpine\nARG TAG\nFROM ${BASE}:${TAG:-latest}\n"
+    assert refs(text) == [("alpine:latest", 3, "FROM")]
+    assert refs(text, BASE="base-image", TAG="1.0") == [("base-image:1.0", 3, "FROM")]
+    # A build arg is taken as it is, not expanded again.
+    assert "not a valid image reference" in error(text, BASE="$OTHER")
+
+
+def test_later_arg_sees_earlier_one_and_build_arg() -> None:
+    text = "ARG REGISTRY=docker.io\nARG IMAGE=$REGISTRY/library/base\nFROM $IMAGE\n"
+    assert refs(text) == [("docker.io/library/base", 3, "FROM")]
+    assert refs(text, REGISTRY="reg.io") == [("reg.io/library/base", 3, "FROM")]
+
+
+def test_several_args_on_one_line_and_quotes() -> None:
+    text = "ARG A=\"alp\" B='ine' C\nFROM $A$B$C\n"
+    assert refs(text) == [("alpine", 2, "FROM")]
+
+
+def test_args_after_the_first_from_are_not_global() -> None:
+    message = error("FROM alpine\nARG BASE=base-image\nFROM $BASE\n")
+    assert message == f"{PATH}:3: FROM names no image (ARG BASE is empty)"
+
+
+def test_redeclared_global_arg_takes_the_last_default() -> None:
+    assert refs("ARG B=one\nARG B=two\nFROM $B\n") == [("two", 3, "FROM")]
+
+
+def test_platform_args_are_predefined() -> None:
+    assert refs("FROM base-$TARGETOS\n") == [("base-linux", 1, "FROM")]
+    assert refs("FROM base-$TARGETARCH\n", TARGETARCH="arm64") == [("base-arm64", 1, "FROM")]
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        assert refs("FROM base-${BUILDARCH}\n") == [("base-amd64", 1, "FROM")]
+    # TARGETSTAGE is the last stage's name.
+    assert refs("FROM alpine AS x\nFROM base$TARGETSTAGE\n")[1] == ("base", 2, "FROM")
+    assert refs("FROM base-$TARGETSTAGE AS final\n") == [("base-final", 1, "FROM")]
+
+
+@pytest.mark.parametrize(
+    ("from_word", "fragment"),
+    [
+        ("${BASE", "missing '}'"),
+        ("${}", "bad substitution"),
+        ("${:-x}", "bad substitution"),
+        ("${BASE:x}", "unsupported modifier (:x)"),
+        ("${BASE!x}", "unsupported modifier (!)"),
+        ("${NOPE:?needs-a-value}", "NOPE: needs-a-value"),
+        ("${NOPE?}", "NOPE: is not allowed to be unset"),
+        ("'alpine", "single quote"),
+        ('"alpine', "double quote"),
+        ("${BASE#\\x}", "invalid pattern"),
+        ("${BASE/a", "missing '/'"),
+    ],
+)
+def test_bad_substitution(from_word: str, fragment: str) -> None:
+    message = error(f"ARG BASE=base-image\nFROM {from_word}\n")
+    assert message.startswith(f"{PATH}:2: cannot expand FROM")
+    assert fragment in message
+
+
+def test_escapes_in_words() -> None:
+    assert refs("FROM alp\\ine\n") == [("alpine", 1, "FROM")]
+    assert "not a valid image reference" in error("ARG A=x\nFROM \\$A\n")
+    text = "# escape=`\nARG A=alpine\nFROM `$A\n"
+    assert "FROM '$A' is not a valid image reference" in error(text)
+    assert refs("# escape=`\nARG A=alp`ine\nFROM $A\n") == [("alpine", 3, "FROM")]
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    word = "${A:-" * 3000 + "x" + "}" * 3000
+    assert "cannot expand FROM" in error(f"FROM {word}\n")
+
+
+def test_arg_errors() -> None:
+    assert error("ARG\nFROM a\n") == f"{PATH}:1: ARG needs a name"
+    assert error("ARG =x\nFROM a\n") == f"{PATH}:1: ARG '=x' has no name"
+    assert "cannot expand ARG A" in error("ARG A=${\nFROM a\n")
+
+
+# --------------------------------------------------------------------------------------
+# COPY --from
+# --------------------------------------------------------------------------------------
+
+
+def test_copy_from_stage_index_image_and_scratch() -> None:
+    text = (
+        "FROM golang:1.20 AS Builder\n"
+        "FROM alpine\n"
+        "COPY --from=builder /a /a\n"
+        "COPY --from=BUILDER /a /a\n"
+        "COPY --from=0 /a /a\n"
+        "COPY --chown=1:1 --from=drivers:418 /d /d\n"
+        "COPY --from=docker.io/library/base:latest /b /b\n"
+        "COPY --from=scratch /s /s\n"
+        "COPY --from= /ctx /ctx\n"
+        "COPY /ctx /ctx\n"
+    )
+    assert refs(text) == [
+        ("golang:1.20", 1, "FROM"),
+        ("alpine", 2, "FROM"),
+        ("drivers:418", 6, "COPY --from"),
+        ("docker.io/library/base:latest", 7, "COPY --from"),
+    ]
+
+
+def test_copy_from_a_stage_that_shares_an_image_name() -> None:
+    # A stage named like an image hides the image from COPY --from.
+    assert refs("FROM golang AS alpine\nFROM base\nCOPY --from=alpine / /\n") == [
+        ("golang", 1, "FROM"),
+        ("base", 2, "FROM"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("copy", "fragment"),
+    [
+        ("COPY --from a b", "COPY --from needs a value"),
+        ("COPY --from=x --from=y a b", "COPY --from given twice"),
+        ("COPY --from=$IMG a b", "does not expand variables"),
+        ("COPY --from=${IMG} a b", "does not expand variables"),
+        ("COPY --from=${ a b", "does not expand variables"),
+        ("COPY --from=5 a b", "there is no stage 5"),
+        ("COPY --from=-1 a b", "there is no stage -1"),
+        ("COPY --from=1 a b", "stage 1 is not built before it"),
+        ("COPY --from=self a b", "--from=self: that stage is not built before it"),
+        ("COPY --from=later a b", "--from=later: that stage is not built before it"),
+        ("COPY --from=Bad/Image a b", "not a valid image reference"),
+        ("ADD --from=x a b", "ADD has no --from flag"),
+    ],
+)
+def test_bad_copy_from(copy: str, fragment: str) -> None:
+    text = f"ARG IMG=alpine\nFROM alpine AS first\nFROM alpine AS self\n{copy}\nFROM a AS later\n"
+    message = error(text)
+    assert message.startswith(f"{PATH}:4: ")
+    assert fragment in message
+
+
+def test_copy_from_later_stage_is_fine_from_an_even_later_one() -> None:
+    text = "FROM a AS one\nFROM b AS two\nCOPY --from=one / /\nCOPY --from=0 / /\n"
+    assert refs(text) == [("a", 1, "FROM"), ("b", 2, "FROM")]
+
+
+def test_copy_with_heredoc_and_json_form() -> None:
+    text = 'FROM a\nCOPY --from=tools:1 <<EOF /f\nhello\nEOF\nCOPY --from=b:2 ["x", "y"]\n'
+    assert refs(text) == [
+        ("a", 1, "FROM"),
+        ("tools:1", 2, "COPY --from"),
+        ("b:2", 5, "COPY --from"),
+    ]
+
+
+def test_copy_flag_after_double_dash_is_ignored() -> None:
+    # BuildKit stops reading flags at `--`.
+    assert refs("FROM a\nCOPY -- --from=x y z\n") == [("a", 1, "FROM")]
+
+
+# --------------------------------------------------------------------------------------
+# RUN --mount
+# --------------------------------------------------------------------------------------
+
+
+def test_run_mounts() -> None:
+    text = (
+        "FROM golang AS build\n"
+        "FROM alpine\n"
+        "RUN --mount=type=bind,from=build,target=/b \\\n"
+        "    --mount=type=cache,target=/root/.cache \\\n"
+        "    --mount=from=tools:1,source=/bin,target=/t \\\n"
+        "    --mount=type=bind,target=/ctx \\\n"
+        "    --network=none make\n"
+        "run --mount=FROM=Build,target=/b --mount=Type=Cache,From=cache-seed,target=/c true\n"
+        "RUN --mount=type=tmpfs,from=ignored,target=/tmp true\n"
+        "RUN --mount=type=ssh,from=ssh-img true\n"
+        "RUN --mount=type=bind,from=scratch,target=/s true\n"
+        'RUN --mount="type=bind,from=quoted:1,target=/q" true\n'
+        "RUN --mount=from=0,target=/zero true\n"
+        "RUN --mount=from=,target=/ctx true\n"
+        'RUN ["echo", "--mount=from=not-a-flag"]\n'
+    )
+    assert refs(text) == [
+        ("golang", 1, "FROM"),
+        ("alpine", 2, "FROM"),
+        ("tools:1", 3, "RUN --mount"),
+        ("cache-seed", 8, "RUN --mount"),
+        ("ssh-img", 10, "RUN --mount"),
+        ("quoted:1", 12, "RUN --mount"),
+        # BuildKit looks a mount's from= up by name only, so "0" is an image.
+        ("0", 13, "RUN --mount"),
+    ]
+
+
+def test_run_mount_from_a_later_stage_is_not_a_ref() -> None:
+    assert refs("FROM a\nRUN --mount=from=later,target=/l true\nFROM b AS later\n") == [
+        ("a", 1, "FROM"),
+        ("b", 3, "FROM"),
+    ]
+
+
+def test_same_mount_twice_is_one_ref() -> None:
+    text = "FROM a\nRUN --mount=from=x,target=/1 --mount=from=x,target=/2 true\n"
+    assert refs(text) == [("a", 1, "FROM"), ("x", 2, "RUN --mount")]
+
+
+@pytest.mark.parametrize(
+    ("run", "fragment"),
+    [
+        ("RUN --mount true", "RUN --mount needs a value"),
+        ("RUN --mount=from=$IMG,target=/x true", "does not expand variables"),
+        ("RUN --mount=from=${IMG},target=/x true", "does not expand variables"),
+        ("RUN --mount=type=secret,id=x,from=img true", "type=secret cannot have from="),
+        ("RUN --mount=from=self,target=/x true", "a stage cannot mount itself"),
+        ("RUN --mount=from=Bad:Ref:x,target=/x true", "not a valid image reference"),
+        ('RUN --mount=from=a\\"b,target=/x true', 'bare "'),
+        ("RUN --mount='\"a\"b' true", 'extraneous or missing "'),
+        ("RUN --mount='\"ab' true", 'extraneous or missing "'),
+    ],
+)
+def test_bad_run_mount(run: str, fragment: str) -> None:
+    message = error(f"ARG IMG=alpine\nFROM alpine AS self\n{run}\n")
+    assert message.startswith(f"{PATH}:3: ")
+    assert fragment in message
+
+
+def test_mount_dollar_alone_is_literal() -> None:
+    # BuildKit only refuses `$` followed by something.
+    assert "not a valid image reference" in error("FROM a\nRUN --mount=from=a$,target=/x true\n")
+
+
+# --------------------------------------------------------------------------------------
+# ONBUILD
+# --------------------------------------------------------------------------------------
+
+
+def test_onbuild_triggers_run_in_child_stages() -> None:
+    text = (
+        "FROM a AS parent\n"
+        "ONBUILD COPY --from=seed:1 / /\n"
+        "ONBUILD RUN --mount=from=tool:2,target=/t true\n"
+        "ONBUILD COPY --from=parent / /\n"
+        "FROM parent\n"
+        "FROM parent AS again\n"
+    )
+    assert refs(text) == [
+        ("a", 1, "FROM"),
+        ("seed:1", 2, "COPY --from"),
+        ("tool:2", 3, "RUN --mount"),
+    ]
+
+
+def test_onbuild_without_child_stage_makes_no_ref() -> None:
+    assert refs("FROM a AS parent\nONBUILD COPY --from=seed:1 / /\n") == [("a", 1, "FROM")]
+    # A trigger is not inherited by grandchildren, and COPY --from does not run it.
+    text = "FROM a AS p\nONBUILD COPY --from=s / /\nFROM b AS c\nCOPY --from=p / /\nFROM c\n"
+    assert refs(text) == [("a", 1, "FROM"), ("b", 3, "FROM")]
+
+
+@pytest.mark.parametrize(
+    ("onbuild", "fragment"),
+    [
+        ("ONBUILD", "ONBUILD needs an instruction"),
+        ("ONBUILD ONBUILD RUN x", "ONBUILD ONBUILD is not allowed"),
+        ("ONBUILD FROM b", "FROM is not allowed as an ONBUILD trigger"),
+        ("ONBUILD maintainer me", "MAINTAINER is not allowed"),
+        ("ONBUILD BOGUS x", "unknown instruction in ONBUILD"),
+    ],
+)
+def test_bad_onbuild(onbuild: str, fragment: str) -> None:
+    message = error(f"FROM a\n{onbuild}\n")
+    assert message.startswith(f"{PATH}:2: ")
+    assert fragment in message
+
+
+# --------------------------------------------------------------------------------------
+# What the parser library takes care of
+# --------------------------------------------------------------------------------------
+
+
+def test_continuations_comments_and_case() -> None:
+    text = (
+        "# leading comment\n"
+        "\n"
+        "  from \\\n"
+        "   # a comment inside a continuation\n"
+        "   --platform=linux/amd64 \\\n"
+        "   golang:1.20 \\\n"
+        "\n"
+        "   aS builder\n"
+        "\tFrOm alpine\n"
+        "cOpY --from=tools:1 \\\n"
+        "  /a /b\n"
+    )
+    assert refs(text) == [
+        ("golang:1.20", 3, "FROM"),
+        ("alpine", 9, "FROM"),
+        ("tools:1", 10, "COPY --from"),
+    ]
+    assert parse(text).stages == ("builder",)
+
+
+def test_heredoc_lines_count() -> None:
+    text = "FROM a\nRUN <<EOF\nFROM b\nEOF\nRUN <<-X cat\n\tCOPY --from=y\n\tX\nFROM c\n"
+    assert refs(text) == [("a", 1, "FROM"), ("c", 8, "FROM")]
+
+
+def test_crlf_bom_and_directives() -> None:
+    text = "\ufeff# syntax=docker/dockerfile:1\r\n# escape=`\r\nFROM a `\r\n  AS b\r\nFROM b\r\n"
+    assert refs(text) == [("a", 3, "FROM")]
+    assert parse(text).stages == ("b",)
+
+
+def test_escape_directive_only_counts_at_the_top() -> None:
+    # After a blank line `# escape=` is a comment, so the backslash still escapes.
+    assert refs("\n# escape=`\nARG A=alp\\ine\nFROM $A\n") == [("alpine", 4, "FROM")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", f"{PATH}: no instructions (the file is empty or only comments)"),
+        ("# only\n\n# comments\n", f"{PATH}: no instructions (the file is empty or only comments)"),
+        ("ARG A=1\n", f"{PATH}: no FROM instruction"),
+        ("RUN x\nFROM a\n", f"{PATH}:1: RUN before the first FROM (only ARG may be)"),
+        ("FROM a\nFOO bar\n", f"{PATH}:2: unknown instruction: FOO"),
+        ("\ufeffFROM a\n\ufeffFROM b\n", f"{PATH}:2: unknown instruction: \ufeffFROM"),
+        ("FROM a\nRUN x\0y\n", f"{PATH}:2: contains a NUL character"),
+        ("FROM a\nRUN \udc80\n", f"{PATH}:2: text is not valid Unicode (lone surrogate)"),
+        ("FROM a\nRUN <<EOF\n", f"{PATH}: cannot parse: unterminated heredoc"),
+        ("FROM a\n\\\n", f"{PATH}:2: empty instruction (a line continuation with nothing"),
+        ("# escape=x\nFROM a\n", f"{PATH}: cannot parse: invalid escape token"),
+    ],
+)
+def test_file_level_errors(text: str, expected: str) -> None:
+    assert error(text).startswith(expected)
+
+
+def test_overlong_line_is_an_error() -> None:
+    assert "max allowed size" in error("FROM a\nRUN " + "x" * 70_000 + "\n")
+
+
+# --------------------------------------------------------------------------------------
+# parse_dockerfile: reading files
+# --------------------------------------------------------------------------------------
+
+
+def test_reads_utf8_with_bom(tmp_path: Path) -> None:
+    path = tmp_path / "x.dockerfile"
+    path.write_bytes(b"\xef\xbb\xbfFROM alpine\r\nLABEL who=\xc3\xa9\r\n")
+    info = parse_dockerfile(path)
+    assert info.path == path
+    assert info.refs == (ImageRef("alpine", 1, "FROM"),)
+
+
+def test_undecodable_bytes_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.dockerfile"
+    path.write_bytes(b"FROM alpine\nLABEL x=\xff\n")
+    with pytest.raises(DockerfileError, match=rf"^{path}:2: not UTF-8 text"):
+        parse_dockerfile(path)
+
+
+def test_missing_file_names_file_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "missing.dockerfile"
+    with pytest.raises(DockerfileError, match=rf"^{path}: cannot read: No such file"):
+        parse_dockerfile(path)
+
+
+def test_directory_is_not_a_dockerfile(tmp_path: Path) -> None:
+    with pytest.raises(DockerfileError, match=rf"^{tmp_path}: cannot read: Is a directory"):
+        parse_dockerfile(tmp_path)
+
+
+def test_path_with_nul_is_an_error() -> None:
+    with pytest.raises(DockerfileError, match="cannot read"):
+        parse_dockerfile(Path("a\0b"))
+
+
+# --------------------------------------------------------------------------------------
+# Image names
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("base", "base"),
+        ("base:latest", "base"),
+        ("library/base", "base"),
+        ("library/base:latest", "base"),
+        ("docker.io/base", "base"),
+        ("docker.io/library/base", "base"),
+        ("docker.io/library/base:latest", "base"),
+        ("index.docker.io/library/base:latest", "base"),
+        ("drivers-418.56", "drivers-418.56"),
+        ("a__b.c-d", "a__b.c-d"),
+        ("base:1.0", None),
+        ("base:Latest", None),
+        ("base@sha256:" + "a" * 64, None),
+        ("base:latest@sha256:" + "a" * 64, None),
+        ("myorg/base", None),
+        ("docker.io/myorg/base", None),
+        ("library/library/base", None),
+        ("localhost/base", None),
+        ("localhost:5000/base", None),
+        ("registry.example.com/base", None),
+        ("registry.example.com/library/base", None),
+        ("DOCKER.IO/library/base", None),
+        ("Base", None),
+        ("base image", None),
+        ("", None),
+        ("a" * 64, None),
+        ("a" * 129, None),
+        ("a" * 128, "a" * 128),
+        ("scratch", "scratch"),
+    ],
+)
+def test_local_image_name(reference: str, expected: str | None) -> None:
+    assert local_image_name(reference) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("base-image", True),
+        ("a", True),
+        ("a1_b__c-d--e.f", True),
+        ("drivers-384.111", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("a" * 64, False),
+        ("0" * 64, False),
+        ("g" * 64, True),
+        ("", False),
+        ("A", False),
+        ("a-", False),
+        ("_a", False),
+        ("a___b", False),
+        ("a..b", False),
+        ("a b", False),
+        ("a/b", False),
+        ("a:b", False),
+        ("a\n", False),
+        ("é", False),
+    ],
+)
+def test_is_valid_image_name(name: str, ok: bool) -> None:
+    assert is_valid_image_name(name) is ok
+
+
+def test_every_valid_name_is_its_own_local_name() -> None:
+    for name in ("base", "a.b", "x-y_z", "n0"):
+        assert is_valid_image_name(name)
+        assert local_image_name(name) == name
+        assert local_image_name(f"docker.io/library/{name}:latest") == name
+
+
+# --------------------------------------------------------------------------------------
+# Property tests
+# --------------------------------------------------------------------------------------
+
+TOKENS = [
+    "FROM", "from", "COPY", "RUN", "ARG", "ADD", "ONBUILD", "AS", " as ", "scratch", "alpine",
+    "stage", "0", "1", " ", "  ", "\t", "\n", "\r\n", "\\\n", "\\", "`", "# escape=`\n", "#",
+    "--from=", "--mount=", "--platform=", "type=", "from=", "target=/x", ",", "=", "$", "${",
+    "}", ":-", ":+", ":?", "%", "/", "//", "'", '"', "[", "]", "<<EOF\n", "EOF", "\ufeff",
+    ":latest", "@sha256:", "a" * 64, "é", "\0",
+]  # fmt: skip
+
+
+INSTRUCTION_WORDS = ["FROM", "from", "COPY", "RUN", "ARG", "ADD", "ONBUILD", "ONBUILD COPY"]
+
+LINE_TOKENS = [token for token in TOKENS if token not in ("\0", "\n", "\r\n", "# escape=`\n")]
+HEADS = ["", "FROM base AS s\n", "ARG A=x\nFROM $A AS s\n", "# escape=`\nFROM a AS s\n"]
+
+# Lines that start with an instruction after a valid FROM, to get past the early checks.
+instruction_soup = st.tuples(
+    st.sampled_from(HEADS),
+    st.lists(
+        st.tuples(
+            st.sampled_from(INSTRUCTION_WORDS), st.lists(st.sampled_from(LINE_TOKENS), max_size=12)
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+).map(lambda case: case[0] + "\n".join(f"{word} {''.join(tokens)}" for word, tokens in case[1]))
+
+
+def never_anything_but_dockerfile_error(call: Callable[[], DockerfileInfo]) -> None:
+    """Only DockerfileError, and never the last-resort one that hides a bug of ours."""
+    try:
+        info = call()
+    except DockerfileError as exc:
+        assert str(exc)
+        assert "internal error" not in str(exc)
+    else:
+        assert isinstance(info, DockerfileInfo)
+        for ref in info.refs:
+            assert ref.reference and ref.line >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_random_text_only_raises_dockerfile_error(text: str) -> None:
+    never_anything_but_dockerfile_error(lambda: parse(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(TOKENS), max_size=40).map("".join) | instruction_soup,
+    st.dictionaries(st.sampled_from(["A", "B", "TARGETARCH"]), st.sampled_from(TOKENS), max_size=2),
+)
+def test_token_soup_only_raises_dockerfile_error(text: str, build_args: dict[str, str]) -> None:
+    never_anything_but_dockerfile_error(lambda: parse_dockerfile_text(text, PATH, build_args))
+
+
+@pytest.fixture(scope="module")
+def scratch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("random-bytes")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary() | instruction_soup.map(str.encode))
+def test_random_bytes_only_raise_dockerfile_error(scratch_dir: Path, data: bytes) -> None:
+    path = scratch_dir / "random.dockerfile"
+    path.write_bytes(data)
+    never_anything_but_dockerfile_error(lambda: parse_dockerfile(path))
+
+
+IMAGES = [
+    "alpine",
+    "alpine:3.19",
+    "golang:1.13.8-alpine",
+    "base-image",
+    "drivers-418.56",
+    "library/busybox",
+    "docker.io/library/python:3.11",
+    "registry.example.com:5000/team/tool:v1",
+    "localhost/dev",
+    "ghcr.io/org/img@sha256:" + "0" * 64,
+]
+
+
+@dataclass
+class Generated:
+    """A dockerfile written by the generator, and what it is meant to refer to."""
+
+    text: str
+    build_args: dict[str, str]
+    refs: list[ImageRef]
+    stages: list[str]
+
+
+@st.composite
+def dockerfiles(draw: st.DrawFn) -> Generated:
+    """Valid dockerfiles with known refs: random stages, ARGs, case and continuations."""
+    escape = draw(st.sampled_from(["\\", "`"]))
+    lines: list[str] = []
+    expected: list[ImageRef] = []
+    build_args: dict[str, str] = {}
+
+    def cased(word: str) -> str:
+        return draw(st.sampled_from([word.upper(), word.lower(), word.capitalize()]))
+
+    def emit(words: list[str]) -> int:
+        """Write one instruction, maybe across continuation lines; its first line."""
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["", "# a comment", "   "])))
+        start = len(lines) + 1
+        text = words[0]
+        for word in words[1:]:
+            text += draw(
+                st.sampled_from(
+                    [" ", "  ", "\t", f" {escape}\n  ", f" {escape}\n# note\n  ", f"{escape}\n "]
+                )
+            )
+            text += word
+        lines.extend(text.split("\n"))
+        return start
+
+    if escape == "`":
+        lines.append("# escape=`")
+    arg_values: dict[str, str] = {}
+    for name in draw(st.lists(st.sampled_from(["BASE", "IMG", "X_1"]), unique=True, max_size=3)):
+        default = draw(st.sampled_from(IMAGES))
+        quote = draw(st.sampled_from(["", '"', "'"]))
+        emit([cased("arg"), f"{name}={quote}{default}{quote}"])
+        arg_values[name] = default
+        if draw(st.booleans()):
+            arg_values[name] = build_args[name] = draw(st.sampled_from(IMAGES))
+
+    stage_names: list[str] = []
+    named: list[str] = []  # names of earlier named stages
+    for index in range(draw(st.integers(1, 4))):
+        kinds = (
+            ["image", "scratch"] + (["arg"] if arg_values else []) + (["stage"] if named else [])
+        )
+        kind = draw(st.sampled_from(kinds))
+        reference: str | None = None
+        if kind == "image":
+            base = reference = draw(st.sampled_from(IMAGES))
+        elif kind == "scratch":
+            base = "scratch"
+        elif kind == "stage":
+            base = draw(st.sampled_from(named))
+        else:
+            name = draw(st.sampled_from(sorted(arg_values)))
+            reference = arg_values[name]
+            base = draw(
+                st.sampled_from(
+                    [f"${name}", f"${{{name}}}", f"${{{name}:-alpine}}", f'"${{{name}}}"']
+                )
+            )
+        words = [cased("from")]
+        if draw(st.booleans()):
+            words.append("--platform=$BUILDPLATFORM")
+        words.append(base)
+        stage = draw(st.none() | st.from_regex(r"stage[a-z0-9]{0,4}", fullmatch=True))
+        if stage is not None and stage not in named:
+            written = "".join(draw(st.sampled_from([c, c.upper()])) for c in stage)
+            words += [cased("as"), written]
+        else:
+            stage = None
+        start = emit(words)
+        if reference is not None:
+            expected.append(ImageRef(reference, start, "FROM"))
+
+        for _ in range(draw(st.integers(0, 3))):
+            body = draw(
+                st.sampled_from(["run", "heredoc", "copy", "copy-stage", "copy-index", "mount"])
+            )
+            if body == "run":
+                emit([cased("run"), "echo", "hello"])
+            elif body == "heredoc":
+                start = emit([cased("run"), "<<EOF"])
+                lines.extend(["FROM not-a-ref", "EOF"])
+            elif body == "copy":
+                image = draw(st.sampled_from(IMAGES))
+                start = emit([cased("copy"), f"--from={image}", "/a", "/b"])
+                expected.append(ImageRef(image, start, "COPY --from"))
+            elif body == "copy-stage" and named:
+                source = draw(st.sampled_from(named))
+                source = "".join(draw(st.sampled_from([c, c.upper()])) for c in source)
+                emit([cased("copy"), "--chown=0:0", f"--from={source}", "/a", "/b"])
+            elif body == "copy-index" and index > 0:
+                emit([cased("copy"), f"--from={draw(st.integers(0, index - 1))}", "/a", "/b"])
+            elif body == "mount":
+                choices = IMAGES + named + ["", "scratch"]
+                source = draw(st.sampled_from(choices))
+                option = f"type=bind,from={source},target=/m" if source else "type=cache,target=/c"
+                start = emit([cased("run"), f"--mount={option}", "true"])
+                if source in IMAGES:
+                    expected.append(ImageRef(source, start, "RUN --mount"))
+        if stage is not None:
+            named.append(stage)
+            stage_names.append(stage)
+    return Generated("\n".join(lines) + "\n", build_args, expected, stage_names)
+
+
+@settings(max_examples=200, deadline=None)
+@given(dockerfiles())
+def test_generated_dockerfiles_give_the_intended_refs(case: Generated) -> None:
+    info = parse_dockerfile_text(case.text, PATH, case.build_args)
+    assert list(info.refs) == sorted(dict.fromkeys(case.refs), key=lambda ref: ref.line)
+    assert list(info.stages) == case.stages
