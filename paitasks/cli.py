@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain

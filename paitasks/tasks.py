@@ -22,26 +22,32 @@ from paitasks.settings import Settings
 from paitasks.tree import Component, display_path
 
 TaskDict = dict[str, Any]
+GROUP_DOCS = {
+    "copy-deps": "copy every components.dep entry into its component's dependency/",
+    "prebuild": "run every build-pre.sh",
+    "build-image": "build every image",
+    "postbuild": "run every build-post.sh",
+}
 
 
 def generate(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
     """Every task of the tree, plus the `build` and `clean` groups."""
     tree = graph.tree
-    for component in tree.components.values():
-        yield from component_tasks(component, graph, settings)
-    names = list(tree.components)
+    # Group tasks first (name None): doit then adds each `build:C` / `clean:C` to them.
     yield {
         "basename": "build",
-        "doc": f"build all {len(names)} components ({len(tree.images)} images)",
-        "actions": None,
-        "task_dep": [f"build:{name}" for name in names],
+        "name": None,
+        "doc": f"build all {len(tree.components)} components ({len(tree.images)} images)",
     }
     yield {
         "basename": "clean",
+        "name": None,
         "doc": "remove every temp folder (dependency/, generated/) a run left",
-        "actions": None,
-        "task_dep": [f"clean:{name}" for name in names],
     }
+    for basename, doc in GROUP_DOCS.items():
+        yield {"basename": basename, "name": None, "doc": doc}
+    for component in tree.components.values():
+        yield from component_tasks(component, graph, settings)
 
 
 def component_tasks(component: Component, graph: Graph, settings: Settings) -> Iterator[TaskDict]:

@@ -7,6 +7,7 @@ registry repositories with that prefix are removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -70,10 +71,8 @@ def cleanup(
     for image in docker_client.images.list():
         for tag in image.tags:
             if prefix in tag:
-                try:
+                with contextlib.suppress(docker.errors.ImageNotFound):
                     docker_client.images.remove(tag, force=True)
-                except docker.errors.ImageNotFound:
-                    pass
     if "registry" in request.fixturenames:
         api: RegistryAPI = request.getfixturevalue("registry")
         for repository in api.repositories(prefix):

@@ -13,10 +13,13 @@ from python_on_whales import docker as whales
 
 from tests.support import FIXTURES, REPO, prefixed_tree
 
+# The console script pip installed next to this interpreter, as a user runs it.
+PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
+
 
 def run(image: str, *command: str) -> str:
     """`docker run --rm --network none IMAGE COMMAND` (or the image's CMD)."""
-    output = whales.run(image, list(command) or None, remove=True, networks=["none"])
+    output = whales.run(image, list(command), remove=True, networks=["none"])
     assert isinstance(output, str)
     return output.strip()
 
@@ -90,7 +93,7 @@ def test_variant_selects_its_dockerfiles(
     tree: tuple[Path, dict[str, str]], engine: object
 ) -> None:
     src, names = tree
-    result = doit(f"build:drivers", f"src={src}", "variant=k8s")
+    result = doit("build:drivers", f"src={src}", "variant=k8s")
     assert result.returncode == 0, result.stdout + result.stderr
     assert run(names["driver-k8s"], "cat", "/etc/driver-kind") == "k8s"
     assert not whales.image.exists(names["driver-yarn"])
@@ -105,8 +108,7 @@ def test_pai_build_selects_components_and_their_dependencies(
 ) -> None:
     src, names = tree
     result = subprocess.run(
-        [sys.executable, "-m", "paitasks.cli", "build", "--src", str(src), "-s", "componentB",
-         "-j", "2"],
+        [PAI_BUILD, "build", "--src", str(src), "-s", "componentB", "-j", "2"],
         capture_output=True, text=True, timeout=600, cwd=src.parent,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -119,7 +121,7 @@ def test_pai_build_selects_components_and_their_dependencies(
 def test_failed_hook_names_component_and_cleans_up(
     tree: tuple[Path, dict[str, str]], engine: object
 ) -> None:
-    src, names = tree
+    src, _ = tree
     hook = src / "componentB" / "build" / "build-pre.sh"
     hook.write_text("echo about to fail\necho the-hook-said-this >&2\nexit 7\n")
     os.chmod(hook, 0o644)  # not executable: paitasks runs it with bash anyway

@@ -97,5 +97,5 @@ def test_push_reaches_registry_with_same_digest(
 
 def test_unreachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(EngineError, match="cannot reach the Docker engine.*dev-engine up"):
+    with pytest.raises(EngineError, match=r"cannot reach the Docker engine.*dev-engine up"):
         Engine().check()

@@ -6,7 +6,6 @@ import graphlib
 import itertools
 import re
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -422,17 +421,14 @@ def chain_tree(close_loop: bool) -> tuple[Tree, dict[str, list[ImageRef]]]:
 def test_five_thousand_chain_plans_without_recursion() -> None:
     tree, refs = chain_tree(close_loop=False)
     limit = sys.getrecursionlimit()
-    start = time.perf_counter()
     graph = build_graph(tree, refs, resolve)
     order = topological_order(graph)
     images = image_order(graph)
     chosen = select(graph, ["c4999"])
-    elapsed = time.perf_counter() - start
     assert order == [f"c{i:04d}" for i in range(CHAIN)]
     assert len(images) == CHAIN
     assert len(chosen) == CHAIN
     assert sys.getrecursionlimit() == limit
-    assert elapsed < 5, elapsed
 
 
 def test_five_thousand_loop_is_reported_without_recursion() -> None:
