@@ -15,8 +15,9 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from paitasks import workspace
+from paitasks.config import RegistrySettings, load_settings
 from paitasks.engine import Engine
-from paitasks.errors import PaiTasksError
+from paitasks.errors import ConfigError, PaiTasksError
 from paitasks.hooks import run_hook
 
 _engines: dict[tuple[str | None, str | None], Engine] = {}
@@ -87,6 +88,58 @@ def build_image(
         return _failed(exc)
     print(f"built {image} {image_id}")
     return {"image": image, "id": image_id, "builder": engine.builder}
+
+
+def push_image(image: str, config: str | None, verbose: bool) -> Any:
+    """Tag an image with its registry name and push it; return the name and digest."""
+    try:
+        settings = registry_settings(config)
+        engine = engine_for(None, None)
+        auth = None
+        if settings.has_login:
+            assert settings.username is not None and settings.password is not None
+            auth = {"username": settings.username, "password": settings.password}
+            _check_login_once(engine, settings.registry, settings.username, settings.password)
+        digest = engine.push(
+            image,
+            settings.repository(image),
+            settings.tag,
+            auth=auth,
+            on_line=_printer() if verbose else None,
+        )
+    except PaiTasksError as exc:
+        return _failed(exc)
+    name = settings.image_name(image)
+    print(f"pushed {name} {digest}")
+    return {"image": image, "name": name, "digest": digest}
+
+
+_settings_cache: dict[str, RegistrySettings] = {}
+_logins: set[tuple[str, str]] = set()
+
+
+def registry_settings(config: str | None) -> RegistrySettings:
+    """The registry settings of `config=` (read once per process)."""
+    if config is None:
+        raise ConfigError(
+            "pushing needs registry settings: pass config=DIR (or set PAI_CONFIG), "
+            "the folder with services-configuration.yaml"
+        )
+    with _engines_lock:
+        if config not in _settings_cache:
+            _settings_cache[config] = load_settings(config)
+        return _settings_cache[config]
+
+
+def _check_login_once(engine: Engine, registry: str, username: str, password: str) -> None:
+    """Fail fast and clearly on refused credentials, once per registry and user."""
+    key = (registry, username)
+    with _engines_lock:
+        if key in _logins:
+            return
+    engine.check_login(registry, username, password)
+    with _engines_lock:
+        _logins.add(key)
 
 
 def clean(root: str, folder: str) -> Any:

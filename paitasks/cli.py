@@ -1,6 +1,7 @@
 """`pai-build`: OpenPAI's `pai_build.py` command line, running paitasks' doit tasks.
 
     pai-build build [-c CONFIG_DIR] [-s COMPONENT ...] [--src DIR] [-j N]
+    pai-build push -c CONFIG_DIR [-i IMAGE ...] [--src DIR] [-j N]
 
 Each command is a short list of steps: read settings, plan the tree (every input error
 surfaces here, before any work), then hand the selected tasks to doit.
@@ -9,12 +10,14 @@ surfaces here, before any work), then hand the selected tasks to doit.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
+from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
 from paitasks.graph import Graph, select
@@ -77,6 +80,46 @@ def build(args: argparse.Namespace) -> int:
     return run_doit(settings, tasks, args.jobs)
 
 
+@command("push")
+def push(args: argparse.Namespace) -> int:
+    """Build, then push the named images (all when none is named): all or nothing.
+
+    Two doit runs: the builds of everything the images need, and only when all of them
+    succeeded, the pushes. A named image's bases from the tree are pushed with it.
+    """
+    settings = settings_from(args)
+    load_settings(args.config)
+    graph = plan(settings)
+    images = list(dict.fromkeys(args.image))
+    unknown = [name for name in images if name not in graph.tree.images]
+    if unknown:
+        raise PaiTasksError(_unknown_images(unknown, list(graph.tree.images)))
+    if not images:
+        return run_doit(settings, ["push"], args.jobs)
+    owners = dict.fromkeys(graph.tree.images[name].component for name in images)
+    code = run_doit(settings, [f"build:{owner}" for owner in owners], args.jobs)
+    if code != 0:
+        print("pai-build: a build failed: nothing was pushed", file=sys.stderr)
+        return code
+    return run_doit(settings, [f"push:{name}" for name in images], args.jobs)
+
+
+def _unknown_images(unknown: list[str], known: list[str]) -> str:
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown images: {', '.join(parts)}"
+
+
+def _common(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--src", default="src", help="source folder (default: ./src)")
+    sub.add_argument("-j", "--jobs", type=int, default=1, help="parallel tasks (default 1)")
+    sub.add_argument("--variant", help="cluster kind, e.g. k8s")
+    sub.add_argument("--builder", choices=["buildx", "classic"])
+    sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="pai-build", description="Build a tree of Docker images (OpenPAI's pai_build)."
@@ -87,11 +130,15 @@ def parser() -> argparse.ArgumentParser:
     build_parser.add_argument(
         "-s", "--component", nargs="+", default=[], help="components to build (default: all)"
     )
-    build_parser.add_argument("--src", default="src", help="source folder (default: ./src)")
-    build_parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel builds")
-    build_parser.add_argument("--variant", help="cluster kind, e.g. k8s")
-    build_parser.add_argument("--builder", choices=["buildx", "classic"])
-    build_parser.add_argument("-v", "--verbose", action="store_true", help="show build output")
+    _common(build_parser)
+    push_parser = sub.add_parser("push", help="build, then push images to the registry")
+    push_parser.add_argument(
+        "-c", "--config", required=True, help="folder with services-configuration.yaml"
+    )
+    push_parser.add_argument(
+        "-i", "--image", nargs="+", default=[], help="images to push (default: all)"
+    )
+    _common(push_parser)
     return main
 
 

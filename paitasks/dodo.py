@@ -15,6 +15,7 @@ from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
 from paitasks import tasks
+from paitasks.config import load_settings
 from paitasks.errors import PaiTasksError
 from paitasks.loader import load_graph
 from paitasks.reporter import reporter_for
@@ -57,6 +58,8 @@ def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
 
     def task_paitasks() -> Iterator[Any]:
         try:
+            if settings.config is not None:
+                load_settings(settings.config)  # a bad config fails before any work
             graph = load_graph(settings)
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None

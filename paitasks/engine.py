@@ -10,6 +10,7 @@ Every failure becomes an EngineError naming the image and carrying the last outp
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,22 @@ from paitasks.errors import EngineError
 
 BUILDERS = ("buildx", "classic")
 TAIL_LINES = 40
+PUSH_ATTEMPTS = 3
+PUSH_BACKOFF = 1.0  # seconds before the first retry; doubles each time
+# Failures worth another try: the network or the registry hiccuped. Refused logins and
+# rejected manifests are final.
+TRANSIENT = (
+    "connection refused",
+    "connection reset",
+    "i/o timeout",
+    "timeout",
+    "temporarily unavailable",
+    "eof",
+    "503",
+    "502",
+    "504",
+    "too many requests",
+)
 START_HINT = "start one with `scripts/dev-engine up`, or point DOCKER_HOST at a running engine"
 
 LineSink = Callable[[str], None]
@@ -114,6 +131,77 @@ class Engine:
                 pass
             except docker.errors.DockerException as exc:
                 raise EngineError(f"cannot remove image {name}: {_short(exc)}") from None
+
+    # -- registries -------------------------------------------------------------------
+
+    def check_login(self, registry: str, username: str, password: str) -> None:
+        """Have the engine verify credentials against the registry (nothing is stored)."""
+        try:
+            self.client.api.login(username, password, registry=registry, reauth=True)
+        except docker.errors.DockerException as exc:
+            raise EngineError(
+                f"registry {registry}: login as {username} refused: {_short(exc)}"
+            ) from None
+
+    def push(
+        self,
+        image: str,
+        repository: str,
+        tag: str,
+        auth: Mapping[str, str] | None = None,
+        attempts: int = PUSH_ATTEMPTS,
+        on_line: LineSink | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> str:
+        """Tag `image` as repository:tag and push it; return the registry's digest.
+
+        Credentials travel to the engine in the API request's auth header, never on a
+        command line or into a file. Transient failures are retried with backoff.
+        """
+        target = f"{repository}:{tag}"
+        try:
+            self.client.api.tag(image, repository, tag, force=True)
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"image {image}: not in the engine, build it first") from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"image {image}: cannot tag as {target}: {_short(exc)}") from None
+        error = "no attempt made"
+        for attempt in range(1, attempts + 1):
+            digest, error = self._push_once(repository, tag, auth, on_line)
+            if digest is not None:
+                return digest
+            if not _transient(error) or attempt == attempts:
+                break
+            if on_line is not None:
+                on_line(f"push of {target} failed ({error}); retry {attempt}/{attempts - 1}")
+            sleep(PUSH_BACKOFF * 2 ** (attempt - 1))
+        raise EngineError(f"pushing image {image} to {target} failed: {error}")
+
+    def _push_once(
+        self,
+        repository: str,
+        tag: str,
+        auth: Mapping[str, str] | None,
+        on_line: LineSink | None,
+    ) -> tuple[str | None, str]:
+        digest: str | None = None
+        try:
+            stream = self.client.api.push(
+                repository, tag=tag, stream=True, decode=True, auth_config=dict(auth or {}) or None
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    return None, str(chunk["error"]).strip()
+                aux = chunk.get("aux") or {}
+                if aux.get("Digest"):
+                    digest = str(aux["Digest"])
+                if on_line is not None and chunk.get("status"):
+                    on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
+        except docker.errors.DockerException as exc:
+            return None, _short(exc)
+        if digest is None:
+            return None, "the engine reported no digest"
+        return digest, ""
 
     # -- builds -----------------------------------------------------------------------
 
@@ -234,6 +322,13 @@ def buildx_available() -> bool:
     except (DockerException, OSError):
         return False
     return True
+
+
+def _transient(error: str) -> bool:
+    text = error.lower()
+    if "unauthorized" in text or "denied" in text or "authentication required" in text:
+        return False
+    return any(marker in text for marker in TRANSIENT)
 
 
 def _short(exc: BaseException) -> str:

@@ -48,6 +48,39 @@ def generate(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
         yield {"basename": basename, "name": None, "doc": doc}
     for component in tree.components.values():
         yield from component_tasks(component, graph, settings)
+    yield from push_tasks(graph, settings)
+
+
+def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
+    """`push:<image>` for one image (after its bases), and `push` for all of them.
+
+    `push` publishes nothing until every image has built: its hidden `_publish:<image>`
+    tasks wait for `build`, so a failed build never leaves a half-published set.
+    """
+    config = str(settings.config) if settings.config else None
+    yield {
+        "basename": "push",
+        "doc": f"push all {len(graph.tree.images)} images, once every image has built",
+        "actions": None,
+        "task_dep": ["_publish"],
+    }
+    yield {"basename": "_publish", "name": None, "doc": "push every image (after `build`)"}
+    for image in graph.tree.images:
+        action = [(actions.push_image, [image, config, settings.verbose])]
+        bases = graph.image_deps[image]
+        yield {
+            "basename": f"push:{image}",
+            "doc": f"push image {image} to the registry (after its bases)",
+            "actions": action,
+            "task_dep": [f"build-image:{image}", *(f"push:{base}" for base in bases)],
+        }
+        yield {
+            "basename": "_publish",
+            "name": image,
+            "doc": f"push image {image} once every image has built",
+            "actions": action,
+            "task_dep": ["build", *(f"_publish:{base}" for base in bases)],
+        }
 
 
 def component_tasks(component: Component, graph: Graph, settings: Settings) -> Iterator[TaskDict]:
