@@ -7,30 +7,18 @@ as one clear paragraph instead of a traceback.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from paitasks import workspace
-from paitasks.config import RegistrySettings, load_settings
-from paitasks.engine import Engine
-from paitasks.errors import ConfigError, PaiTasksError
+from paitasks import freshness, runtime, workspace
+from paitasks.engine import LocalImage
+from paitasks.errors import PaiTasksError
+from paitasks.fingerprint import LABEL
+from paitasks.freshness import ImageSpec
 from paitasks.hooks import run_hook
-
-_engines: dict[tuple[str | None, str | None], Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def engine_for(builder: str | None, network: str | None) -> Engine:
-    """One Engine per process and setting, shared by the worker threads."""
-    with _engines_lock:
-        key = (builder, network)
-        if key not in _engines:
-            _engines[key] = Engine(builder=builder, network=network)
-        return _engines[key]
 
 
 def _failed(exc: PaiTasksError) -> TaskFailed:
@@ -67,39 +55,44 @@ def hook(root: str, src: str, component: str, folder: str, script: str) -> Any:
     return {"hook": Path(script).name}
 
 
-def build_image(
-    image: str,
-    dockerfile: str,
-    context: str,
-    builder: str | None,
-    network: str | None,
-    verbose: bool,
-) -> Any:
-    """Build one image, tagged with its bare name so `FROM <image>` elsewhere finds it."""
+def build_image(spec: ImageSpec, verbose: bool) -> Any:
+    """Build one image, tagged with its bare name so `FROM <image>` elsewhere finds it.
+
+    The image carries the fingerprint of its inputs as a label: the next run compares
+    it with what it would build, also on a machine without this tree's `.paitasks/`.
+    """
     try:
-        engine = engine_for(builder, network)
+        assessment = freshness.last_assessment(spec.name) or freshness.assess(spec)
+        if assessment.reasons:
+            print(f"building {spec.name}: {'; '.join(assessment.reasons)}", flush=True)
+        engine = runtime.engine_for(spec.builder, spec.network)
         image_id = engine.build(
-            tag=image,
-            dockerfile=Path(dockerfile),
-            context=Path(context),
+            tag=spec.name,
+            dockerfile=Path(spec.dockerfile),
+            context=Path(spec.context),
+            labels={LABEL: assessment.fingerprint},
+            build_args=dict(spec.build_args),
             on_line=_printer() if verbose else None,
         )
+        runtime.image_view(engine).update(
+            spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint})
+        )
+        freshness.save_manifest(Path(spec.state), spec.name, assessment.inputs, image_id)
     except PaiTasksError as exc:
         return _failed(exc)
-    print(f"built {image} {image_id}")
-    return {"image": image, "id": image_id, "builder": engine.builder}
+    print(f"built {spec.name} {image_id}")
+    return {"image": spec.name, "id": image_id, "fingerprint": assessment.fingerprint}
 
 
 def push_image(image: str, config: str | None, verbose: bool) -> Any:
     """Tag an image with its registry name and push it; return the name and digest."""
     try:
-        settings = registry_settings(config)
-        engine = engine_for(None, None)
+        settings = runtime.registry_settings(config)
+        engine = runtime.engine_for(None, None)
         auth = None
-        if settings.has_login:
-            assert settings.username is not None and settings.password is not None
+        if settings.username and settings.password:
             auth = {"username": settings.username, "password": settings.password}
-            _check_login_once(engine, settings.registry, settings.username, settings.password)
+            runtime.check_login_once(engine, settings.registry, **auth)
         digest = engine.push(
             image,
             settings.repository(image),
@@ -107,39 +100,13 @@ def push_image(image: str, config: str | None, verbose: bool) -> Any:
             auth=auth,
             on_line=_printer() if verbose else None,
         )
+        view = runtime.image_view(engine)
+        view.refresh()  # the push added a repo digest to the image
     except PaiTasksError as exc:
         return _failed(exc)
     name = settings.image_name(image)
     print(f"pushed {name} {digest}")
     return {"image": image, "name": name, "digest": digest}
-
-
-_settings_cache: dict[str, RegistrySettings] = {}
-_logins: set[tuple[str, str]] = set()
-
-
-def registry_settings(config: str | None) -> RegistrySettings:
-    """The registry settings of `config=` (read once per process)."""
-    if config is None:
-        raise ConfigError(
-            "pushing needs registry settings: pass config=DIR (or set PAI_CONFIG), "
-            "the folder with services-configuration.yaml"
-        )
-    with _engines_lock:
-        if config not in _settings_cache:
-            _settings_cache[config] = load_settings(config)
-        return _settings_cache[config]
-
-
-def _check_login_once(engine: Engine, registry: str, username: str, password: str) -> None:
-    """Fail fast and clearly on refused credentials, once per registry and user."""
-    key = (registry, username)
-    with _engines_lock:
-        if key in _logins:
-            return
-    engine.check_login(registry, username, password)
-    with _engines_lock:
-        _logins.add(key)
 
 
 def clean(root: str, folder: str) -> Any:

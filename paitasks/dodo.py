@@ -17,7 +17,7 @@ from doit.exceptions import InvalidDodoFile
 from paitasks import tasks
 from paitasks.config import load_settings
 from paitasks.errors import PaiTasksError
-from paitasks.loader import load_graph
+from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
 from paitasks.settings import SOURCES, Settings, resolve_settings
 
@@ -60,10 +60,10 @@ def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
         try:
             if settings.config is not None:
                 load_settings(settings.config)  # a bad config fails before any work
-            graph = load_graph(settings)
+            plan = load_plan(settings)
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None
-        yield from tasks.generate(graph, settings)
+        yield from tasks.generate(plan, settings)
 
     task_paitasks.__doc__ = f"paitasks tasks for {settings.src}"
     return config, task_paitasks

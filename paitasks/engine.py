@@ -53,6 +53,7 @@ class LocalImage:
 
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    repo_digests: tuple[str, ...] = ()  # "registry/namespace/name@sha256:..." once pushed
 
 
 class Engine:
@@ -98,17 +99,28 @@ class Engine:
     # -- images -----------------------------------------------------------------------
 
     def local_images(self) -> dict[str, LocalImage]:
-        """Every `name:latest` image in the engine, by bare name, in one API call."""
+        """Every tagged image in the engine by `name:tag`, in one API call.
+
+        `name:latest` is also listed under the bare name, the way the tree names images.
+        """
         try:
             listing: list[dict[str, Any]] = self.client.api.images()
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot list images: {_short(exc)}") from None
         found: dict[str, LocalImage] = {}
         for entry in listing:
+            image = LocalImage(
+                entry["Id"],
+                dict(entry.get("Labels") or {}),
+                tuple(entry.get("RepoDigests") or ()),
+            )
             for tag in entry.get("RepoTags") or ():
+                if tag == "<none>:<none>":
+                    continue
+                found[tag] = image
                 name, _, version = tag.rpartition(":")
                 if version == "latest" and name:
-                    found[name] = LocalImage(entry["Id"], dict(entry.get("Labels") or {}))
+                    found[name] = image
         return found
 
     def image(self, name: str) -> LocalImage | None:
@@ -120,7 +132,7 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
         labels = (attrs.get("Config") or {}).get("Labels") or {}
-        return LocalImage(attrs["Id"], dict(labels))
+        return LocalImage(attrs["Id"], dict(labels), tuple(attrs.get("RepoDigests") or ()))
 
     def remove_images(self, names: Iterable[str]) -> None:
         """Remove tags, ignoring the ones that are already gone."""

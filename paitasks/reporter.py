@@ -14,7 +14,7 @@ from typing import Any
 
 from doit.reporter import ConsoleReporter
 
-from paitasks import workspace
+from paitasks import runtime, workspace
 
 
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
@@ -30,12 +30,14 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         self._lock.acquire(wait=True)
         self._locked = True
+        runtime.start_executing()
         for path in workspace.remove_temp_folders(self.root):
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
         super().initialize(tasks, selected_tasks)
 
     def complete_run(self) -> None:
         try:
+            runtime.save_caches()
             if self._locked:
                 workspace.remove_temp_folders(self.root)
         except OSError as exc:

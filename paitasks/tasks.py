@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from paitasks import actions
+from paitasks.freshness import ImageSpec, ImageUpToDate, PushUpToDate
 from paitasks.graph import Graph
+from paitasks.loader import Plan
 from paitasks.settings import Settings
 from paitasks.tree import Component, display_path
 
@@ -30,8 +32,9 @@ GROUP_DOCS = {
 }
 
 
-def generate(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
+def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
     """Every task of the tree, plus the `build` and `clean` groups."""
+    graph = plan.graph
     tree = graph.tree
     # Group tasks first (name None): doit then adds each `build:C` / `clean:C` to them.
     yield {
@@ -47,7 +50,7 @@ def generate(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
     for basename, doc in GROUP_DOCS.items():
         yield {"basename": basename, "name": None, "doc": doc}
     for component in tree.components.values():
-        yield from component_tasks(component, graph, settings)
+        yield from component_tasks(component, plan, settings)
     yield from push_tasks(graph, settings)
 
 
@@ -73,6 +76,7 @@ def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
             "doc": f"push image {image} to the registry (after its bases)",
             "actions": action,
             "task_dep": [f"build-image:{image}", *(f"push:{base}" for base in bases)],
+            "uptodate": [PushUpToDate(image, config)],
         }
         yield {
             "basename": "_publish",
@@ -80,10 +84,12 @@ def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
             "doc": f"push image {image} once every image has built",
             "actions": action,
             "task_dep": ["build", *(f"_publish:{base}" for base in bases)],
+            "uptodate": [PushUpToDate(image, config)],
         }
 
 
-def component_tasks(component: Component, graph: Graph, settings: Settings) -> Iterator[TaskDict]:
+def component_tasks(component: Component, plan: Plan, settings: Settings) -> Iterator[TaskDict]:
+    graph = plan.graph
     name = component.name
     root = str(settings.root)
     folder = str(component.path)
@@ -112,25 +118,25 @@ def component_tasks(component: Component, graph: Graph, settings: Settings) -> I
 
     images = [f"build-image:{image.name}" for image in component.images]
     for image in component.images:
-        uses = [f"build-image:{used}" for used in graph.image_deps[image.name]]
+        spec = ImageSpec(
+            name=image.name,
+            dockerfile=str(image.dockerfile),
+            context=folder,
+            state=str(settings.state),
+            uses=graph.image_deps[image.name],
+            external=plan.external_images(image.name),
+            builder=settings.builder,
+            network=settings.network,
+            variant=settings.variant,
+            prepared=bool(copy or component.pre_hook),
+        )
         yield {
             "basename": "build-image",
             "name": image.name,
             "doc": f"build image {image.name} from {display_path(image.dockerfile, settings.root)}",
-            "actions": [
-                (
-                    actions.build_image,
-                    [
-                        image.name,
-                        str(image.dockerfile),
-                        folder,
-                        settings.builder,
-                        settings.network,
-                        settings.verbose,
-                    ],
-                )
-            ],
-            "task_dep": [*chain, *uses],
+            "actions": [(actions.build_image, [spec, settings.verbose])],
+            "task_dep": [*chain, *(f"build-image:{used}" for used in spec.uses)],
+            "uptodate": [ImageUpToDate(spec)],
         }
     if images:
         chain, own = images, [*own, *images]

@@ -1,0 +1,128 @@
+"""Read a build context the way the engine will see it, cheaply.
+
+The files the build is sent are those its `.dockerignore` keeps (the docker SDK's own
+matcher decides). Each is summarised by type, mode and content hash; content hashes are
+reused while a file's size and mtime are unchanged, except for files modified in the
+last few seconds, whose timestamps cannot yet be trusted (git's "racy" rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+from docker.utils.build import exclude_paths
+
+from paitasks.errors import PaiTasksError
+
+RACY_SECONDS = 3.0
+CHUNK = 1 << 20
+
+
+class HashCache:
+    """Content hashes by path, valid while (size, mtime_ns) match; kept in one JSON file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, list[object]] = {}
+        self._dirty = False
+        self._lock = threading.Lock()
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict):
+                    self._entries = loaded
+            except (OSError, ValueError):
+                self._entries = {}
+
+    def digest(self, path: str, info: os.stat_result) -> str:
+        key = [info.st_size, info.st_mtime_ns]
+        with self._lock:
+            entry = self._entries.get(path)
+        if entry is not None and entry[:2] == key:
+            return str(entry[2])
+        value = _hash_file(path)
+        if time.time() - info.st_mtime > RACY_SECONDS:
+            with self._lock:
+                self._entries[path] = [*key, value]
+                self._dirty = True
+        return value
+
+    def save(self) -> None:
+        """Write the cache atomically, only if something new was learned."""
+        if self.path is None:
+            return
+        with self._lock:
+            if not self._dirty:
+                return
+            data = json.dumps(self._entries, separators=(",", ":"))
+            self._dirty = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(data, encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+def _hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise PaiTasksError(f"cannot read {path} of a build context: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+def ignore_patterns(context: Path, dockerfile: Path, builder: str) -> list[str]:
+    """The .dockerignore patterns that apply (BuildKit also honours `<dockerfile>.dockerignore`)."""
+    candidates = [context / ".dockerignore"]
+    if builder == "buildx":
+        candidates.insert(0, dockerfile.with_name(dockerfile.name + ".dockerignore"))
+    for candidate in candidates:
+        try:
+            text = candidate.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeError) as exc:
+            raise PaiTasksError(f"cannot read {candidate}: {exc}") from None
+        return [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    return []
+
+
+def scan_context(context: Path, dockerfile: Path, builder: str, cache: HashCache) -> dict[str, str]:
+    """Context path -> 'f <mode> <sha256>' | 'l <target>' | 'd <mode>' for what is sent."""
+    try:
+        relative = str(dockerfile.relative_to(context))
+    except ValueError:
+        relative = None
+    patterns = ignore_patterns(context, dockerfile, builder)
+    root = str(context)
+    try:
+        included = exclude_paths(root, patterns, dockerfile=relative)
+    except OSError as exc:
+        raise PaiTasksError(f"cannot read build context {context}: {exc}") from None
+    entries: dict[str, str] = {}
+    for name in included:
+        full = os.path.join(root, name)
+        try:
+            info = os.lstat(full)
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISLNK(info.st_mode):
+            entries[name] = f"l {os.readlink(full)}"
+        elif stat.S_ISDIR(info.st_mode):
+            entries[name] = f"d {mode:o}"
+        elif stat.S_ISREG(info.st_mode):
+            entries[name] = f"f {mode:o} {cache.digest(full, info)}"
+    return entries

@@ -1,0 +1,232 @@
+"""Is an image (or a push) up to date? doit `uptodate` checks that ask the engine.
+
+An image is up to date when the engine holds `name:latest` with a fingerprint label equal
+to the fingerprint of what a build would see now: its context files (after hooks and
+copy-deps ran), its dockerfile, the ids of the images it uses and its build settings.
+A push is up to date when the registry serves, for name:tag, the digest this engine
+recorded when it last pushed the same image.
+
+Each check keeps its reason in words, which `doit info` and `doit list --status` show
+and the build step prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paitasks import runtime
+from paitasks.context import scan_context
+from paitasks.errors import PaiTasksError
+from paitasks.fingerprint import LABEL, BuildInputs, explain, fingerprint
+from paitasks.registry import Registry
+from paitasks.workspace import TEMP_FOLDERS
+
+MANIFEST_DIR = "images"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How to build one image: plain values, so tasks stay picklable."""
+
+    name: str
+    dockerfile: str
+    context: str
+    state: str  # the tree's .paitasks folder
+    uses: tuple[str, ...] = ()  # images of the tree it uses (FROM, COPY --from, mounts)
+    external: tuple[str, ...] = ()  # images from outside the tree it uses
+    builder: str | None = None
+    network: str | None = "host"
+    variant: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    prepared: bool = False  # copy-deps or hooks put files into the context first
+
+
+@dataclass(frozen=True)
+class Assessment:
+    inputs: BuildInputs
+    fingerprint: str
+    fresh: bool
+    reasons: tuple[str, ...]
+
+
+_last: dict[str, Assessment] = {}
+_last_lock = threading.Lock()
+
+
+def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
+    """Gather the inputs now, fingerprint them, and compare with the engine's image.
+
+    In a run, this happens after the component's copy-deps and hooks, so the context is
+    what the build will see. Outside a run (`doit info`, `doit list --status`, `pai-build
+    plan`) it predicts: files of the temp folders, which only the round makes, are taken
+    to be what they were at the last build.
+    """
+    if predict is None:
+        predict = not runtime.executing()
+    engine = runtime.engine_for(spec.builder, spec.network)
+    view = runtime.image_view(engine)
+    state = Path(spec.state)
+    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
+    files = scan_context(context, dockerfile, engine.builder, runtime.hash_cache(state))
+    previous = load_manifest(state, spec.name)
+    assumed = predict and spec.prepared
+    if assumed:
+        files = {path: entry for path, entry in files.items() if not _temporary(path)}
+        if previous is not None:
+            files.update({p: e for p, e in previous.files.items() if _temporary(p)})
+    try:
+        dockerfile_name = str(dockerfile.relative_to(context))
+    except ValueError:  # a dockerfile outside the context is not in `files`
+        dockerfile_name = str(dockerfile)
+        files = {**files, "<dockerfile>": runtime.hash_cache(state).digest(
+            str(dockerfile), os.stat(dockerfile))}
+    images = {}
+    for name in (*spec.uses, *spec.external):
+        found = view.get(name if name in spec.uses else normal_tag(name))
+        images[name] = found.id if found else ""
+    settings = {"builder": engine.builder, "variant": spec.variant or ""}
+    settings.update({f"build-arg {key}": value for key, value in spec.build_args})
+    inputs = BuildInputs(dockerfile_name, files, images, settings)
+    wanted = fingerprint(inputs)
+    current = view.get(spec.name)
+    if current is None:
+        result = Assessment(inputs, wanted, False, ("not in the engine",))
+    elif current.labels.get(LABEL) == wanted:
+        result = Assessment(inputs, wanted, True, ())
+    elif LABEL not in current.labels:
+        reason = "the engine's image was not built by paitasks"
+        result = Assessment(inputs, wanted, False, (reason,))
+    else:
+        if previous is not None and fingerprint(previous) != current.labels.get(LABEL):
+            previous = None  # the record is of another build than the engine's image
+        result = Assessment(inputs, wanted, False, tuple(explain(previous, inputs)))
+    if assumed and previous is not None:
+        note = "assuming copy-deps and hooks make the same files as last time"
+        result = dataclasses.replace(result, reasons=(*result.reasons, note))
+    if not predict:
+        with _last_lock:
+            _last[spec.name] = result
+    return result
+
+
+def _temporary(path: str) -> bool:
+    return path.split("/", 1)[0] in TEMP_FOLDERS
+
+
+def last_assessment(name: str) -> Assessment | None:
+    """What the uptodate check just found, so the build does not gather it twice."""
+    with _last_lock:
+        return _last.pop(name, None)
+
+
+def normal_tag(reference: str) -> str:
+    """`ubuntu` -> `ubuntu:latest`; `docker.io/library/x:1` -> `x:1` (as the engine lists)."""
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "library/"):
+        if reference.startswith(prefix):
+            reference = reference[len(prefix) :]
+            break
+    if "@" in reference:
+        return reference
+    last = reference.rsplit("/", 1)[-1]
+    return reference if ":" in last else f"{reference}:latest"
+
+
+class ImageUpToDate:
+    """doit uptodate check for `build-image:<name>`; its repr says why."""
+
+    def __init__(self, spec: ImageSpec) -> None:
+        self.spec = spec
+        self.reason = "not checked"
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        try:
+            result = assess(self.spec)
+        except PaiTasksError as exc:
+            self.reason = str(exc)
+            return False
+        if result.fresh:
+            self.reason = "; ".join(("up to date", *result.reasons))
+        else:
+            self.reason = "; ".join(result.reasons)
+        return result.fresh
+
+    def __repr__(self) -> str:
+        return f"image {self.spec.name}: {self.reason}"
+
+
+class PushUpToDate:
+    """doit uptodate check for a push: the registry already serves this image."""
+
+    def __init__(self, image: str, config: str | None) -> None:
+        self.image = image
+        self.config = config
+        self.reason = "not checked"
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        try:
+            fresh, self.reason = pushed_already(self.image, self.config)
+        except PaiTasksError as exc:
+            self.reason = str(exc)
+            return False
+        return fresh
+
+    def __repr__(self) -> str:
+        return f"push of {self.image}: {self.reason}"
+
+
+def pushed_already(image: str, config: str | None) -> tuple[bool, str]:
+    settings = runtime.registry_settings(config)
+    view = runtime.image_view(runtime.engine_for(None, None))
+    local = view.get(image)
+    if local is None:
+        return False, "image not built yet"
+    repository = settings.repository(image)
+    known = {
+        entry.split("@", 1)[1]
+        for entry in local.repo_digests
+        if entry.split("@", 1)[0] == repository
+    }
+    if not known:
+        return False, f"this image was never pushed to {repository}"
+    path = repository.removeprefix(f"{settings.domain}/")
+    served = Registry(settings.registry, settings.username, settings.password).manifest_digest(
+        path, settings.tag
+    )
+    if served is None:
+        return False, f"{settings.image_name(image)} is not in the registry"
+    if served not in known:
+        return False, f"{settings.image_name(image)} in the registry is another image"
+    return True, f"{settings.image_name(image)} already serves {served}"
+
+
+def manifest_path(state: Path, image: str) -> Path:
+    return state / MANIFEST_DIR / f"{image}.json"
+
+
+def load_manifest(state: Path, image: str) -> BuildInputs | None:
+    """The inputs of the last build paitasks made of `image` here (for explanations)."""
+    try:
+        data = json.loads(manifest_path(state, image).read_text(encoding="utf-8"))
+        return BuildInputs.from_json(data["inputs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_manifest(state: Path, image: str, inputs: BuildInputs, image_id: str) -> None:
+    path = manifest_path(state, image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "image": image,
+        "id": image_id,
+        "fingerprint": fingerprint(inputs),
+        "inputs": inputs.to_json(),
+    }
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)

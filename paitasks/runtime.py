@@ -1,0 +1,121 @@
+"""Objects shared by every task of one doit process: the engine, its image listing,
+the file-hash cache and the registry settings.
+
+Tasks carry only plain strings; they look these up here, so the same task dicts work in
+doit's thread mode (one shared copy) and process mode (one copy per worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+
+from paitasks.config import RegistrySettings, load_settings
+from paitasks.context import HashCache
+from paitasks.engine import Engine, LocalImage
+from paitasks.errors import ConfigError
+
+_lock = threading.RLock()
+_engines: dict[tuple[str | None, str | None], Engine] = {}
+_views: dict[int, ImageView] = {}
+_caches: dict[Path, HashCache] = {}
+_settings: dict[str, RegistrySettings] = {}
+_logins: set[tuple[str, str]] = set()
+
+HASH_CACHE_FILE = "file-hashes.json"
+_executing = threading.Event()
+
+
+def start_executing() -> None:
+    """Mark this process as running tasks (not just listing or describing them)."""
+    _executing.set()
+
+
+def executing() -> bool:
+    return _executing.is_set()
+
+
+def engine_for(builder: str | None, network: str | None) -> Engine:
+    """One Engine per process and setting, shared by the worker threads."""
+    with _lock:
+        key = (builder, network)
+        if key not in _engines:
+            _engines[key] = Engine(builder=builder, network=network)
+        return _engines[key]
+
+
+class ImageView:
+    """The engine's images, listed once per run and kept current by our own builds.
+
+    Within a run only paitasks changes the tree's images, so one listing (a single API
+    call) plus what each build and push reports answers every later question.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._images: dict[str, LocalImage] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> LocalImage | None:
+        with self._lock:
+            if self._images is None:
+                self._images = self.engine.local_images()
+            return self._images.get(name)
+
+    def update(self, name: str, image: LocalImage) -> None:
+        with self._lock:
+            if self._images is not None:
+                self._images[name] = image
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._images = None
+
+
+def image_view(engine: Engine) -> ImageView:
+    with _lock:
+        key = id(engine)
+        if key not in _views:
+            _views[key] = ImageView(engine)
+        return _views[key]
+
+
+def hash_cache(state: Path) -> HashCache:
+    with _lock:
+        if state not in _caches:
+            _caches[state] = HashCache(state / HASH_CACHE_FILE)
+        return _caches[state]
+
+
+def save_caches() -> None:
+    """Persist what hashing learned (called at the end of a run)."""
+    with _lock:
+        caches = list(_caches.values())
+    for cache in caches:
+        with contextlib.suppress(OSError):  # a cache is an optimisation: never fail a run
+            cache.save()
+
+
+def registry_settings(config: str | None) -> RegistrySettings:
+    """The registry settings of `config=` (read once per process)."""
+    if config is None:
+        raise ConfigError(
+            "pushing needs registry settings: pass config=DIR (or set PAI_CONFIG), "
+            "the folder with services-configuration.yaml"
+        )
+    with _lock:
+        if config not in _settings:
+            _settings[config] = load_settings(config)
+        return _settings[config]
+
+
+def check_login_once(engine: Engine, registry: str, username: str, password: str) -> None:
+    """Fail fast and clearly on refused credentials, once per registry and user."""
+    key = (registry, username)
+    with _lock:
+        if key in _logins:
+            return
+    engine.check_login(registry, username, password)
+    with _lock:
+        _logins.add(key)
