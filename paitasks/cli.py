@@ -2,6 +2,7 @@
 
     pai-build build [-c CONFIG_DIR] [-s COMPONENT ...] [--src DIR] [-j N]
     pai-build push -c CONFIG_DIR [-i IMAGE ...] [--src DIR] [-j N]
+    pai-build plan [--src DIR]
 
 Each command is a short list of steps: read settings, plan the tree (every input error
 surfaces here, before any work), then hand the selected tasks to doit.
@@ -20,9 +21,11 @@ from doit.doit_cmd import DoitMain
 from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
-from paitasks.graph import Graph, select
-from paitasks.loader import load_graph
+from paitasks.freshness import assess
+from paitasks.graph import Graph, image_order, select
+from paitasks.loader import load_graph, load_plan
 from paitasks.settings import Settings, resolve_settings
+from paitasks.tasks import image_spec
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -104,6 +107,29 @@ def push(args: argparse.Namespace) -> int:
     return run_doit(settings, [f"push:{name}" for name in images], args.jobs)
 
 
+@command("plan")
+def plan_command(args: argparse.Namespace) -> int:
+    """Say which images a build would rebuild, and why, without building anything."""
+    settings = settings_from(args)
+    plan = load_plan(settings)
+    rebuilt: set[str] = set()
+    lines = []
+    for image in image_order(plan.graph):
+        spec = image_spec(plan, image, settings)
+        assessment = assess(spec, predict=True)
+        reasons = [f"uses {used}, which rebuilds" for used in spec.uses if used in rebuilt]
+        if not assessment.fresh:
+            reasons += list(assessment.reasons)
+        if reasons:
+            rebuilt.add(image)
+            lines.append(f"rebuild {image}: {'; '.join(reasons)}")
+    for line in lines:
+        print(line)
+    total, stale = len(plan.graph.tree.images), len(rebuilt)
+    print(f"{stale} of {total} images would be rebuilt; {total - stale} are up to date")
+    return 0
+
+
 def _unknown_images(unknown: list[str], known: list[str]) -> str:
     parts = []
     for name in unknown:
@@ -139,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
         "-i", "--image", nargs="+", default=[], help="images to push (default: all)"
     )
     _common(push_parser)
+    plan_parser = sub.add_parser("plan", help="say what a build would rebuild, and why")
+    _common(plan_parser)
     return main
 
 

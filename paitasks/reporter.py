@@ -16,6 +16,8 @@ from doit.reporter import ConsoleReporter
 
 from paitasks import runtime, workspace
 
+PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
+
 
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     """Takes the tree's lock and tidies leftovers at the start; cleans up at the end."""
@@ -34,6 +36,18 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         for path in workspace.remove_temp_folders(self.root):
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
         super().initialize(tasks, selected_tasks)
+
+    def execute_task(self, task: Any) -> None:
+        if task.actions and task.name.startswith(PUBLISH):
+            self.write(f".  push:{task.name[len(PUBLISH):]}\n")
+        else:
+            super().execute_task(task)
+
+    def skip_uptodate(self, task: Any) -> None:
+        if task.name.startswith(PUBLISH):
+            self.write(f"-- push:{task.name[len(PUBLISH):]}\n")
+        else:
+            super().skip_uptodate(task)
 
     def complete_run(self) -> None:
         try:

@@ -118,18 +118,7 @@ def component_tasks(component: Component, plan: Plan, settings: Settings) -> Ite
 
     images = [f"build-image:{image.name}" for image in component.images]
     for image in component.images:
-        spec = ImageSpec(
-            name=image.name,
-            dockerfile=str(image.dockerfile),
-            context=folder,
-            state=str(settings.state),
-            uses=graph.image_deps[image.name],
-            external=plan.external_images(image.name),
-            builder=settings.builder,
-            network=settings.network,
-            variant=settings.variant,
-            prepared=bool(copy or component.pre_hook),
-        )
+        spec = image_spec(plan, image.name, settings)
         yield {
             "basename": "build-image",
             "name": image.name,
@@ -160,6 +149,25 @@ def component_tasks(component: Component, plan: Plan, settings: Settings) -> Ite
         "actions": [(actions.clean, [root, folder])],
         "uptodate": [False],
     }
+
+
+def image_spec(plan: Plan, image: str, settings: Settings) -> ImageSpec:
+    """Everything the build of one image and its up-to-date check need."""
+    graph = plan.graph
+    found = graph.tree.images[image]
+    component = graph.tree.components[found.component]
+    return ImageSpec(
+        name=image,
+        dockerfile=str(found.dockerfile),
+        context=str(component.path),
+        state=str(settings.state),
+        uses=graph.image_deps[image],
+        external=plan.external_images(image),
+        builder=settings.builder,
+        network=settings.network,
+        variant=settings.variant,
+        prepared=bool(graph.copy_deps[component.name] or component.pre_hook),
+    )
 
 
 def _hook_task(
