@@ -73,7 +73,8 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     (folder / "config.yml").write_text(
         "version: 0.1\n"
         "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, "
+        "delete: {enabled: true}}\n"
         f"http: {{addr: '{address}'}}\n"
         f"auth: {{htpasswd: {{realm: paitasks-test, path: {folder / 'htpasswd'}}}}}\n"
     )
