@@ -1,0 +1,141 @@
+"""build-pre.sh / build-post.sh: run with bash, from the root, output passed on line by line."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from paitasks.errors import HookError, PaiTasksError
+from paitasks.hooks import TAIL_LINES, run_hook
+
+
+def layout(tmp_path: Path, script: str, mode: int = 0o644) -> tuple[Path, Path, Path, Path]:
+    """A tree with `src/comp/build/build-pre.sh`; returns (root, src, folder, hook)."""
+    root = tmp_path / "repo"
+    src = root / "src"
+    folder = src / "comp"
+    (folder / "build").mkdir(parents=True)
+    hook = folder / "build" / "build-pre.sh"
+    hook.write_text(script)
+    os.chmod(hook, mode)
+    return root, src, folder, hook
+
+
+def run(root: Path, src: Path, folder: Path, hook: Path, lines: list[str] | None = None) -> None:
+    run_hook(
+        hook,
+        component="comp",
+        folder=folder,
+        src=src,
+        root=root,
+        on_line=None if lines is None else lines.append,
+    )
+
+
+def test_non_executable_hook_runs_with_bash_from_the_root(tmp_path: Path) -> None:
+    # `[[ ]]` and arrays are bash, not sh: the hook really runs with bash
+    script = 'declare -a words=(one two)\n[[ -n "${words[1]}" ]] && pwd > ran-here.txt\n'
+    root, src, folder, hook = layout(tmp_path, script, 0o644)
+    run(root, src, folder, hook)
+    assert (root / "ran-here.txt").read_text().strip() == str(root)
+    assert not (folder / "build" / "ran-here.txt").exists()
+
+
+def test_hook_environment_names_component_and_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = (
+        'echo "component=$PAI_COMPONENT"\n'
+        'echo "component_dir=$PAI_COMPONENT_DIR"\n'
+        'echo "src_dir=$PAI_SRC_DIR"\n'
+        'echo "root_dir=$PAI_ROOT_DIR"\n'
+        'echo "inherited=$PAITASKS_TEST_INHERITED"\n'
+    )
+    root, src, folder, hook = layout(tmp_path, script)
+    lines: list[str] = []
+    monkeypatch.setenv("PAITASKS_TEST_INHERITED", "yes")
+    monkeypatch.setenv("PAI_COMPONENT", "stale-value-from-the-caller")
+    run(root, src, folder, hook, lines)
+    assert lines == [
+        "component=comp",
+        f"component_dir={folder}",
+        f"src_dir={src}",
+        f"root_dir={root}",
+        "inherited=yes",
+    ]
+
+
+def test_every_output_line_reaches_on_line(tmp_path: Path) -> None:
+    script = (
+        "echo out-1\n"
+        "echo err-1 >&2\n"
+        "echo\n"
+        "printf 'out-2\\nerr-2\\n'\n"
+        "echo err-3 >&2\n"
+        "printf 'no-newline-at-end'\n"
+    )
+    root, src, folder, hook = layout(tmp_path, script)
+    lines: list[str] = []
+    run(root, src, folder, hook, lines)
+    assert lines == ["out-1", "err-1", "", "out-2", "err-2", "err-3", "no-newline-at-end"]
+
+
+def test_hook_does_not_read_the_callers_stdin(tmp_path: Path) -> None:
+    script = 'if read -r line; then echo "read:$line"; else echo "eof"; fi\n'
+    root, src, folder, hook = layout(tmp_path, script)
+    lines: list[str] = []
+    run(root, src, folder, hook, lines)
+    assert lines == ["eof"]
+
+
+def test_failing_hook_names_component_file_code_and_last_lines(tmp_path: Path) -> None:
+    script = (
+        "for i in $(seq 1 50); do\n"
+        '  if (( i % 2 )); then echo "<line $i>"; else echo "<line $i>" >&2; fi\n'
+        "done\n"
+        "exit 7\n"
+    )
+    root, src, folder, hook = layout(tmp_path, script)
+    lines: list[str] = []
+    with pytest.raises(HookError) as caught:
+        run(root, src, folder, hook, lines)
+    message = str(caught.value)
+    assert isinstance(caught.value, PaiTasksError)
+    assert "comp" in message
+    assert "build-pre.sh" in message
+    assert "exit 7" in message
+    assert TAIL_LINES == 30
+    shown = [n for n in range(1, 51) if f"<line {n}>" in message]
+    assert shown == list(range(21, 51))  # the last 30 lines, stdout and stderr alike
+    assert lines == [f"<line {n}>" for n in range(1, 51)]  # on_line still saw them all
+
+
+def test_failing_hook_without_output_says_so(tmp_path: Path) -> None:
+    root, src, folder, hook = layout(tmp_path, "exit 3\n")
+    with pytest.raises(HookError) as caught:
+        run(root, src, folder, hook)
+    message = str(caught.value)
+    assert "exit 3" in message and "build-pre.sh" in message and "comp" in message
+
+
+def test_hook_mode_is_unchanged(tmp_path: Path) -> None:
+    root, src, folder, hook = layout(tmp_path, "echo fine\n", 0o640)
+    run(root, src, folder, hook)
+    assert stat.S_IMODE(hook.stat().st_mode) == 0o640
+    hook.write_text("exit 1\n")
+    with pytest.raises(HookError):
+        run(root, src, folder, hook)
+    assert stat.S_IMODE(hook.stat().st_mode) == 0o640
+
+
+def test_executable_hook_with_sh_shebang_still_runs_with_bash(tmp_path: Path) -> None:
+    # OpenPAI runs hooks with bash; a `#!/bin/sh` line must not change that
+    script = '#!/bin/sh\necho "bash=${BASH_VERSION:+yes}"\n'
+    root, src, folder, hook = layout(tmp_path, script, 0o755)
+    lines: list[str] = []
+    run(root, src, folder, hook, lines)
+    assert lines == ["bash=yes"]
+    assert stat.S_IMODE(hook.stat().st_mode) == 0o755

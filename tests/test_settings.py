@@ -1,0 +1,185 @@
+"""Run settings: doit variables beat the environment, which beats the defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paitasks.errors import PaiTasksError
+from paitasks.settings import SOURCES, Settings, resolve_settings
+
+CWD = Path("/work/tree")
+
+# setting -> (value from a doit variable, value from the environment, expected results:
+#             from the variable, from the environment, the default)
+CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
+    "src": ("from-var", "from-env", CWD / "from-var", CWD / "from-env", CWD / "src"),
+    "config": (
+        "var/services-configuration.yaml",
+        "/etc/pai",
+        CWD / "var" / "services-configuration.yaml",
+        Path("/etc/pai"),
+        None,
+    ),
+    "network": ("none", "bridge", "none", "bridge", "host"),
+    "variant": ("k8s", "yarn", "k8s", "yarn", None),
+    "builder": ("classic", "buildx", "classic", "buildx", None),
+    "verbose": ("1", "yes", True, True, False),
+}
+
+
+def test_every_setting_has_a_case() -> None:
+    assert set(CASES) == set(SOURCES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_variable_beats_environment_beats_default(name: str) -> None:
+    from_var, from_env, want_var, want_env, want_default = CASES[name]
+    var, env = SOURCES[name]
+    both = resolve_settings({var: from_var}, environ={env: from_env}, cwd=CWD)
+    assert getattr(both, name) == want_var
+    only_env = resolve_settings({}, environ={env: from_env}, cwd=CWD)
+    assert getattr(only_env, name) == want_env
+    neither = resolve_settings({}, environ={}, cwd=CWD)
+    assert getattr(neither, name) == want_default
+
+
+def test_the_environment_variable_names() -> None:
+    environ = {
+        "PAI_SRC": "s",
+        "PAI_CONFIG": "c",
+        "PAI_BUILD_NETWORK": "none",
+        "PAI_BUILD_VARIANT": "k8s",
+        "PAI_BUILDER": "classic",
+        "PAI_VERBOSE": "true",
+    }
+    settings = resolve_settings({}, environ=environ, cwd=CWD)
+    assert settings == Settings(
+        src=CWD / "s",
+        config=CWD / "c",
+        network="none",
+        variant="k8s",
+        builder="classic",
+        verbose=True,
+    )
+
+
+def test_defaults() -> None:
+    assert resolve_settings({}, environ={}, cwd=CWD) == Settings(src=CWD / "src")
+    assert Settings(src=CWD / "src") == Settings(
+        src=CWD / "src", config=None, network="host", variant=None, builder=None, verbose=False
+    )
+
+
+def test_default_src_is_the_callers(tmp_path: Path) -> None:
+    assert resolve_settings({}, environ={}, default_src="src-fixtures", cwd=tmp_path).src == (
+        tmp_path / "src-fixtures"
+    )
+
+
+def test_os_environ_is_the_default_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAI_BUILD_VARIANT", "yarn")
+    monkeypatch.setenv("PAI_SRC", "/abs/src")
+    settings = resolve_settings({})
+    assert settings.variant == "yarn"
+    assert settings.src == Path("/abs/src")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("src", "/work/tree/src"),
+        ("trees/openpai/src", "/work/tree/trees/openpai/src"),
+        ("./src/", "/work/tree/src"),
+        ("../other/src", "/work/other/src"),
+        ("a/../b/./src", "/work/tree/b/src"),
+        ("/abs/src", "/abs/src"),
+        ("  spaced  ", "/work/tree/spaced"),
+    ],
+)
+def test_relative_src_resolves_against_cwd(given: str, expected: str) -> None:
+    settings = resolve_settings({"src": given}, environ={}, cwd=CWD)
+    assert settings.src == Path(expected)
+    assert settings.src.is_absolute()
+
+
+def test_src_defaults_to_the_process_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_settings({"src": "mine"}, environ={}).src == tmp_path / "mine"
+
+
+def test_relative_config_resolves_against_cwd() -> None:
+    settings = resolve_settings({"config": "cfg"}, environ={}, cwd=CWD)
+    assert settings.config == CWD / "cfg"
+
+
+def test_root_and_state() -> None:
+    settings = resolve_settings({"src": "repo/src"}, environ={}, cwd=CWD)
+    assert settings.root == CWD / "repo"
+    assert settings.state == CWD / "repo" / ".paitasks"
+    fixtures = resolve_settings({"src": "/x/src-fixtures/"}, environ={}, cwd=CWD)
+    assert fixtures.root == Path("/x")
+    assert fixtures.state == Path("/x/.paitasks")
+
+
+def test_blank_values_count_as_unset() -> None:
+    settings = resolve_settings({}, environ={"PAI_BUILD_VARIANT": "  ", "PAI_SRC": ""}, cwd=CWD)
+    assert settings.variant is None
+    assert settings.src == CWD / "src"
+
+
+@pytest.mark.parametrize("source", ["variable", "environment"])
+@pytest.mark.parametrize("value", ["docker", "BUILDX", "kaniko"])
+def test_unknown_builder_is_an_error_naming_both_sources(source: str, value: str) -> None:
+    variables = {"builder": value} if source == "variable" else {}
+    environ = {"PAI_BUILDER": value} if source == "environment" else {}
+    with pytest.raises(PaiTasksError) as caught:
+        resolve_settings(variables, environ=environ, cwd=CWD)
+    message = str(caught.value)
+    assert "builder=" in message
+    assert "PAI_BUILDER" in message
+    assert value in message
+    assert "buildx" in message and "classic" in message  # what to choose instead
+
+
+@pytest.mark.parametrize("value", ["buildx", "classic", " classic "])
+def test_known_builders(value: str) -> None:
+    assert resolve_settings({"builder": value}, environ={}, cwd=CWD).builder == value.strip()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("default", None), ("host", "host"), ("none", "none"), ("bridge", "bridge")],
+)
+def test_network(value: str, expected: str | None) -> None:
+    assert resolve_settings({"network": value}, environ={}, cwd=CWD).network == expected
+    from_env = resolve_settings({}, environ={"PAI_BUILD_NETWORK": value}, cwd=CWD)
+    assert from_env.network == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("True", True),
+        ("YES", True),
+        ("on", True),
+        (" yes ", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+        ("", False),
+    ],
+)
+def test_verbose_parsing(value: str, expected: bool) -> None:
+    assert resolve_settings({"verbose": value}, environ={}, cwd=CWD).verbose is expected
+    assert resolve_settings({}, environ={"PAI_VERBOSE": value}, cwd=CWD).verbose is expected
+
+
+def test_variable_false_beats_environment_true() -> None:
+    settings = resolve_settings({"verbose": "0"}, environ={"PAI_VERBOSE": "1"}, cwd=CWD)
+    assert settings.verbose is False
