@@ -120,6 +120,12 @@ def clean(root: str, folder: str) -> Any:
     return {"removed": [str(path) for path in removed]}
 
 
+def clean_all(root: str) -> None:
+    """Remove every temp folder a run recorded (for doit's `clean` command)."""
+    for path in workspace.remove_temp_folders(Path(root)):
+        print(f"removed {path}")
+
+
 def _printer() -> Callable[[str], None]:
     def emit(line: str) -> None:
         print(line, flush=True)

@@ -8,7 +8,9 @@ A repository with OpenPAI's layout (`./src`) needs only:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any
 
 from doit import get_var
@@ -46,7 +48,12 @@ def tasks_for(default_src: str = "src") -> tuple[dict[str, Any], TaskGenerator]:
 
 def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
     """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`)."""
+    if not settings.src.is_dir():
+        # Checked before doit opens its database in `.paitasks/`, which would otherwise
+        # create folders at a mistyped path.
+        raise InvalidDodoFile(f"source folder {settings.src} does not exist")
     settings.state.mkdir(parents=True, exist_ok=True)
+    _quiet_interrupts()
     config: dict[str, Any] = {
         "default_tasks": ["build"],
         "dep_file": str(settings.state / "doit.db"),
@@ -67,3 +74,16 @@ def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
 
     task_paitasks.__doc__ = f"paitasks tasks for {settings.src}"
     return config, task_paitasks
+
+
+def _quiet_interrupts() -> None:
+    """Ctrl-C ends a run with one line, not doit's traceback (cleanup already ran)."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write("paitasks: interrupted; temp folders removed, the lock released\n")
+        else:
+            previous(kind, value, trace)
+
+    sys.excepthook = hook

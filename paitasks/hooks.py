@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from paitasks.errors import HookError
 
 TAIL_LINES = 30
+DRAIN_SECONDS = 2.0  # how long to keep reading after the hook exits
 
 
 def hook_environment(component: str, folder: Path, src: Path, root: Path) -> dict[str, str]:
@@ -56,19 +59,32 @@ def run_hook(
         )
     except OSError as exc:
         raise HookError(f"component {component}: cannot run {hook}: {exc.strerror}") from None
-    assert process.stdout is not None
+    # A reader thread passes the output on; the hook is done when bash exits, even if
+    # something it started in the background still holds the pipe open.
+    reader = threading.Thread(
+        target=_pass_lines, args=(process.stdout, tail, on_line), daemon=True
+    )
+    reader.start()
     try:
-        for raw in process.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            tail.append(line)
-            if on_line is not None:
-                on_line(line)
-    finally:
-        process.stdout.close()
         code = process.wait()
+    except BaseException:
+        process.kill()
+        raise
+    reader.join(timeout=DRAIN_SECONDS)
     if code != 0:
         last = "\n".join(f"  | {line}" for line in tail) or "  (no output)"
         raise HookError(
             f"component {component}: {hook.name} failed (exit {code}): {hook}\n"
             f"last output lines:\n{last}"
         )
+
+
+def _pass_lines(
+    stream: IO[bytes], tail: deque[str], on_line: Callable[[str], None] | None
+) -> None:
+    with stream:
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)

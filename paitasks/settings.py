@@ -58,10 +58,10 @@ def resolve_settings(
 
     def pick(name: str) -> str | None:
         var, env = SOURCES[name]
-        value = variables.get(var)
-        if value is None:
-            value = environ.get(env)
-        return value.strip() if value is not None and value.strip() else None
+        for value in (variables.get(var), environ.get(env)):
+            if value is not None and value.strip():
+                return value.strip()
+        return None
 
     src = (base / (pick("src") or default_src)).absolute()
     config = pick("config")

@@ -41,6 +41,8 @@ def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
         "basename": "build",
         "name": None,
         "doc": f"build all {len(tree.components)} components ({len(tree.images)} images)",
+        # `doit clean` (doit's own command, which shadows the `clean` task) lands here.
+        "clean": [(actions.clean_all, [str(settings.root)])],
     }
     yield {
         "basename": "clean",

@@ -68,11 +68,12 @@ def cleanup(
 ) -> Iterator[None]:
     """Remove every image and registry repository whose name carries this test's prefix."""
     yield
-    for image in docker_client.images.list():
-        for tag in image.tags:
+    # One listing call (no per-image inspect): other test runs may remove images meanwhile.
+    for entry in docker_client.api.images():
+        for tag in entry.get("RepoTags") or ():
             if prefix in tag:
-                with contextlib.suppress(docker.errors.ImageNotFound):
-                    docker_client.images.remove(tag, force=True)
+                with contextlib.suppress(docker.errors.NotFound):
+                    docker_client.api.remove_image(tag, force=True)
     if "registry" in request.fixturenames:
         api: RegistryAPI = request.getfixturevalue("registry")
         for repository in api.repositories(prefix):
