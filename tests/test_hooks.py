@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,27 @@ def test_executable_hook_with_sh_shebang_still_runs_with_bash(tmp_path: Path) ->
     run(root, src, folder, hook, lines)
     assert lines == ["bash=yes"]
     assert stat.S_IMODE(hook.stat().st_mode) == 0o755
+
+
+def test_hook_that_leaves_a_background_child_still_returns(tmp_path: Path) -> None:
+    """A server started with `&` keeps the output pipe open; the hook is done anyway."""
+    marker = tmp_path / "child-pid"
+    root, src, folder, hook = layout(
+        tmp_path, f"sleep 300 &\necho $! > {marker}\necho started\n"
+    )
+    lines: list[str] = []
+    finished = threading.Event()
+
+    def target() -> None:
+        run(root, src, folder, hook, lines)
+        finished.set()
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    try:
+        # Bounded wait for completion, not a speed check: blocking here means it waits
+        # for the 300-second child.
+        assert finished.wait(timeout=60), "run_hook waited for the hook's background child"
+        assert lines == ["started"]
+    finally:
+        os.kill(int(marker.read_text()), signal.SIGKILL)
