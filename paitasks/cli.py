@@ -3,6 +3,7 @@
     pai-build build [-c CONFIG_DIR] [-s COMPONENT ...] [--src DIR] [-j N]
     pai-build push -c CONFIG_DIR [-i IMAGE ...] [--src DIR] [-j N]
     pai-build plan [--src DIR]
+    pai-build graph [--src DIR] [--format json|dot|mermaid]
 
 Each command is a short list of steps: read settings, plan the tree (every input error
 surfaces here, before any work), then hand the selected tasks to doit.
@@ -24,6 +25,7 @@ from paitasks.errors import PaiTasksError
 from paitasks.freshness import assess
 from paitasks.graph import Graph, image_order, select
 from paitasks.loader import load_graph, load_plan
+from paitasks.render import FORMATS
 from paitasks.settings import Settings, resolve_settings
 from paitasks.tasks import image_spec
 
@@ -130,6 +132,14 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("graph")
+def graph_command(args: argparse.Namespace) -> int:
+    """Print the component and image graph (json, dot or mermaid)."""
+    graph = plan(settings_from(args))
+    sys.stdout.write(FORMATS[args.format](graph))
+    return 0
+
+
 def _unknown_images(unknown: list[str], known: list[str]) -> str:
     parts = []
     for name in unknown:
@@ -167,6 +177,9 @@ def parser() -> argparse.ArgumentParser:
     _common(push_parser)
     plan_parser = sub.add_parser("plan", help="say what a build would rebuild, and why")
     _common(plan_parser)
+    graph_parser = sub.add_parser("graph", help="print the component and image graph")
+    graph_parser.add_argument("--format", choices=sorted(FORMATS), default="mermaid")
+    _common(graph_parser)
     return main
 
 
