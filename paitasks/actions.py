@@ -7,6 +7,8 @@ as one clear paragraph instead of a traceback.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,15 @@ def copy_deps(root: str, component: str, folder: str, deps: list[tuple[str, str]
         for name, source in deps:
             destination = Path(folder) / "dependency" / name
             workspace.copy_component(Path(source), destination)
-            print(f"copied {name} -> {destination}")
     except PaiTasksError as exc:
         return _failed(exc)
     return {"copied": [name for name, _ in deps]}
 
 
-def hook(root: str, src: str, component: str, folder: str, script: str) -> Any:
-    """Run a build-pre.sh or build-post.sh hook; its output becomes the task's output."""
+def hook(
+    root: str, src: str, component: str, folder: str, script: str, verbose: bool = False
+) -> Any:
+    """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines."""
     try:
         workspace.claim_temp_folders(Path(root), Path(folder), component)
         run_hook(
@@ -48,7 +51,7 @@ def hook(root: str, src: str, component: str, folder: str, script: str) -> Any:
             folder=Path(folder),
             src=Path(src),
             root=Path(root),
-            on_line=_printer(),
+            on_line=_printer(f"{component}/{Path(script).name}") if verbose else None,
         )
     except PaiTasksError as exc:
         return _failed(exc)
@@ -63,8 +66,8 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
     """
     try:
         assessment = freshness.last_assessment(spec.name) or freshness.assess(spec)
-        if assessment.reasons:
-            print(f"building {spec.name}: {'; '.join(assessment.reasons)}", flush=True)
+        if verbose and assessment.reasons:
+            _printer(spec.name)(f"building: {'; '.join(assessment.reasons)}")
         engine = runtime.engine_for(spec.builder, spec.network)
         image_id = engine.build(
             tag=spec.name,
@@ -72,7 +75,7 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
             context=Path(spec.context),
             labels={LABEL: assessment.fingerprint},
             build_args=dict(spec.build_args),
-            on_line=_printer() if verbose else None,
+            on_line=_printer(spec.name) if verbose else None,
         )
         runtime.image_view(engine).update(
             spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint})
@@ -80,7 +83,6 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
         freshness.save_manifest(Path(spec.state), spec.name, assessment.inputs, image_id)
     except PaiTasksError as exc:
         return _failed(exc)
-    print(f"built {spec.name} {image_id}")
     return {"image": spec.name, "id": image_id, "fingerprint": assessment.fingerprint}
 
 
@@ -98,14 +100,13 @@ def push_image(image: str, config: str | None, verbose: bool) -> Any:
             settings.repository(image),
             settings.tag,
             auth=auth,
-            on_line=_printer() if verbose else None,
+            on_line=_printer(f"push {image}") if verbose else None,
         )
         view = runtime.image_view(engine)
         view.refresh()  # the push added a repo digest to the image
     except PaiTasksError as exc:
         return _failed(exc)
     name = settings.image_name(image)
-    print(f"pushed {name} {digest}")
     return {"image": image, "name": name, "digest": digest}
 
 
@@ -115,8 +116,6 @@ def clean(root: str, folder: str) -> Any:
     removed = workspace.remove_temp_folders(
         Path(root), only=[base / name for name in workspace.TEMP_FOLDERS]
     )
-    for path in removed:
-        print(f"removed {path}")
     return {"removed": [str(path) for path in removed]}
 
 
@@ -126,8 +125,22 @@ def clean_all(root: str) -> None:
         print(f"removed {path}")
 
 
-def _printer() -> Callable[[str], None]:
+_output_lock = threading.Lock()
+
+
+def _printer(label: str) -> Callable[[str], None]:
+    """Print live output lines, labelled, straight to the terminal.
+
+    doit captures a python-action's output by swapping `sys.stdout`, which threads share,
+    so under `-n` captured lines could land in another task's output; labelled whole
+    lines on the real stdout never mix. Failures carry their own last lines.
+    """
+
+    stream = sys.__stdout__ or sys.stderr
+
     def emit(line: str) -> None:
-        print(line, flush=True)
+        with _output_lock:
+            stream.write(f"[{label}] {line}\n")
+            stream.flush()
 
     return emit

@@ -8,6 +8,7 @@ last few seconds, whose timestamps cannot yet be trusted (git's "racy" rule).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -99,8 +100,34 @@ def ignore_patterns(context: Path, dockerfile: Path, builder: str) -> list[str]:
     return []
 
 
-def scan_context(context: Path, dockerfile: Path, builder: str, cache: HashCache) -> dict[str, str]:
-    """Context path -> 'f <mode> <sha256>' | 'l <target>' | 'd <mode>' for what is sent."""
+def reads(path: str, sources: tuple[str, ...] | None) -> bool:
+    """Whether a build that reads `sources` (glob patterns; None: everything) reads `path`.
+
+    A source names a file, or a folder and everything in it; `*`, `?` and `[...]` match
+    within one path segment, as in docker's COPY.
+    """
+    if sources is None:
+        return True
+    parts = path.split("/")
+    for source in sources:
+        pattern = source.split("/")
+        if len(parts) >= len(pattern) and all(
+            fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, pattern, strict=False)
+        ):
+            return True
+    return False
+
+
+def scan_context(
+    context: Path,
+    dockerfile: Path,
+    builder: str,
+    cache: HashCache,
+    sources: tuple[str, ...] | None = None,
+) -> dict[str, str]:
+    """Context path -> 'f <mode> <sha256>' | 'l <target>' | 'd <mode>' for what the build
+    reads: the files sent (after .dockerignore) that its COPY/ADD sources name, and the
+    dockerfile itself."""
     try:
         relative = str(dockerfile.relative_to(context))
     except ValueError:
@@ -113,6 +140,8 @@ def scan_context(context: Path, dockerfile: Path, builder: str, cache: HashCache
         raise PaiTasksError(f"cannot read build context {context}: {exc}") from None
     entries: dict[str, str] = {}
     for name in included:
+        if name != relative and not reads(name, sources):
+            continue
         full = os.path.join(root, name)
         try:
             info = os.lstat(full)

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 RefKind = Literal["FROM", "COPY --from", "RUN --mount"]
+_REMOTE_SOURCE_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class DockerfileInfo:
     path: Path
     refs: tuple[ImageRef, ...]  # external image references, in file order
     stages: tuple[str, ...]  # `AS` names, lower-cased, in order
+    # Context paths the build reads (COPY/ADD sources, RUN --mount type=bind sources),
+    # glob patterns relative to the context root; None when it may read all of it.
+    context: tuple[str, ...] | None = None
+    # Its ONBUILD triggers read the context of images built FROM it.
+    onbuild_reads_context: bool = False
 
 
 # --------------------------------------------------------------------------------------
@@ -568,6 +574,7 @@ class _Walk:
         self.meta_args: list[dockerfile.Command] = []
         self.refs: list[ImageRef] = []
         self.last_index: dict[str, int] = {}  # stage name -> index of its last definition
+        self.sources: list[str] | None = []  # context paths read; None: all of it
 
     def fail(self, line: int | None, message: str) -> NoReturn:
         where = f"{self.path}:{line}" if line is not None else f"{self.path}"
@@ -730,7 +737,36 @@ class _Walk:
                 earlier[stage.name] = stage
         refs = sorted(dict.fromkeys(self.refs), key=lambda ref: ref.line)
         names = tuple(stage.name for stage in self.stages if stage.name)
-        return DockerfileInfo(self.path, tuple(refs), names)
+        context = None if self.sources is None else tuple(dict.fromkeys(self.sources))
+        onbuild = any(
+            (trigger.cmd or "").upper() in ("COPY", "ADD")
+            and not any(_split_flag(flag)[0] == "from" for flag in trigger.flags)
+            for _, trigger in self.stages[-1].triggers
+        )
+        return DockerfileInfo(self.path, tuple(refs), names, context, onbuild)
+
+    def read_context(self, command: dockerfile.Command) -> None:
+        """Note the context paths a COPY or ADD (without --from) reads."""
+        if self.sources is None:
+            return
+        heredocs = {doc.name for doc in command.heredocs}
+        for source in command.value[:-1]:
+            if source.startswith("<<") and source.lstrip("<-").strip("'\"") in heredocs:
+                continue
+            if (command.cmd or "").upper() == "ADD" and _REMOTE_SOURCE_RE.match(source):
+                continue
+            self.add_source(source)
+
+    def add_source(self, source: str) -> None:
+        """A context path read; anything unclear (variables, `..`, the root) means all."""
+        if self.sources is None:
+            return
+        path = source.strip().lstrip("/")
+        parts = [part for part in path.split("/") if part not in ("", ".")]
+        if not parts or "$" in path or ".." in parts or "\\" in path:
+            self.sources = None
+            return
+        self.sources.append("/".join(parts))
 
     def walk_from(self, stage: _Stage, env: Mapping[str, str], earlier: dict[str, _Stage]) -> None:
         line = stage.line
@@ -759,15 +795,18 @@ class _Walk:
     def walk_command(self, command: dockerfile.Command, stage: _Stage, line: int) -> None:
         instruction = (command.cmd or "").upper()
         if instruction == "COPY":
-            self.walk_copy(command.flags, stage, line)
+            if not self.walk_copy(command.flags, stage, line):
+                self.read_context(command)
         elif instruction == "RUN":
             self.walk_run(command.flags, stage, line)
         elif instruction == "ADD":
             for flag in command.flags:
                 if _split_flag(flag)[0] == "from":
                     self.fail(line, "ADD has no --from flag (use COPY --from)")
+            self.read_context(command)
 
-    def walk_copy(self, flags: Sequence[str], stage: _Stage, line: int) -> None:
+    def walk_copy(self, flags: Sequence[str], stage: _Stage, line: int) -> bool:
+        """Check a COPY's --from; True when it copies from a stage or an image."""
         source: str | None = None
         for flag in flags:
             if flag == "--":
@@ -781,7 +820,7 @@ class _Walk:
                 self.fail(line, "COPY --from given twice")
             source = value
         if not source:
-            return
+            return False
         try:
             literal = _Word(source, {}, self.escape).expand() == source
         except _ExpandError:
@@ -798,14 +837,15 @@ class _Walk:
                 self.fail(line, f"COPY --from={source}: there is no stage {index}")
             if index >= stage.index:
                 self.fail(line, f"COPY --from={source}: stage {index} is not built before it")
-            return
+            return True
         target = self.last_index.get(source.lower())
         if target is not None:
             if target >= stage.index:
                 self.fail(line, f"COPY --from={source}: that stage is not built before it")
-            return
+            return True
         if source != _SCRATCH:
             self.add_ref(source, line, "COPY --from", "COPY --from")
+        return True
 
     def walk_run(self, flags: Sequence[str], stage: _Stage, line: int) -> None:
         for flag in flags:
@@ -835,6 +875,7 @@ class _Walk:
             self.fail(line, f"RUN --mount={options}: {exc}")
         mount_type = "bind"
         source = ""
+        bind_source = ""
         for item in fields:
             key, equals, value = item.partition("=")
             key = key.lower()
@@ -842,6 +883,8 @@ class _Walk:
                 continue
             if key == "type":
                 mount_type = value.lower()
+            elif key in ("source", "src"):
+                bind_source = value
             elif key == "from":
                 if _MOUNT_VARIABLE_RE.search(value):
                     self.fail(
@@ -852,6 +895,8 @@ class _Walk:
                 source = value
         if mount_type == "secret" and source:
             self.fail(line, "RUN --mount type=secret cannot have from=")
+        if mount_type == "bind" and not source:
+            self.add_source(bind_source or ".")
         return "" if mount_type == "tmpfs" else source
 
 

@@ -45,6 +45,7 @@ class ImageSpec:
     variant: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
     prepared: bool = False  # copy-deps or hooks put files into the context first
+    sources: tuple[str, ...] | None = None  # context paths the dockerfile reads; None: all
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
     view = runtime.image_view(engine)
     state = Path(spec.state)
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
-    files = scan_context(context, dockerfile, engine.builder, runtime.hash_cache(state))
+    files = scan_context(
+        context, dockerfile, engine.builder, runtime.hash_cache(state), spec.sources
+    )
     previous = load_manifest(state, spec.name)
     assumed = predict and spec.prepared
     if assumed:

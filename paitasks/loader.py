@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from paitasks.dockerfile import ImageRef, local_image_name, parse_dockerfile
+from paitasks.dockerfile import DockerfileInfo, ImageRef, local_image_name, parse_dockerfile
 from paitasks.graph import Graph, build_graph
 from paitasks.settings import Settings
 from paitasks.tree import discover
@@ -18,7 +18,22 @@ from paitasks.tree import discover
 @dataclass(frozen=True)
 class Plan:
     graph: Graph
-    refs: Mapping[str, tuple[ImageRef, ...]]  # image -> what its dockerfile refers to
+    dockerfiles: Mapping[str, DockerfileInfo]  # image -> what its dockerfile says
+
+    @property
+    def refs(self) -> dict[str, tuple[ImageRef, ...]]:
+        return {name: info.refs for name, info in self.dockerfiles.items()}
+
+    def context_sources(self, image: str) -> tuple[str, ...] | None:
+        """The context paths a build of `image` reads; None for all of it.
+
+        All of it, too, when an image of the tree it is built on has ONBUILD triggers
+        that copy from the context (they run in this build).
+        """
+        bases = self.graph.image_deps[image]
+        if any(self.dockerfiles[used].onbuild_reads_context for used in bases):
+            return None
+        return self.dockerfiles[image].context
 
     def external_images(self, image: str) -> tuple[str, ...]:
         """References of `image` to images the tree does not build (e.g. ubuntu:16.04)."""
@@ -26,7 +41,7 @@ class Plan:
         return tuple(
             dict.fromkeys(
                 ref.reference
-                for ref in self.refs[image]
+                for ref in self.dockerfiles[image].refs
                 if local_image_name(ref.reference) not in tree_images
             )
         )
@@ -35,10 +50,9 @@ class Plan:
 def load_plan(settings: Settings) -> Plan:
     """The tree under `settings.src` as a checked graph; raises PaiTasksError on bad input."""
     tree = discover(settings.src, settings.variant)
-    refs: dict[str, tuple[ImageRef, ...]] = {
-        name: parse_dockerfile(image.dockerfile).refs for name, image in tree.images.items()
-    }
-    return Plan(build_graph(tree, refs), refs)
+    infos = {name: parse_dockerfile(image.dockerfile) for name, image in tree.images.items()}
+    refs = {name: info.refs for name, info in infos.items()}
+    return Plan(build_graph(tree, refs), infos)
 
 
 def load_graph(settings: Settings) -> Graph:

@@ -1,26 +1,52 @@
-"""doit's console reporter, plus the run's start and end: the lock and the temp folders.
+"""doit's console reporter, plus the run's start and end, progress, a summary and a report.
 
 The reporter is the one part of doit that sees a run start and end in the main process,
-also after a failure or Ctrl-C (doit calls complete_run from a `finally`). Teardown
-actions are not enough: they run only for tasks whose actions ran, once per thread, and
-not at all in process mode after Ctrl-C.
+also after a failure or Ctrl-C (doit calls complete_run from a `finally`). So it also
+takes the tree's lock and tidies leftovers at the start, and removes the run's temp
+folders at the end: teardown actions would not do, since they run only for tasks whose
+actions ran, once per thread, and not at all in process mode after Ctrl-C.
+
+Output stays line-oriented (doit's `.  task` and `-- task` lines, then `[k/N]` lines as
+tasks finish), coloured only on a terminal, and ends with a table of every image.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doit.reporter import ConsoleReporter
 
 from paitasks import runtime, workspace
+from paitasks.fingerprint import LABEL
 
 PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
+REPORT_FILE = "report.json"
+COLOURS = {"built": "32", "pushed": "32", "ok": "32", "FAILED": "31", "not built": "33"}
+
+
+@dataclass
+class Outcome:
+    """What happened to one task in this run."""
+
+    status: str = "pending"  # ok, up to date, FAILED, not built
+    started: float | None = None
+    seconds: float | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    blocked_by: list[str] = field(default_factory=list)
+
+
+def display_name(name: str) -> str:
+    return f"push:{name[len(PUBLISH):]}" if name.startswith(PUBLISH) else name
 
 
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
-    """Takes the tree's lock and tidies leftovers at the start; cleans up at the end."""
+    """Lock and tidy at the start; progress, summary, report and cleanup at the end."""
 
     root: Path = Path(".")
 
@@ -28,6 +54,15 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         super().__init__(outstream, options)
         self._lock = workspace.RunLock(self.root)
         self._locked = False
+        self._outcomes: dict[str, Outcome] = {}
+        self._total = 0
+        self._done = 0
+        self._began = time.time()
+        self._colour = bool(getattr(outstream, "isatty", lambda: False)()) and not os.environ.get(
+            "NO_COLOR"
+        )
+
+    # -- start and end ----------------------------------------------------------------
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         self._lock.acquire(wait=True)
@@ -35,32 +70,203 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         runtime.start_executing()
         for path in workspace.remove_temp_folders(self.root):
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
+        self._total = len(_closure(tasks, selected_tasks))
         super().initialize(tasks, selected_tasks)
-
-    def execute_task(self, task: Any) -> None:
-        if task.actions and task.name.startswith(PUBLISH):
-            self.write(f".  push:{task.name[len(PUBLISH):]}\n")
-        else:
-            super().execute_task(task)
-
-    def skip_uptodate(self, task: Any) -> None:
-        if task.name.startswith(PUBLISH):
-            self.write(f"-- push:{task.name[len(PUBLISH):]}\n")
-        else:
-            super().skip_uptodate(task)
 
     def complete_run(self) -> None:
         try:
             runtime.save_caches()
             if self._locked:
                 workspace.remove_temp_folders(self.root)
+            if self._outcomes:
+                self._summary()
+                self._write_report()
         except OSError as exc:
-            sys.stderr.write(f"paitasks: could not remove temp folders: {exc}\n")
+            sys.stderr.write(f"paitasks: could not tidy up after the run: {exc}\n")
         finally:
             if self._locked:
                 self._lock.release()
                 self._locked = False
             super().complete_run()
+
+    # -- task events ------------------------------------------------------------------
+
+    def execute_task(self, task: Any) -> None:
+        if task.actions:
+            self._outcomes[task.name] = Outcome(status="running", started=time.time())
+        if task.actions and task.name.startswith(PUBLISH):
+            self.write(f".  {display_name(task.name)}\n")
+        else:
+            super().execute_task(task)
+
+    def skip_uptodate(self, task: Any) -> None:
+        if task.actions:
+            self._outcomes[task.name] = Outcome(status="up to date")
+            self._done += 1
+        if task.name.startswith(PUBLISH):
+            self.write(f"-- {display_name(task.name)}\n")
+        else:
+            super().skip_uptodate(task)
+
+    def add_success(self, task: Any) -> None:
+        if not task.actions:  # groups (build, build:C, push) finish silently
+            super().add_success(task)
+            return
+        outcome = self._outcomes.setdefault(task.name, Outcome())
+        outcome.status = "ok"
+        outcome.values = dict(getattr(task, "values", None) or {})
+        self._finished(task.name, outcome)
+        super().add_success(task)
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        if not task.actions:
+            super().add_failure(task, fail)
+            return
+        outcome = self._outcomes.setdefault(task.name, Outcome())
+        if type(fail).__name__ == "UnmetDependency":
+            outcome.status = "not built"
+            outcome.blocked_by = [display_name(n) for n in str(fail.message).split()]
+        else:
+            outcome.status = "FAILED"
+        self._finished(task.name, outcome)
+        super().add_failure(task, fail)
+
+    def _finished(self, name: str, outcome: Outcome) -> None:
+        if outcome.started is not None:
+            outcome.seconds = time.time() - outcome.started
+        self._done += 1
+        took = f" {outcome.seconds:.1f}s" if outcome.seconds is not None else ""
+        status = outcome.status
+        if status == "ok":
+            kind = display_name(name).split(":", 1)[0]
+            status = {"build-image": "built", "push": "pushed"}.get(kind, "ok")
+        if status == "not built":
+            status = f"not built: {', '.join(outcome.blocked_by)} failed"
+        width = len(str(self._total))
+        self.write(
+            f"[{self._done:>{width}}/{self._total}] "
+            f"{self._paint(status, status.split(':')[0])} {display_name(name)}{took}\n"
+        )
+
+    # -- summary and report -----------------------------------------------------------
+
+    def _image_rows(self) -> list[tuple[str, str, str, str]]:
+        rows = []
+        for name, outcome in sorted(self._outcomes.items()):
+            if not name.startswith("build-image:"):
+                continue
+            image = name.split(":", 1)[1]
+            status = {"ok": "built"}.get(outcome.status, outcome.status)
+            if outcome.status == "not built":
+                status = f"not built ({', '.join(outcome.blocked_by)} failed)"
+            took = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
+            rows.append((image, status, took, self._pushed(image)))
+        return rows
+
+    def _pushed(self, image: str) -> str:
+        for prefix in ("push:", PUBLISH):
+            outcome = self._outcomes.get(prefix + image)
+            if outcome is None:
+                continue
+            if outcome.status == "ok":
+                return f"pushed {outcome.values.get('name')}@{outcome.values.get('digest')}"
+            if outcome.status == "up to date":
+                return "already in the registry"
+            return "push " + outcome.status.lower()
+        return ""
+
+    def _summary(self) -> None:
+        rows = self._image_rows()
+        if not rows:
+            return
+        width = max(len(row[0]) for row in rows)
+        status_width = max(len(row[1]) for row in rows)
+        self.write("\nimage".ljust(width + 3) + "result".ljust(status_width + 2) + "time\n")
+        for image, status, took, pushed in rows:
+            painted = self._paint(status.ljust(status_width), status.split(" (")[0])
+            self.write(f"{image.ljust(width + 2)}{painted}  {took.rjust(6)}  {pushed}".rstrip())
+            self.write("\n")
+        counts: dict[str, int] = {}
+        for _, status, _, _ in rows:
+            key = status.split(" (")[0]
+            counts[key] = counts.get(key, 0) + 1
+        parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        self.write(f"{len(rows)} images: {parts} ({time.time() - self._began:.1f}s)\n")
+
+    def _write_report(self) -> None:
+        """`.paitasks/report.json`: per image and component, what this run did."""
+        images: dict[str, Any] = {}
+        components: dict[str, Any] = {}
+        view = None
+        for name, outcome in sorted(self._outcomes.items()):
+            kind, _, subject = display_name(name).partition(":")
+            entry: dict[str, Any] = {
+                "status": _report_status(outcome.status),
+                "seconds": outcome.seconds,
+            }
+            if outcome.blocked_by:
+                entry["blocked_by"] = outcome.blocked_by
+            if kind == "build-image":
+                if view is None:
+                    view = runtime.image_view(runtime.engine_for(None, None))
+                local = _safe_get(view, subject)
+                entry["id"] = outcome.values.get("id") or (local.id if local else None)
+                entry["fingerprint"] = outcome.values.get("fingerprint") or (
+                    local.labels.get(LABEL) if local else None
+                )
+                images.setdefault(subject, {}).update(entry)
+            elif kind == "push":
+                push = {**entry, "name": outcome.values.get("name"),
+                        "digest": outcome.values.get("digest")}
+                images.setdefault(subject, {})["push"] = push
+            elif kind in ("copy-deps", "prebuild", "postbuild"):
+                components.setdefault(subject, {})[kind] = entry
+        report = {
+            "started": _iso(self._began),
+            "finished": _iso(time.time()),
+            "result": "failure" if self.failures else "success",
+            "images": images,
+            "components": components,
+        }
+        path = workspace.state_dir(self.root) / REPORT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{REPORT_FILE}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+
+    def _paint(self, text: str, status: str) -> str:
+        code = COLOURS.get(status)
+        if not self._colour or code is None:
+            return text
+        return f"\033[{code}m{text}\033[0m"
+
+
+def _report_status(status: str) -> str:
+    return {"ok": "done", "FAILED": "failed", "running": "interrupted"}.get(status, status)
+
+
+def _safe_get(view: Any, name: str) -> Any:
+    try:
+        return view.get(name)
+    except Exception:  # the report must not fail a finished run
+        return None
+
+
+def _iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _closure(tasks: Any, selected: Any) -> set[str]:
+    """The tasks with actions this run may execute: the selection and its task_dep."""
+    seen: set[str] = set()
+    stack = list(selected or [])
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in tasks:
+            continue
+        seen.add(name)
+        stack.extend(tasks[name].task_dep)
+    return {name for name in seen if tasks[name].actions}
 
 
 def reporter_for(root: Path) -> type[PaiReporter]:

@@ -169,6 +169,7 @@ def image_spec(plan: Plan, image: str, settings: Settings) -> ImageSpec:
         network=settings.network,
         variant=settings.variant,
         prepared=bool(graph.copy_deps[component.name] or component.pre_hook),
+        sources=plan.context_sources(image),
     )
 
 
@@ -189,6 +190,7 @@ def _hook_task(
                     component.name,
                     str(component.path),
                     script,
+                    settings.verbose,
                 ],
             )
         ],
