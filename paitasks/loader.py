@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from paitasks.dockerfile import DockerfileInfo, ImageRef, local_image_name, parse_dockerfile
+from paitasks.errors import TreeError
 from paitasks.graph import Graph, build_graph
 from paitasks.settings import Settings
 from paitasks.tree import discover
@@ -50,6 +51,8 @@ class Plan:
 def load_plan(settings: Settings) -> Plan:
     """The tree under `settings.src` as a checked graph; raises PaiTasksError on bad input."""
     tree = discover(settings.src, settings.variant)
+    if not tree.components:
+        raise TreeError(f"source folder {settings.src} has no components (sub-folders)")
     infos = {name: parse_dockerfile(image.dockerfile) for name, image in tree.images.items()}
     refs = {name: info.refs for name, info in infos.items()}
     return Plan(build_graph(tree, refs), infos)

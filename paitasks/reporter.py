@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from doit.exceptions import InvalidTask
 from doit.reporter import ConsoleReporter
 
 from paitasks import runtime, workspace
+from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
 
+ENGINE_TASKS = ("build-image:", "push:", "_publish:")
 PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
 REPORT_FILE = "report.json"
 COLOURS = {"built": "32", "pushed": "32", "ok": "32", "FAILED": "31", "not built": "33"}
@@ -70,8 +73,15 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         runtime.start_executing()
         for path in workspace.remove_temp_folders(self.root):
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
-        self._total = len(_closure(tasks, selected_tasks))
+        planned = _closure(tasks, selected_tasks)
+        self._total = len(planned)
         super().initialize(tasks, selected_tasks)
+        if any(name.startswith(ENGINE_TASKS) for name in planned):
+            # No engine: say so before any hook runs (doit reports InvalidTask and stops).
+            try:
+                runtime.engine_for(None, None).check()
+            except PaiTasksError as exc:
+                raise InvalidTask(str(exc)) from None
 
     def complete_run(self) -> None:
         try:
