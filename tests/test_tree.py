@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from paitasks.errors import TreeError
+from paitasks.errors import PaiTasksError, TreeError
 from paitasks.tree import (
     Component,
     DepEntry,
@@ -586,3 +588,70 @@ def test_five_thousand_components(tmp_path: Path) -> None:
     tree = discover(src)
     assert len(tree.components) == count and len(tree.images) == count
     assert deps_of(tree, "c4999") == ["c4998"]
+
+
+# -- fuzzing: random bytes and random layouts never escape as anything but TreeError ----
+
+
+_entry_names = st.sampled_from(
+    ["a", "b", "c", "build", ".hidden", "x.dockerfile", "component.dep", "components.dep",
+     "build-pre.sh", "A.dockerfile", "a.k8s.dockerfile", "a.common.dockerfile", "..", "a b"]
+)
+
+
+FUZZ = settings(
+    deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@settings(FUZZ, max_examples=150)
+@given(data=st.binary(max_size=300), name=st.sampled_from(["component.dep", "components.dep"]))
+def test_random_dependency_file_bytes_parse_or_raise_tree_error(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, name: str
+) -> None:
+    src = tmp_path_factory.mktemp("fuzz") / "src"
+    for component in ("a", "b", "c"):
+        (src / component / "build").mkdir(parents=True)
+    (src / "a" / "build" / name).write_bytes(data)
+    try:
+        tree = discover(src)
+    except PaiTasksError as exc:
+        assert isinstance(exc, TreeError)
+        assert "component.dep" in str(exc) or "components.dep" in str(exc)
+    else:
+        assert {entry.name for entry in tree.components["a"].deps} <= {"b", "c"}
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    layout=st.lists(
+        st.tuples(_entry_names, _entry_names, st.booleans(), st.binary(max_size=40)),
+        max_size=12,
+    )
+)
+def test_random_layouts_discover_or_raise_tree_error(
+    tmp_path_factory: pytest.TempPathFactory, layout: list[tuple[str, str, bool, bytes]]
+) -> None:
+    src = tmp_path_factory.mktemp("layout") / "src"
+    src.mkdir()
+    for component, entry, is_folder, data in layout:
+        if component in ("..", "build") or "/" in component:
+            continue
+        folder = src / component / "build"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / entry
+        if entry == "..":
+            continue
+        if target.exists():
+            continue
+        if is_folder:
+            target.mkdir()
+        else:
+            target.write_bytes(data)
+    try:
+        tree = discover(src)
+    except PaiTasksError as exc:
+        assert isinstance(exc, TreeError)
+    else:
+        for image in tree.images.values():
+            assert image.dockerfile.is_file()
