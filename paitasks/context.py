@@ -22,6 +22,7 @@ from docker.utils.build import exclude_paths
 from paitasks.errors import PaiTasksError
 
 RACY_SECONDS = 3.0
+MAX_LINK_HOPS = 8
 CHUNK = 1 << 20
 
 
@@ -118,6 +119,37 @@ def reads(path: str, sources: tuple[str, ...] | None) -> bool:
     return False
 
 
+def _followed(
+    root: str, included: set[str], dockerfile: str | None, sources: tuple[str, ...] | None
+) -> list[str]:
+    """The sent paths the build reads, with the targets of links it reads (COPY follows
+    a link named as a source, so the target's content is what lands in the image)."""
+    if sources is None:
+        return sorted(included)
+    wanted = list(sources)
+    chosen: set[str] = set()
+    for _ in range(MAX_LINK_HOPS):
+        chosen = {name for name in included if name == dockerfile or reads(name, tuple(wanted))}
+        targets = []
+        for name in chosen:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                continue
+            link = os.readlink(full)
+            # The builder resolves links inside the context: an absolute target is taken
+            # from the context's root.
+            base = "" if os.path.isabs(link) else os.path.dirname(name)
+            target = os.path.normpath(os.path.join(base, link.lstrip("/")))
+            if target == ".":  # a link to the context's root: all of it is read
+                return sorted(included)
+            if not target.startswith("..") and target not in wanted:
+                targets.append(target)
+        if not targets:
+            break
+        wanted.extend(targets)
+    return sorted(chosen)
+
+
 def scan_context(
     context: Path,
     dockerfile: Path,
@@ -139,9 +171,7 @@ def scan_context(
     except OSError as exc:
         raise PaiTasksError(f"cannot read build context {context}: {exc}") from None
     entries: dict[str, str] = {}
-    for name in included:
-        if name != relative and not reads(name, sources):
-            continue
+    for name in _followed(root, included, relative, sources):
         full = os.path.join(root, name)
         try:
             info = os.lstat(full)

@@ -93,7 +93,8 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
     for name in (*spec.uses, *spec.external):
         found = view.get(name if name in spec.uses else normal_tag(name))
         images[name] = found.id if found else ""
-    settings = {"builder": engine.builder, "variant": spec.variant or ""}
+    # The variant only chooses dockerfiles, and the dockerfile is an input already.
+    settings = {"builder": engine.builder}
     settings.update({f"build-arg {key}": value for key, value in spec.build_args})
     inputs = BuildInputs(dockerfile_name, files, images, settings)
     wanted = fingerprint(inputs)
