@@ -15,7 +15,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from paitasks import freshness, runtime, workspace
+from paitasks import freshness, rounds, runtime, workspace
 from paitasks.engine import LocalImage
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
@@ -40,11 +40,45 @@ def copy_deps(root: str, component: str, folder: str, deps: list[tuple[str, str]
 
 
 def hook(
-    root: str, src: str, component: str, folder: str, script: str, verbose: bool = False
+    root: str,
+    src: str,
+    component: str,
+    folder: str,
+    script: str,
+    verbose: bool = False,
+    declared: list[str] | None = None,
+    state: str | None = None,
+    images: list[str] | None = None,
 ) -> Any:
-    """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines."""
+    """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines.
+
+    With `declared` inputs (build/hook-inputs), a hook whose inputs are unchanged since
+    the last run is not run: the temp folders it made then are put back instead.
+    """
+    stage = "pre" if Path(script).name == "build-pre.sh" else "post"
     try:
         workspace.claim_temp_folders(Path(root), Path(folder), component)
+        cache = key = None
+        if declared is not None and state is not None:
+            engine = runtime.engine_for(None, None)
+            view = runtime.image_view(engine)
+            ids = {}
+            for name in images or ():
+                found = view.get(name)
+                ids[name] = found.id if found else ""
+            key = rounds.stage_key(
+                stage=stage,
+                hook=Path(script),
+                folder=Path(folder),
+                root=Path(root),
+                patterns=declared,
+                cache=runtime.hash_cache(Path(state)),
+                images=ids,
+            )
+            cache = rounds.RoundCache(Path(state), component, stage)
+            if cache.matches(key):
+                cache.restore(Path(folder))
+                return {"hook": Path(script).name, "skipped": "declared inputs unchanged"}
         run_hook(
             Path(script),
             component=component,
@@ -53,8 +87,12 @@ def hook(
             root=Path(root),
             on_line=_printer(f"{component}/{Path(script).name}") if verbose else None,
         )
+        if cache is not None and key is not None:
+            cache.store(key, Path(folder))
     except PaiTasksError as exc:
         return _failed(exc)
+    except OSError as exc:
+        return TaskFailed(f"component {component}: {Path(script).name}: {exc}")
     return {"hook": Path(script).name}
 
 

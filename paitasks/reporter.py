@@ -150,6 +150,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         if status == "ok":
             kind = display_name(name).split(":", 1)[0]
             status = {"build-image": "built", "push": "pushed"}.get(kind, "ok")
+            if outcome.values.get("skipped"):
+                status = "reused"  # a hook whose declared inputs did not change
         if status == "not built":
             status = f"not built: {', '.join(outcome.blocked_by)} failed"
         width = len(str(self._total))

@@ -176,11 +176,12 @@ def image_spec(plan: Plan, image: str, settings: Settings) -> ImageSpec:
 def _hook_task(
     kind: str, component: Component, settings: Settings, script: str, task_dep: list[str]
 ) -> TaskDict:
+    skip = "; skipped while build/hook-inputs are unchanged" if component.hook_inputs else ""
     return {
         "basename": kind,
         "name": component.name,
         "doc": f"run {display_path(component.path, settings.root)}/build/"
-        f"build-{'pre' if kind == 'prebuild' else 'post'}.sh",
+        f"build-{'pre' if kind == 'prebuild' else 'post'}.sh{skip}",
         "actions": [
             (
                 actions.hook,
@@ -191,6 +192,9 @@ def _hook_task(
                     str(component.path),
                     script,
                     settings.verbose,
+                    None if component.hook_inputs is None else list(component.hook_inputs),
+                    str(settings.state),
+                    [image.name for image in component.images] if kind == "postbuild" else [],
                 ],
             )
         ],

@@ -37,6 +37,7 @@ COMMON_VARIANT = "common"
 DEP_FILE_NAMES = ("component.dep", "components.dep")  # OpenPAI's code, then its guide
 PRE_HOOK_NAME = "build-pre.sh"
 POST_HOOK_NAME = "build-post.sh"
+HOOK_INPUTS_NAME = "hook-inputs"  # opt-in: what the hooks read, so they can be skipped
 MAX_IMAGE_NAME_LENGTH = 128
 
 # Docker's repository path component, written without nested ambiguity so that a long
@@ -79,6 +80,7 @@ class Component:
     dep_file: Path | None
     pre_hook: Path | None  # build/build-pre.sh if it is a file
     post_hook: Path | None  # build/build-post.sh if it is a file
+    hook_inputs: tuple[str, ...] | None = None  # build/hook-inputs: globs from the root
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def _read_component(
     dep_files: list[Path] = []
     pre_hook: Path | None = None
     post_hook: Path | None = None
+    hook_inputs: tuple[str, ...] | None = None
     try:
         with os.scandir(build) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -216,6 +219,8 @@ def _read_component(
             pre_hook = Path(entry.path)
         elif file_name == POST_HOOK_NAME and entry.is_file():
             post_hook = Path(entry.path)
+        elif file_name == HOOK_INPUTS_NAME and entry.is_file():
+            hook_inputs = _read_hook_inputs(Path(entry.path), root)
 
     if len(dep_files) > 1:
         raise TreeError(
@@ -232,7 +237,24 @@ def _read_component(
         dep_file=dep_file,
         pre_hook=pre_hook,
         post_hook=post_hook,
+        hook_inputs=hook_inputs,
     )
+
+
+def _read_hook_inputs(path: Path, root: Path) -> tuple[str, ...]:
+    """Globs (relative to the tree's root, or absolute) naming what the hooks read."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise TreeError(f"cannot read {display_path(path, root)}: {_os_reason(exc)}") from None
+    except UnicodeDecodeError:
+        raise TreeError(f"{display_path(path, root)}: not UTF-8 text") from None
+    patterns = []
+    for line in text.splitlines():
+        pattern = line.split(" #", 1)[0].strip()
+        if pattern and not pattern.startswith("#"):
+            patterns.append(pattern)
+    return tuple(patterns)
 
 
 def _image_name(
