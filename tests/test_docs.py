@@ -74,3 +74,25 @@ def test_two_line_dodo_for_openpai_layout(tmp_path: Path) -> None:
     assert "build:componentB" in result.stdout
     assert "build-image:component-b" in result.stdout
     assert (tmp_path / ".paitasks").is_dir()
+
+
+@pytest.mark.engine
+def test_walkthrough_commands_work(registry: RegistryAPI) -> None:
+    block = re.search(r"```bash walkthrough\n(.*?)```", README, re.DOTALL)
+    assert block is not None
+    commands = [line for line in block.group(1).splitlines() if line.strip()]
+    outputs = []
+    for command in commands:
+        command = command.replace("pai-build", str(Path(sys.executable).parent / "pai-build"))
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+        outputs.append(result.stdout)
+    assert outputs[-1].split() == ["componentA", "1.0", "componentB", "test-build"]
+    assert registry.manifest_digest("paitasks/component-b", "latest") is not None
+    again = subprocess.run(
+        [sys.executable, "-m", "doit", "build:componentB"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert ".  build-image:" not in again.stdout

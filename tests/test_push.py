@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -124,6 +125,16 @@ def test_push_all_publishes_every_image_with_local_digest(
         # The pushed image is the one the build made.
         assert local.id == docker_client.images.get(image).id
     assert registry.tags(f"{prefix}/{names['driver-k8s']}") == []
+    report = json.loads((src.parent / ".paitasks" / "report.json").read_text())
+    watchdog = report["images"][names["watchdog"]]
+    assert watchdog["push"]["status"] == "done"
+    assert watchdog["push"]["name"] == f"{registry.address}/{prefix}/{names['watchdog']}:v1"
+    assert watchdog["push"]["digest"] == registry.manifest_digest(
+        f"{prefix}/{names['watchdog']}", "v1"
+    )
+    assert watchdog["id"] == docker_client.images.get(names["watchdog"]).id
+    assert report["result"] == "success"
+    assert "image" in result.stdout and f"{len(built)} images:" in result.stdout
 
 
 @pytest.mark.engine
