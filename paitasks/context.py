@@ -15,9 +15,10 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from docker.utils.build import exclude_paths
+from docker.utils.build import PatternMatcher, exclude_paths
 
 from paitasks.errors import PaiTasksError
 
@@ -185,3 +186,32 @@ def scan_context(
         elif stat.S_ISREG(info.st_mode):
             entries[name] = f"f {mode:o} {cache.digest(full, info)}"
     return entries
+
+
+def folder_entries(folder: Path, cache: HashCache, skip: Iterable[str] = ()) -> dict[str, str]:
+    """Every entry of `folder` in scan_context's form, .dockerignore or not, without the
+    top-level names in `skip` (what a copy of the folder holds)."""
+    skipped = set(skip)
+    entries: dict[str, str] = {}
+    for current, folders, files in os.walk(folder):
+        relative = os.path.relpath(current, folder)
+        if relative == ".":
+            folders[:] = [name for name in folders if name not in skipped]
+            files = [name for name in files if name not in skipped]
+        for name in folders + files:
+            path = os.path.join(current, name)
+            key = os.path.normpath(os.path.join(relative, name))
+            info = os.lstat(path)
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISLNK(info.st_mode):
+                entries[key] = f"l {os.readlink(path)}"
+            elif stat.S_ISDIR(info.st_mode):
+                entries[key] = f"d {mode:o}"
+            elif stat.S_ISREG(info.st_mode):
+                entries[key] = f"f {mode:o} {cache.digest(path, info)}"
+    return entries
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether the context's .dockerignore `patterns` keep `path` from the engine."""
+    return bool(patterns) and bool(PatternMatcher(patterns).matches(path))  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from paitasks import runtime
-from paitasks.context import scan_context
+from paitasks.context import folder_entries, ignore_patterns, ignored, reads, scan_context
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, BuildInputs, explain, fingerprint
 from paitasks.registry import Registry
@@ -46,6 +46,7 @@ class ImageSpec:
     build_args: tuple[tuple[str, str], ...] = ()
     prepared: bool = False  # copy-deps or hooks put files into the context first
     sources: tuple[str, ...] | None = None  # context paths the dockerfile reads; None: all
+    copies: tuple[tuple[str, str], ...] = ()  # components.dep entries: (name, folder)
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,7 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
     assumed = predict and spec.prepared
     if assumed:
         files = {path: entry for path, entry in files.items() if not _temporary(path)}
-        if previous is not None:
-            files.update({p: e for p, e in previous.files.items() if _temporary(p)})
+        files.update(_predicted_temp_files(spec, previous, engine.builder, state))
     try:
         dockerfile_name = str(dockerfile.relative_to(context))
     except ValueError:  # a dockerfile outside the context is not in `files`
@@ -117,6 +117,29 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
         with _last_lock:
             _last[spec.name] = result
     return result
+
+
+def _predicted_temp_files(
+    spec: ImageSpec, previous: BuildInputs | None, builder: str, state: Path
+) -> dict[str, str]:
+    """What the temp folders will hold once copy-deps and hooks ran: copies of each
+    components.dep entry as its folder is now (its own temp folders as last time), and
+    for the rest what the hooks made last time."""
+    predicted = {p: e for p, e in (previous.files if previous else {}).items() if _temporary(p)}
+    patterns = ignore_patterns(Path(spec.context), Path(spec.dockerfile), builder)
+    cache = runtime.hash_cache(state)
+    for name, folder in spec.copies:
+        prefix = f"dependency/{name}/"
+        predicted = {
+            path: entry
+            for path, entry in predicted.items()
+            if not path.startswith(prefix) or _temporary(path[len(prefix) :])
+        }
+        for path, entry in folder_entries(Path(folder), cache, TEMP_FOLDERS).items():
+            copied = prefix + path
+            if reads(copied, spec.sources) and not ignored(copied, patterns):
+                predicted[copied] = entry
+    return predicted
 
 
 def _temporary(path: str) -> bool:

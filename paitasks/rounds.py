@@ -20,34 +20,12 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from paitasks.context import HashCache
+from paitasks.context import HashCache, folder_entries
 from paitasks.errors import PaiTasksError
 from paitasks.workspace import TEMP_FOLDERS
 
 ROUNDS_DIR = "rounds"
 KEY_VERSION = "paitasks-round-1"
-
-
-def _entries(folder: Path, cache: HashCache, skip: Iterable[str]) -> dict[str, str]:
-    """Every file of `folder` (links as links, .dockerignore or not), without the
-    top-level names in `skip`."""
-    skipped = set(skip)
-    entries: dict[str, str] = {}
-    for current, folders, files in os.walk(folder):
-        relative = os.path.relpath(current, folder)
-        if relative == ".":
-            folders[:] = [name for name in folders if name not in skipped]
-        for name in sorted(folders + files):
-            path = os.path.join(current, name)
-            key = os.path.normpath(os.path.join(relative, name))
-            info = os.lstat(path)
-            if os.path.islink(path):
-                entries[key] = f"l {os.readlink(path)}"
-            elif os.path.isfile(path):
-                entries[key] = f"f {info.st_mode & 0o7777:o} {cache.digest(path, info)}"
-            elif relative != "." or name not in skipped:
-                entries.setdefault(key, "d")
-    return {path: entry for path, entry in entries.items() if path.split("/", 1)[0] not in skipped}
 
 
 def declared_files(root: Path, patterns: Iterable[str]) -> list[Path]:
@@ -79,7 +57,7 @@ def stage_key(
     try:
         inputs["hook"] = hashlib.sha256(hook.read_bytes()).hexdigest()
         skip = () if stage == "post" else ("generated",)
-        inputs["component"] = _entries(folder, cache, skip)
+        inputs["component"] = folder_entries(folder, cache, skip)
         declared = {}
         for path in declared_files(root, patterns):
             info = os.lstat(path)

@@ -170,6 +170,10 @@ def image_spec(plan: Plan, image: str, settings: Settings) -> ImageSpec:
         variant=settings.variant,
         prepared=bool(graph.copy_deps[component.name] or component.pre_hook),
         sources=plan.context_sources(image),
+        copies=tuple(
+            (dep, str(graph.tree.components[dep].path))
+            for dep in graph.copy_deps[component.name]
+        ),
     )
 
 
