@@ -173,19 +173,26 @@ def scan_context(
         raise PaiTasksError(f"cannot read build context {context}: {exc}") from None
     entries: dict[str, str] = {}
     for name in _followed(root, included, relative, sources):
-        full = os.path.join(root, name)
         try:
-            info = os.lstat(full)
+            entry = describe(os.path.join(root, name), cache)
         except FileNotFoundError:
             continue
-        mode = stat.S_IMODE(info.st_mode)
-        if stat.S_ISLNK(info.st_mode):
-            entries[name] = f"l {os.readlink(full)}"
-        elif stat.S_ISDIR(info.st_mode):
-            entries[name] = f"d {mode:o}"
-        elif stat.S_ISREG(info.st_mode):
-            entries[name] = f"f {mode:o} {cache.digest(full, info)}"
+        if entry is not None:
+            entries[name] = entry
     return entries
+
+
+def describe(path: str, cache: HashCache) -> str | None:
+    """One entry: 'f <mode> <sha256>', 'l <target>' or 'd <mode>'; None for other kinds."""
+    info = os.lstat(path)
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        return f"l {os.readlink(path)}"
+    if stat.S_ISDIR(info.st_mode):
+        return f"d {mode:o}"
+    if stat.S_ISREG(info.st_mode):
+        return f"f {mode:o} {cache.digest(path, info)}"
+    return None
 
 
 def folder_entries(folder: Path, cache: HashCache, skip: Iterable[str] = ()) -> dict[str, str]:
@@ -199,16 +206,9 @@ def folder_entries(folder: Path, cache: HashCache, skip: Iterable[str] = ()) -> 
             folders[:] = [name for name in folders if name not in skipped]
             files = [name for name in files if name not in skipped]
         for name in folders + files:
-            path = os.path.join(current, name)
-            key = os.path.normpath(os.path.join(relative, name))
-            info = os.lstat(path)
-            mode = stat.S_IMODE(info.st_mode)
-            if stat.S_ISLNK(info.st_mode):
-                entries[key] = f"l {os.readlink(path)}"
-            elif stat.S_ISDIR(info.st_mode):
-                entries[key] = f"d {mode:o}"
-            elif stat.S_ISREG(info.st_mode):
-                entries[key] = f"f {mode:o} {cache.digest(path, info)}"
+            entry = describe(os.path.join(current, name), cache)
+            if entry is not None:
+                entries[os.path.normpath(os.path.join(relative, name))] = entry
     return entries
 
 

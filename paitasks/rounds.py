@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from paitasks.context import HashCache, folder_entries
+from paitasks.context import HashCache, describe, folder_entries
 from paitasks.errors import PaiTasksError
 from paitasks.workspace import TEMP_FOLDERS
 
@@ -58,13 +58,9 @@ def stage_key(
         inputs["hook"] = hashlib.sha256(hook.read_bytes()).hexdigest()
         skip = () if stage == "post" else ("generated",)
         inputs["component"] = folder_entries(folder, cache, skip)
-        declared = {}
-        for path in declared_files(root, patterns):
-            info = os.lstat(path)
-            declared[str(path)] = (
-                f"l {os.readlink(path)}" if os.path.islink(path) else cache.digest(str(path), info)
-            )
-        inputs["declared"] = declared
+        inputs["declared"] = {
+            str(path): describe(str(path), cache) for path in declared_files(root, patterns)
+        }
     except OSError as exc:
         raise PaiTasksError(f"cannot read the inputs of {hook}: {exc}") from None
     inputs["images"] = dict(sorted((images or {}).items()))
