@@ -16,7 +16,6 @@ from typing import Any
 from doit.exceptions import TaskFailed
 
 from paitasks import freshness, rounds, runtime, workspace
-from paitasks.engine import LocalImage
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
 from paitasks.freshness import ImageSpec
@@ -106,6 +105,8 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
         assessment = freshness.last_assessment(spec.name) or freshness.assess(spec)
         if verbose and assessment.reasons:
             _printer(spec.name)(f"building: {'; '.join(assessment.reasons)}")
+        from paitasks.engine import LocalImage
+
         engine = runtime.engine_for(spec.builder, spec.network)
         image_id = engine.build(
             tag=spec.name,

@@ -18,8 +18,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from docker.utils.build import PatternMatcher, exclude_paths
-
 from paitasks.errors import PaiTasksError
 
 RACY_SECONDS = 3.0
@@ -165,6 +163,8 @@ def scan_context(
         relative = str(dockerfile.relative_to(context))
     except ValueError:
         relative = None
+    from docker.utils.build import exclude_paths  # the docker SDK: loaded when needed
+
     patterns = ignore_patterns(context, dockerfile, builder)
     root = str(context)
     try:
@@ -214,4 +214,6 @@ def folder_entries(folder: Path, cache: HashCache, skip: Iterable[str] = ()) -> 
 
 def ignored(path: str, patterns: list[str]) -> bool:
     """Whether the context's .dockerignore `patterns` keep `path` from the engine."""
+    from docker.utils.build import PatternMatcher
+
     return bool(patterns) and bool(PatternMatcher(patterns).matches(path))  # type: ignore[arg-type]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paitasks.config import RegistrySettings, load_settings
 from paitasks.context import HashCache
-from paitasks.engine import Engine, LocalImage
 from paitasks.errors import ConfigError
+
+if TYPE_CHECKING:  # the engine module loads docker clients: only when a task needs it
+    from paitasks.engine import Engine, LocalImage
 
 _lock = threading.RLock()
 _engines: dict[tuple[str | None, str | None], Engine] = {}
@@ -38,6 +41,8 @@ def executing() -> bool:
 
 def engine_for(builder: str | None, network: str | None) -> Engine:
     """One Engine per process and setting, shared by the worker threads."""
+    from paitasks.engine import Engine
+
     with _lock:
         key = (builder, network)
         if key not in _engines:
