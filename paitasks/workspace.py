@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -101,16 +103,39 @@ def remove_temp_folders(root: Path, only: Iterable[Path] | None = None) -> list[
 
 
 def copy_component(source: Path, destination: Path) -> None:
-    """Copy a dependency's whole folder; links stay links (never followed out of the tree)."""
+    """Copy a dependency's whole folder; links stay links (never followed out of the tree).
+
+    GNU `cp -a` does it about twice as fast as shutil (copy-deps is most of a no-op
+    run's time); shutil is the fallback where there is no GNU cp.
+    """
     if destination.is_symlink() or destination.is_file():
         destination.unlink()
     elif destination.exists():
         shutil.rmtree(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    if _gnu_cp():
+        result = subprocess.run(
+            ["cp", "-a", "--no-target-directory", "--", str(source), str(destination)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode == 0:
+            return
+        raise PaiTasksError(f"cannot copy {source} to {destination}: {result.stderr.strip()}")
     try:
         shutil.copytree(source, destination, symlinks=True)
     except (OSError, shutil.Error) as exc:
         raise PaiTasksError(f"cannot copy {source} to {destination}: {exc}") from None
+
+
+@functools.cache
+def _gnu_cp() -> bool:
+    try:
+        result = subprocess.run(["cp", "--version"], capture_output=True, text=True)
+    except OSError:
+        return False
+    return result.returncode == 0 and "GNU" in result.stdout
+
 
 
 class RunLock:
