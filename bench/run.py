@@ -1,0 +1,815 @@
+"""paitasks benchmarks: planning, no-op rebuild, one changed leaf, parallelism, cold build.
+
+    python bench/run.py [--quick] [--runs N] [--only 2,3] [--snapshot] [--json out.json]
+
+Every scenario runs paitasks the way a user does (`python -m doit -f dodo.py ... src=TREE`,
+a fresh process each time) and, where there is one, a baseline in the same run: pai_build's
+sequential way (bench/baseline.py) or `doit -n 1`. Each figure is the median of N runs,
+with the min-max next to it. `--quick` runs a tiny size of each scenario once (a smoke
+test, not a measurement). `--snapshot` measures the last commit instead of the working
+tree, so edits made meanwhile do not change the code under test.
+
+Trees are generated under a temp folder (bench/gen_tree.py); every image name carries a
+random prefix and every image the label `org.paitasks.bench=<run id>`, so the end of the
+run (also after a failure or Ctrl-C) removes every image it made, and the temp trees.
+docs/benchmarks.md has the figures and what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+from baseline import BUILDERS, docker_build_command, docker_env, prepare_component, read_tree
+from gen_tree import LABEL, GeneratedTree, TreeSpec, generate, write_stamps
+from probe import TOP_LEVEL
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PROBE = BENCH / "probe.py"
+BASELINE = BENCH / "baseline.py"
+
+SCENARIOS = {
+    "1": "planning",
+    "2": "no-op rebuild",
+    "3": "one leaf changed",
+    "4": "parallelism",
+    "5": "cold build",
+}
+INSIDE = "*counted in the parts above:*"
+BUILT_RE = re.compile(r"^\.  build-image:(\S+)\s*$", re.MULTILINE)
+UP_TO_DATE_RE = re.compile(r"^-- build-image:(\S+)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    planning: tuple[int, ...]  # components of the planning trees
+    tree: int  # components (= images) of the no-op, leaf and cold-build tree
+    width: int  # components per layer of that tree
+    parallel: int  # independent images of the parallelism scenario
+    chain: int  # images of the chain
+    sleep: float  # seconds each parallelism image sleeps
+
+
+FULL = Sizes(planning=(100, 1000, 5000), tree=40, width=8, parallel=8, chain=8, sleep=2.0)
+QUICK = Sizes(planning=(30,), tree=6, width=3, parallel=3, chain=3, sleep=1.0)
+
+
+@dataclass
+class Row:
+    """One line of the table; times in seconds."""
+
+    scenario: str
+    size: str
+    ours: list[float]
+    baseline: list[float] = field(default_factory=list)
+    baseline_is: str = ""  # what the baseline column measures
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """How many times faster than the baseline (baseline median / paitasks median)."""
+        if not self.ours or not self.baseline:
+            return None
+        ours = statistics.median(self.ours)
+        return statistics.median(self.baseline) / ours if ours > 0 else None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    breakdown: list[tuple[str, list[float]]] = field(default_factory=list)
+    # components -> the parts of `doit list --all` (seconds, one value per run)
+    planning: dict[int, list[tuple[str, list[float]]]] = field(default_factory=dict)
+    machine: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What bench/probe.py measured inside one no-op run (seconds)."""
+
+    imports: float
+    doit_itself: float
+    spans: dict[str, float]
+    missing: tuple[str, ...] = ()  # probes whose function this paitasks no longer has
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One child process: wall time, its peak memory, exit code and output."""
+
+    seconds: float
+    max_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def timed_run(command: Sequence[str], env: dict[str, str] | None = None) -> Timed:
+    """Run `command`, timing it; the peak RSS is the child's own (os.wait4's rusage)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(list(command), stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Timed(
+            seconds=seconds,
+            max_rss_mb=usage.ru_maxrss / 1024,  # Linux: kilobytes
+            returncode=process.returncode,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+        )
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Bench:
+    """Temp trees, the engine's images of this run, and how to run paitasks on them."""
+
+    def __init__(
+        self, work: Path, repo: Path, runs: int, builder: str | None, baseline_builder: str
+    ) -> None:
+        self.work = work
+        self.dodo = repo / "dodo.py"
+        self.runs = runs
+        self.run_id = f"bench{secrets.token_hex(4)}"
+        self.builder = builder
+        self.baseline_builder = baseline_builder
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
+        self.env["NO_COLOR"] = "1"
+        # paitasks is imported from `repo` (ahead of an installed or editable copy).
+        path = [str(repo), *filter(None, self.env.get("PYTHONPATH", "").split(os.pathsep))]
+        self.env["PYTHONPATH"] = os.pathsep.join(path)
+        self._client: docker.DockerClient | None = None
+
+    # -- trees ------------------------------------------------------------------------
+
+    def tree(self, tag: str, spec: TreeSpec) -> GeneratedTree:
+        """`spec` as a new tree under work/<tag>, its images named `<run id>-<tag>-...`."""
+        folder = self.work / tag
+        if folder.exists():
+            shutil.rmtree(folder)
+        spec = dataclasses.replace(spec, prefix=f"{self.run_id}-{tag}-", label=self.run_id)
+        return generate(folder, spec)
+
+    # -- commands ---------------------------------------------------------------------
+
+    def doit(self, tree: GeneratedTree, *args: str, jobs: int | None = 4) -> Timed:
+        command = [sys.executable, "-m", "doit", "-f", str(self.dodo)]
+        if jobs is not None:
+            command += ["-n", str(jobs)]
+        command += [*args, f"src={tree.src}"]
+        if self.builder:
+            command.append(f"builder={self.builder}")
+        result = timed_run(command, self.env)
+        if result.returncode != 0:
+            raise BenchError(
+                f"{' '.join(command)} failed ({result.returncode}):\n"
+                f"{_tail(result.stdout)}\n{_tail(result.stderr)}"
+            )
+        return result
+
+    def build(
+        self, tree: GeneratedTree, jobs: int = 4, expect: Sequence[str] | None = None
+    ) -> Timed:
+        """`doit -n jobs build`; checks that exactly `expect` images were built."""
+        result = self.doit(tree, "build", jobs=jobs)
+        if expect is not None:
+            built = sorted(BUILT_RE.findall(result.stdout))
+            fresh = UP_TO_DATE_RE.findall(result.stdout)
+            if built != sorted(expect) or len(built) + len(fresh) != len(tree.images):
+                raise BenchError(
+                    f"expected to build {sorted(expect)} of {len(tree.images)} images, "
+                    f"built {built} and found {len(fresh)} up to date"
+                )
+        return result
+
+    def baseline(self, tree: GeneratedTree, builder: str | None = None) -> Timed:
+        """bench/baseline.py on `tree` (pai_build's way), a fresh process like pai_build."""
+        builder = builder or self.baseline_builder
+        command = [sys.executable, str(BASELINE), str(tree.src), "--builder", builder]
+        result = timed_run(command, self.env)
+        if result.returncode != 0:
+            raise BenchError(f"baseline failed:\n{_tail(result.stdout)}\n{_tail(result.stderr)}")
+        return result
+
+    def probe(self, tree: GeneratedTree, *args: str) -> Probe:
+        """`doit ARGS` under bench/probe.py: its parts, timed from inside (builds nothing)."""
+        out = self.work / f"probe-{secrets.token_hex(4)}.json"
+        command = [sys.executable, str(PROBE), str(out), "--", "-f", str(self.dodo), *args]
+        command.append(f"src={tree.src}")
+        if self.builder:
+            command.append(f"builder={self.builder}")
+        result = timed_run(command, self.env)
+        if result.returncode != 0 or BUILT_RE.search(result.stdout):
+            raise BenchError(f"probe run failed or built:\n{_tail(result.stdout)}")
+        data = json.loads(out.read_text(encoding="utf-8"))
+        spans = {str(name): float(value) for name, value in data["spans"].items()}
+        missing = tuple(str(name) for name in data.get("missing", ()))
+        return Probe(float(data["imports"]), float(data["doit itself"]), spans, missing)
+
+    def python(self, code: str) -> Timed:
+        result = timed_run([sys.executable, "-c", code], self.env)
+        if result.returncode != 0:
+            raise BenchError(f"python -c {code!r} failed:\n{_tail(result.stderr)}")
+        return result
+
+    # -- engine -----------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(timeout=120)
+        return self._client
+
+    def remove_images(self, tag_prefix: str | None = None) -> int:
+        """Remove this run's images: those tagged `tag_prefix...`, or all of them.
+
+        All of them means every image with this run's label, also untagged ones (replaced
+        by a rebuild) and the classic builder's intermediate images.
+        """
+        removed = 0
+        for _ in range(5):  # children first: a parent still used fails, the next pass gets it
+            listing = self.client.api.images(all=True, filters={"label": f"{LABEL}={self.run_id}"})
+            targets = []
+            for entry in listing:
+                tags = [t for t in entry.get("RepoTags") or () if t != "<none>:<none>"]
+                if tag_prefix is None:
+                    targets.append(entry["Id"])
+                else:
+                    targets.extend(t for t in tags if t.startswith(tag_prefix))
+            if not targets:
+                break
+            failed = False
+            for target in targets:
+                try:
+                    self.client.api.remove_image(target, force=True)
+                    removed += 1
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError:
+                    failed = True
+            if not failed:
+                break
+        return removed
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def runs_of(runs: int, label: str) -> Iterator[int]:
+    """0 .. runs-1, saying on stderr which run starts."""
+    for index in range(runs):
+        progress(f"{label}: run {index + 1}/{runs}")
+        yield index
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def scenario_planning(bench: Bench, sizes: Sizes, report: Report) -> None:
+    """`doit list --all` on big trees that are never built: wall time and peak memory."""
+    results: dict[int, tuple[list[float], list[float]]] = {}
+    for count in sizes.planning:
+        progress(f"planning: generating {count} components")
+        width = max(5, round(count**0.5))
+        tree = bench.tree(f"pl{count}", TreeSpec(count, shape="deep", width=width))
+        times: list[float] = []
+        memory: list[float] = []
+        probes: list[Probe] = []
+        for _ in runs_of(bench.runs, f"planning {count}"):
+            result = bench.doit(tree, "list", "--all", jobs=None)
+            times.append(result.seconds)
+            memory.append(result.max_rss_mb)
+            probes.append(bench.probe(tree, "list", "--all"))
+        results[count] = (times, memory)
+        report.planning[count] = _parts(probes, ("= doit list --all, from outside", times))
+        shutil.rmtree(tree.root)
+    smallest = min(results)
+    for count, (times, memory) in results.items():
+        row = Row(
+            f"1. {SCENARIOS['1']}: doit list --all",
+            f"{count:,} components",
+            times,
+            note=f"peak RSS {statistics.median(memory):.0f} MB",
+        )
+        if count > smallest:
+            extra = statistics.median(times) - statistics.median(results[smallest][0])
+            per = extra / (count - smallest) * 1000
+            row.note += f"; {per:.2f} ms per component above {smallest}"
+        if count == 1000:
+            row.target, row.met = "<= 1.5 s", statistics.median(times) <= 1.5
+        if count == 5000:
+            row.target = "< 400 MB"
+            row.met = statistics.median(memory) < 400
+        report.rows.append(row)
+
+
+def standard_tree(sizes: Sizes, seed: str = "0") -> TreeSpec:
+    """The tree of scenarios 2, 3 and 5: deep, one image per component, some hooks.
+
+    Each component lists one component.dep entry, the component it is FROM. With more,
+    the copies grow with every layer (a dependency's folder is copied with its own
+    dependency/ folder, as pai_build does), and copying would be all this tree measures.
+    """
+    return TreeSpec(
+        sizes.tree,
+        shape="deep",
+        width=sizes.width,
+        deps=1,
+        hook_every=4,
+        files_per_context=5,
+        seed=seed,
+    )
+
+
+def scenario_noop_and_leaf(bench: Bench, sizes: Sizes, report: Report, run_leaf: bool) -> None:
+    """Scenario 2 (no-op rebuild, its floors and breakdown) and 3 (one leaf changed)."""
+    ours_tree = bench.tree("np", standard_tree(sizes))
+    base_tree = bench.tree("nb", standard_tree(sizes))
+    # The CLI's default `docker build` today is BuildKit: its warm rebuild, for context.
+    other = "buildkit" if bench.baseline_builder == "classic" else "classic"
+    other_tree = bench.tree("nk", standard_tree(sizes))
+    images = len(ours_tree.images)
+    progress(f"no-op: first builds of the {images}-image trees")
+    bench.build(ours_tree, expect=ours_tree.images)
+    bench.baseline(base_tree)
+    bench.baseline(other_tree, other)
+
+    floors: dict[str, list[float]] = {"pass": [], "doit": [], "paitasks": [], "list": []}
+    noop4: list[float] = []
+    noop1: list[float] = []
+    warm: list[float] = []
+    warm_other: list[float] = []
+    probes: list[Probe] = []
+
+    for _ in runs_of(bench.runs, "no-op"):
+        floors["pass"].append(bench.python("pass").seconds)
+        floors["doit"].append(bench.python("import doit").seconds)
+        floors["paitasks"].append(bench.python("import paitasks.dodo").seconds)
+        floors["list"].append(bench.doit(ours_tree, "list", "--all", jobs=None).seconds)
+        noop4.append(bench.build(ours_tree, 4, expect=[]).seconds)
+        noop1.append(bench.build(ours_tree, 1, expect=[]).seconds)
+        warm.append(bench.baseline(base_tree).seconds)
+        warm_other.append(bench.baseline(other_tree, other).seconds)
+        probes.append(bench.probe(ours_tree, "-n", "1", "build"))
+
+    size = f"{images} images"
+    report.rows += [
+        Row("2. floor: python -c pass", "-", floors["pass"]),
+        Row("2. floor: python -c 'import doit'", "-", floors["doit"]),
+        Row("2. floor: python -c 'import paitasks.dodo'", "-", floors["paitasks"]),
+        Row("2. floor: doit list --all (planning)", size, floors["list"]),
+    ]
+    noop = Row(
+        f"2. {SCENARIOS['2']}: doit -n 4 build",
+        size,
+        noop4,
+        warm,
+        baseline_is=f"pai_build way, warm cache ({bench.baseline_builder})",
+        target=">= 25x",
+    )
+    noop.met = (noop.ratio or 0) >= 25
+    report.rows += [
+        noop,
+        Row(
+            f"2. {SCENARIOS['2']}: doit -n 4 build (vs {other})",
+            size,
+            noop4,
+            warm_other,
+            baseline_is=f"pai_build way, warm cache ({other})",
+        ),
+        Row(
+            f"2. {SCENARIOS['2']}: doit -n 1 build",
+            size,
+            noop1,
+            warm,
+            baseline_is=noop.baseline_is,
+        ),
+    ]
+    report.breakdown = _breakdown(floors["pass"], probes, noop1)
+
+    if run_leaf:
+        scenario_leaf(bench, ours_tree, base_tree, report, noop4)
+    for tree in (ours_tree, base_tree, other_tree):
+        shutil.rmtree(tree.root)
+
+
+def _parts(probes: list[Probe], whole: tuple[str, list[float]]) -> list[tuple[str, list[float]]]:
+    """The parts of a run as bench/probe.py timed them (one value per run), then `whole`
+    (the run timed from outside), then the spans counted inside those parts."""
+    rows: list[tuple[str, list[float]]] = [
+        (
+            "start-up: imports of the dodo file (doit, paitasks)",
+            [p.imports for p in probes],
+        )
+    ]
+    names = list(dict.fromkeys(name for p in probes for name in p.spans))
+    order = ("plan", "import", "checks", "engine", "work", "run start", "run end")
+    names.sort(key=lambda n: order.index(n.split(":")[0]) if n.split(":")[0] in order else 9)
+    for name in [n for n in names if n in TOP_LEVEL]:
+        rows.append((name, [p.spans.get(name, 0.0) for p in probes]))
+    rows.append(("doit itself (the rest of the run)", [p.doit_itself for p in probes]))
+    rows.append(whole)
+    inside = [n for n in names if n not in TOP_LEVEL]
+    if inside:
+        rows.append((INSIDE, []))
+        rows += [(name, [p.spans.get(name, 0.0) for p in probes]) for name in inside]
+    for name in dict.fromkeys(name for p in probes for name in p.missing):
+        progress(f"probe {name!r}: its function is gone from paitasks, not measured")
+    return rows
+
+
+def _breakdown(
+    interpreter: list[float], probes: list[Probe], noop1: list[float]
+) -> list[tuple[str, list[float]]]:
+    """The no-op run (-n 1) in parts: start-up, planning, checks, work, doit itself."""
+    whole = ("= no-op doit -n 1 build, measured from outside", noop1)
+    return [("start-up: the interpreter (python -c pass)", interpreter), *_parts(probes, whole)]
+
+
+def scenario_leaf(
+    bench: Bench,
+    ours_tree: GeneratedTree,
+    base_tree: GeneratedTree,
+    report: Report,
+    noop: list[float],
+) -> None:
+    """Change one file of a leaf component: exactly its image rebuilds."""
+    leaf = ours_tree.leaves()[-1]
+    image = ours_tree.components[leaf].images[0]
+    base_image = base_tree.components[leaf].images[0]
+    components = read_tree(base_tree.src)
+    prepare_component(base_tree.src, components[leaf])  # its dependency/ and generated/
+    ours: list[float] = []
+    single: list[float] = []
+
+    folder = base_tree.src / leaf
+    command = docker_build_command(
+        base_image, folder / "build" / f"{base_image}.dockerfile", folder
+    )
+    env = {**bench.env, **docker_env(bench.baseline_builder)}
+    for _ in runs_of(bench.runs, "one leaf changed"):
+        for tree in (ours_tree, base_tree):
+            with (tree.src / leaf / "files" / "f000.txt").open("a", encoding="ascii") as handle:
+                handle.write(f"{secrets.token_hex(8)}\n")
+        ours.append(bench.build(ours_tree, 4, expect=[image]).seconds)
+        result = timed_run(command, env)
+        if result.returncode != 0:
+            raise BenchError(f"docker build of {base_image} failed:\n{_tail(result.stdout)}")
+        single.append(result.seconds)
+    report.rows.append(
+        Row(
+            f"3. {SCENARIOS['3']}: doit -n 4 build",
+            f"{len(ours_tree.images)} images, 1 rebuilt",
+            ours,
+            single,
+            baseline_is=f"one docker build of that image ({bench.baseline_builder})",
+            note=f"only {image.removeprefix(bench.run_id + '-')} built, every run; "
+            f"{_seconds(statistics.median(ours) - statistics.median(noop))} more than a no-op",
+        )
+    )
+
+
+def scenario_parallel(bench: Bench, sizes: Sizes, report: Report) -> None:
+    """Independent sleeping images: -n 4 vs -n 1; and a chain, where -n 4 must not hurt."""
+    common = TreeSpec(
+        sizes.parallel + 1, sleep=sizes.sleep, stamp=True, hook_every=0, files_per_context=1
+    )
+    shapes = {
+        "wide": bench.tree("pw", common),
+        "chain": bench.tree(
+            "pc",
+            dataclasses.replace(common, components=sizes.chain + 1, shape="deep", width=1, deps=0),
+        ),
+    }
+    for kind, tree in shapes.items():
+        progress(f"parallelism ({kind}): first build")
+        bench.build(tree, expect=tree.images)
+        rebuilt = [image for image in tree.images if image != tree.base_image]
+        times: dict[int, list[float]] = {4: [], 1: []}
+
+        for index in runs_of(bench.runs, f"parallelism ({kind})"):
+            for jobs in (4, 1) if index % 2 == 0 else (1, 4):
+                write_stamps(tree)  # new contents: every image but the base really rebuilds
+                times[jobs].append(bench.build(tree, jobs, expect=rebuilt).seconds)
+        count = len(rebuilt)
+        if kind == "wide":
+            row = Row(
+                f"4. {SCENARIOS['4']}: independent images, -n 4",
+                f"{count} images, RUN sleep {sizes.sleep:g}",
+                times[4],
+                times[1],
+                baseline_is="doit -n 1 build",
+                target=">= 2.5x",
+            )
+            row.met = (row.ratio or 0) >= 2.5
+        else:
+            row = Row(
+                f"4. {SCENARIOS['4']}: chain, -n 4",
+                f"{count} images FROM the previous, RUN sleep {sizes.sleep:g}",
+                times[4],
+                times[1],
+                baseline_is="doit -n 1 build",
+                target="no slowdown (>= 0.95x)",
+            )
+            row.met = (row.ratio or 0) >= 0.95
+        report.rows.append(row)
+        shutil.rmtree(tree.root)
+
+
+def scenario_cold(bench: Bench, sizes: Sizes, report: Report) -> None:
+    """Every image built from nothing: new contents each run, the old images removed."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    images = 0
+
+    for _ in runs_of(bench.runs, "cold build"):
+        seed = secrets.token_hex(8)  # contents no layer cache has seen
+        for tag in ("cp", "cb"):
+            bench.remove_images(f"{bench.run_id}-{tag}-")
+            tree = bench.tree(tag, standard_tree(sizes, seed=f"{seed}-{tag}"))
+            images = len(tree.images)
+            if tag == "cp":
+                ours.append(bench.build(tree, 4, expect=tree.images).seconds)
+            else:
+                theirs.append(bench.baseline(tree).seconds)
+            shutil.rmtree(tree.root)
+    report.rows.append(
+        Row(
+            f"5. {SCENARIOS['5']}: doit -n 4 build",
+            f"{images} images",
+            ours,
+            theirs,
+            baseline_is=f"pai_build way, nothing cached ({bench.baseline_builder})",
+        )
+    )
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value >= 10 else f"{value:.2f} s"
+
+
+def format_table(report: Report) -> str:
+    header = ["scenario", "size", "paitasks median", "min-max", "baseline median", "ratio"]
+    header += ["target", "baseline is", "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in report.rows:
+        ratio = row.ratio
+        target = row.target
+        if row.met is not None:
+            target += " met" if row.met else " NOT met"
+        cells = [
+            row.scenario,
+            row.size,
+            _seconds(statistics.median(row.ours)),
+            f"{_seconds(min(row.ours))} - {_seconds(max(row.ours))}",
+            _seconds(statistics.median(row.baseline)) if row.baseline else "-",
+            f"{ratio:.1f}x" if ratio is not None else "-",
+            target or "-",
+            row.baseline_is or "-",
+            row.note or "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_breakdown(report: Report) -> str:
+    if not report.breakdown:
+        return ""
+    lines = [
+        "| part of the no-op run (doit -n 1, 40 images when full) | median | min-max |",
+        "|---|---|---|",
+    ]
+    for name, values in report.breakdown:
+        if not values:
+            lines.append(f"| {name} | | |")
+            continue
+        lines.append(
+            f"| {name} | {_seconds(statistics.median(values))} | "
+            f"{_seconds(min(values))} - {_seconds(max(values))} |"
+        )
+    return "\n".join(lines)
+
+
+def format_planning(report: Report) -> str:
+    if not report.planning:
+        return ""
+    sizes = list(report.planning)
+    lines = [
+        "| part of doit list --all (median) | "
+        + " | ".join(f"{n:,} components" for n in sizes)
+        + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    names = list(dict.fromkeys(name for parts in report.planning.values() for name, _ in parts))
+    for name in names:
+        cells = []
+        for size in sizes:
+            values = dict(report.planning[size]).get(name)
+            cells.append(_seconds(statistics.median(values)) if values else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def machine() -> dict[str, str]:
+    """The machine and engine, as they are at the end of the run."""
+    info = {
+        "cpus": str(os.cpu_count()),
+        "python": sys.version.split()[0],
+        "load average (1, 5, 15 min) at the end": _load(),
+    }
+    with contextlib.suppress(docker.errors.DockerException):
+        client = docker.from_env(timeout=30)
+        info["docker engine"] = str(client.version().get("Version"))
+        info["images in the engine at the end"] = str(len(client.api.images()))
+        client.close()
+    return info
+
+
+def snapshot(repo: Path, destination: Path) -> Path:
+    """The files of `repo`'s HEAD commit, exported to `destination`."""
+    destination.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", "HEAD"],
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(destination, filter="data")
+    return destination
+
+
+def describe_code(repo: Path, snapshot: bool) -> str:
+    """Which code was measured: the commit, and whether the working tree had edits."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(repo)
+    if snapshot:
+        return f"commit {commit} (snapshot)"
+    return f"commit {commit}" + (" plus uncommitted edits" if dirty else "")
+
+
+@contextlib.contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="paitasks-bench-"))
+    try:
+        yield folder
+    finally:
+        if keep:
+            progress(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5)")
+    parser.add_argument("--only", default="", help="scenario numbers, e.g. 2,3 (default all)")
+    parser.add_argument(
+        "--builder",
+        choices=("buildx", "classic"),
+        default=None,
+        help="paitasks' builder (default: its own choice, buildx when installed)",
+    )
+    parser.add_argument(
+        "--baseline-builder",
+        choices=BUILDERS,
+        default="classic",
+        help="classic: DOCKER_BUILDKIT=0 docker build, as pai_build ran it",
+    )
+    parser.add_argument(
+        "--repo", type=Path, default=REPO, help="the paitasks checkout to run (default: this one)"
+    )
+    parser.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="run the repo's last commit (git archive HEAD), not its working tree, so edits "
+        "made while the benchmark runs do not change the code under test",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temp trees (debugging)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    runs = args.runs or (1 if args.quick else 5)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown or runs < 1:
+        parser.error(f"unknown scenario {unknown} (choose from 1-5)" if unknown else "runs >= 1")
+
+    report = Report()
+    report.machine["load average (1, 5, 15 min) at the start"] = _load()
+    started = time.perf_counter()
+    status = 0
+    with workspace(args.keep) as work:
+        repo = args.repo.resolve()
+        report.machine["paitasks code"] = describe_code(repo, args.snapshot)
+        if args.snapshot:
+            repo = snapshot(repo, work / "repo")
+        bench = Bench(work, repo, runs, args.builder, args.baseline_builder)
+        progress(f"run id {bench.run_id}, {runs} run(s) per figure, temp trees in {work}")
+        try:
+            bench.python("import paitasks.dodo")  # compiles the .pyc files before any timing
+            if "1" in chosen:
+                scenario_planning(bench, sizes, report)
+            if "2" in chosen or "3" in chosen:
+                if "2" not in chosen:  # the leaf scenario reuses the no-op trees
+                    progress("scenario 3 needs scenario 2's trees: running both")
+                scenario_noop_and_leaf(bench, sizes, report, run_leaf="3" in chosen)
+            if "4" in chosen:
+                scenario_parallel(bench, sizes, report)
+            if "5" in chosen:
+                scenario_cold(bench, sizes, report)
+        except BenchError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            print("bench: stopped; the figures measured so far follow", file=sys.stderr)
+            status = 1
+        finally:
+            progress(f"removed {bench.remove_images()} images of this run")
+            bench.close()
+    report.machine.update(machine())
+    report.machine["benchmark wall time"] = f"{time.perf_counter() - started:.0f} s"
+    report.machine["runs per figure"] = str(runs)
+    print_report(report)
+    if args.json:
+        data = {
+            "rows": [asdict(r) for r in report.rows],
+            "breakdown": report.breakdown,
+            "planning": report.planning,
+            "machine": report.machine,
+        }
+        args.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return status
+
+
+def print_report(report: Report) -> None:
+    if report.rows:
+        print(format_table(report))
+    for extra in (format_planning(report), format_breakdown(report)):
+        if extra:
+            print()
+            print(extra)
+    print()
+    for key, value in report.machine.items():
+        print(f"- {key}: {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Smoke test of the benchmarks: `python bench/run.py --quick` still runs every scenario.
+
+Not a measurement (nothing is timed here): it keeps the benchmark working as paitasks
+changes, and checks that it leaves no images and no temp trees behind.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = (
+    "1. planning",
+    "2. floor",
+    "2. no-op rebuild",
+    "3. one leaf changed",
+    "4. parallelism: independent images",
+    "4. parallelism: chain",
+    "5. cold build",
+)
+
+
+@pytest.mark.engine
+def test_quick_benchmark_runs_every_scenario(docker_client: docker.DockerClient) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows and rows[0].startswith("| scenario | size | paitasks median | min-max |")
+    for scenario in SCENARIOS:
+        assert any(row.startswith(f"| {scenario}") for row in rows), f"no row for {scenario}"
+    assert "| part of the no-op run" in result.stdout
+
+    run_id = re.search(r"run id (\S+),", result.stderr)
+    work = re.search(r"temp trees in (\S+)", result.stderr)
+    assert run_id and work, result.stderr
+    left = docker_client.api.images(all=True, filters={"label": f"org.paitasks.bench={run_id[1]}"})
+    assert left == [], "the benchmark left images behind"
+    assert not Path(work[1]).exists(), "the benchmark left its temp trees behind"
