@@ -142,7 +142,7 @@ def component_tasks(component: Component, plan: Plan, settings: Settings) -> Ite
         "name": name,
         "doc": _build_doc(component, graph),
         "actions": None,
-        "task_dep": own or needs,
+        "task_dep": [*needs, *own],  # `doit info build:C` lists what C needs
     }
     yield {
         "basename": "clean",
