@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -293,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{tree.src}: {len(tree.components)} components, {len(tree.images)} images "
         f"(prefix {spec.prefix}); build with: "
-        f"python -m doit -f {os.path.relpath(Path(__file__).parent.parent / 'dodo.py')} "
+        f"python -m doit -f {Path(__file__).resolve().parent.parent / 'dodo.py'} "
         f"-n 4 build src={tree.src}"
     )
     return 0
