@@ -9,6 +9,7 @@ Every failure becomes an EngineError naming the image and carrying the last outp
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -19,13 +20,17 @@ from typing import Any
 
 import docker
 import docker.errors
-import python_on_whales
-from python_on_whales.exceptions import DockerException
 
 from paitasks.errors import EngineError
 
 BUILDERS = ("buildx", "classic")
 TAIL_LINES = 40
+PLUGIN_FOLDERS = (  # where the docker CLI looks for plugins, after the user's own
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
 PUSH_ATTEMPTS = 3
 PUSH_BACKOFF = 1.0  # seconds before the first retry; doubles each time
 # Failures worth another try: the network or the registry hiccuped. Refused logins and
@@ -45,6 +50,7 @@ TRANSIENT = (
 START_HINT = "start one with `scripts/dev-engine up`, or point DOCKER_HOST at a running engine"
 
 LineSink = Callable[[str], None]
+_clients = threading.local()  # one SDK client per thread, shared by every Engine
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,17 @@ class Engine:
             raise EngineError(f"unknown builder {builder!r}: choose one of {', '.join(BUILDERS)}")
         self._builder = builder
         self.network = network or None
-        self._local = threading.local()
         self._lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------
 
     @property
     def client(self) -> docker.DockerClient:
-        """One SDK client per thread: requests sessions are not meant to be shared."""
-        client: docker.DockerClient | None = getattr(self._local, "client", None)
+        """One SDK client per thread (requests sessions are not meant to be shared) and
+        per DOCKER_HOST, shared by every Engine of the process."""
+        clients: dict[str, docker.DockerClient] = _clients.__dict__.setdefault("by_host", {})
+        host = os.environ.get("DOCKER_HOST", "")
+        client = clients.get(host)
         if client is None:
             try:
                 client = docker.from_env(timeout=60)
@@ -81,7 +89,7 @@ class Engine:
                 raise EngineError(
                     f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}"
                 ) from None
-            self._local.client = client
+            clients[host] = client
         return client
 
     def check(self) -> None:
@@ -93,7 +101,7 @@ class Engine:
         """The builder in use: the one asked for, else buildx when installed."""
         with self._lock:
             if self._builder is None:
-                self._builder = "buildx" if buildx_available() else "classic"
+                self._builder = "buildx" if buildx_installed() else "classic"
             return self._builder
 
     # -- images -----------------------------------------------------------------------
@@ -268,6 +276,10 @@ class Engine:
         build_args: dict[str, str],
         sink: LineSink,
     ) -> int:
+        # python-on-whales loads in a fifth of a second: only builds pay for it.
+        import python_on_whales
+        from python_on_whales.exceptions import DockerException
+
         try:
             lines = python_on_whales.docker.build(
                 context,
@@ -328,12 +340,23 @@ class Engine:
 
 
 def buildx_available() -> bool:
-    """Whether the buildx CLI plugin answers."""
+    """Whether the buildx CLI plugin answers (runs `docker buildx version`)."""
+    import python_on_whales
+    from python_on_whales.exceptions import DockerException
+
     try:
         python_on_whales.docker.buildx.version()
     except (DockerException, OSError):
         return False
     return True
+
+
+def buildx_installed() -> bool:
+    """Whether docker has the buildx plugin, found where the CLI looks for plugins,
+    without starting a process; a broken plugin then fails its first build clearly."""
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    folders = [os.path.join(config, "cli-plugins"), *PLUGIN_FOLDERS]
+    return any(os.access(os.path.join(f, "docker-buildx"), os.X_OK) for f in folders)
 
 
 def _transient(error: str) -> bool:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the engine module loads docker clients: only when a task ne
 
 _lock = threading.RLock()
 _engines: dict[tuple[str | None, str | None], Engine] = {}
-_views: dict[int, ImageView] = {}
+_view: list[ImageView] = []  # one listing of the engine's images per process
 _caches: dict[Path, HashCache] = {}
 _settings: dict[str, RegistrySettings] = {}
 _logins: set[tuple[str, str]] = set()
@@ -78,12 +78,13 @@ class ImageView:
             self._images = None
 
 
-def image_view(engine: Engine) -> ImageView:
+def image_view(engine: Engine | None = None) -> ImageView:
+    """The process's view of the engine's images (whatever the builder: images are the
+    same for every Engine of this process)."""
     with _lock:
-        key = id(engine)
-        if key not in _views:
-            _views[key] = ImageView(engine)
-        return _views[key]
+        if not _view:
+            _view.append(ImageView(engine or engine_for(None, None)))
+        return _view[0]
 
 
 def hash_cache(state: Path) -> HashCache:
