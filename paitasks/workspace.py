@@ -69,10 +69,11 @@ def claim_temp_folders(root: Path, folder: Path, component: str) -> None:
         new = [path for path in paths if path not in known]
         if new:
             state_dir(root).mkdir(parents=True, exist_ok=True)
+            # Written before the folders exist, so a killed run's are tidied by the next.
+            # (No fsync: the page cache survives a killed process; only power loss loses
+            # it, and then the folders are at worst left for `doit clean`.)
             with open(_record_path(root), "a", encoding="utf-8") as record:
                 record.write("".join(f"{path}\n" for path in new))
-                record.flush()
-                os.fsync(record.fileno())
 
 
 def remove_temp_folders(root: Path, only: Iterable[Path] | None = None) -> list[Path]:
