@@ -38,17 +38,15 @@ DEP_FILE_NAMES = ("component.dep", "components.dep")  # OpenPAI's code, then its
 PRE_HOOK_NAME = "build-pre.sh"
 POST_HOOK_NAME = "build-post.sh"
 HOOK_INPUTS_NAME = "hook-inputs"  # opt-in: what the hooks read, so they can be skipped
-MAX_IMAGE_NAME_LENGTH = 128
-
-# Docker's repository path component, written without nested ambiguity so that a long
-# invalid name cannot make the regex engine backtrack exponentially.
-_IMAGE_NAME_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _COMMENT_RE = re.compile(r"(?:^|\s)#")
 
 
 def valid_image_name(name: str) -> bool:
-    """Whether docker accepts `name` as a bare local image name (checked before any build)."""
-    return 0 < len(name) <= MAX_IMAGE_NAME_LENGTH and _IMAGE_NAME_RE.fullmatch(name) is not None
+    """Whether docker accepts `name` as a bare local image name (checked before any build);
+    one rule for the whole project, the dockerfile module's."""
+    from paitasks.dockerfile import is_valid_image_name
+
+    return bool(name) and is_valid_image_name(name)
 
 
 @dataclass(frozen=True)
