@@ -54,30 +54,7 @@ def hook(
     With `declared` inputs (build/hook-inputs), a hook whose inputs are unchanged since
     the last run is not run: the temp folders it made then are put back instead.
     """
-    stage = "pre" if Path(script).name == "build-pre.sh" else "post"
-    try:
-        workspace.claim_temp_folders(Path(root), Path(folder), component)
-        cache = key = None
-        if declared is not None and state is not None:
-            engine = runtime.engine_for(None, None)
-            view = runtime.image_view(engine)
-            ids = {}
-            for name in images or ():
-                found = view.get(name)
-                ids[name] = found.id if found else ""
-            key = rounds.stage_key(
-                stage=stage,
-                hook=Path(script),
-                folder=Path(folder),
-                root=Path(root),
-                patterns=declared,
-                cache=runtime.hash_cache(Path(state)),
-                images=ids,
-            )
-            cache = rounds.RoundCache(Path(state), component, stage)
-            if cache.matches(key):
-                cache.restore(Path(folder))
-                return {"hook": Path(script).name, "skipped": "declared inputs unchanged"}
+    def run() -> None:
         run_hook(
             Path(script),
             component=component,
@@ -86,8 +63,29 @@ def hook(
             root=Path(root),
             on_line=_printer(f"{component}/{Path(script).name}") if verbose else None,
         )
-        if cache is not None and key is not None:
-            cache.store(key, Path(folder))
+
+    try:
+        workspace.claim_temp_folders(Path(root), Path(folder), component)
+        if declared is None or state is None:
+            run()
+        else:
+            view = runtime.image_view()
+            ids = {}
+            for name in images or ():
+                found = view.get(name)
+                ids[name] = found.id if found else ""
+            reused = rounds.run_or_reuse(
+                run,
+                hook=Path(script),
+                folder=Path(folder),
+                root=Path(root),
+                patterns=declared,
+                state=Path(state),
+                cache=runtime.hash_cache(Path(state)),
+                images=ids,
+            )
+            if reused:
+                return {"hook": Path(script).name, "skipped": "declared inputs unchanged"}
     except PaiTasksError as exc:
         return _failed(exc)
     except OSError as exc:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from paitasks.context import HashCache, describe, folder_entries
@@ -105,3 +105,35 @@ class RoundCache:
             if current.is_dir() and not current.is_symlink():
                 shutil.copytree(current, saved / name, symlinks=True)
         (self.base / "key").write_text(key)
+
+
+def run_or_reuse(
+    run: Callable[[], None],
+    *,
+    hook: Path,
+    folder: Path,
+    root: Path,
+    patterns: Iterable[str],
+    state: Path,
+    cache: HashCache,
+    images: dict[str, str],
+) -> bool:
+    """Run a hook with declared inputs, or put back what it made last time if none of
+    its inputs changed; True when it was not run."""
+    stage = "pre" if hook.name == "build-pre.sh" else "post"
+    key = stage_key(
+        stage=stage,
+        hook=hook,
+        folder=folder,
+        root=root,
+        patterns=patterns,
+        cache=cache,
+        images=images if stage == "post" else None,
+    )
+    saved = RoundCache(state, folder.name, stage)
+    if saved.matches(key):
+        saved.restore(folder)
+        return True
+    run()
+    saved.store(key, folder)
+    return False
