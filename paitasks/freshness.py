@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from paitasks import runtime
-from paitasks.context import folder_entries, ignore_patterns, ignored, reads, scan_context
+from paitasks.context import (
+    describe,
+    folder_entries,
+    ignore_patterns,
+    ignored,
+    reads,
+    scan_context,
+)
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, BuildInputs, explain, fingerprint
 from paitasks.registry import Registry
@@ -61,7 +68,9 @@ _last: dict[str, Assessment] = {}
 _last_lock = threading.Lock()
 
 
-def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
+def assess(
+    spec: ImageSpec, predict: bool | None = None, copies_now: dict[str, str] | None = None
+) -> Assessment:
     """Gather the inputs now, fingerprint them, and compare with the engine's image.
 
     In a run, this happens after the component's copy-deps and hooks, so the context is
@@ -79,10 +88,13 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
         context, dockerfile, engine.builder, runtime.hash_cache(state), spec.sources
     )
     previous = load_manifest(state, spec.name)
-    assumed = predict and spec.prepared
+    assumed = predict and spec.prepared and copies_now is None
     if assumed:
         files = {path: entry for path, entry in files.items() if not _temporary(path)}
         files.update(_predicted_temp_files(spec, previous, engine.builder, state))
+    elif copies_now is not None:
+        files = {path: entry for path, entry in files.items() if not _temporary(path)}
+        files.update(copies_now)
     try:
         dockerfile_name = str(dockerfile.relative_to(context))
     except ValueError:  # a dockerfile outside the context is not in `files`
@@ -142,6 +154,71 @@ def _predicted_temp_files(
     return predicted
 
 
+def copies_as_they_would_be(spec: ImageSpec) -> dict[str, str] | None:
+    """The context entries copy-deps would make now, for a build that reads them; None
+    when that cannot be told exactly (a .dockerignore, or links among the copies, which
+    COPY would follow)."""
+    if spec.sources is None or any(reads("dependency", (source,)) for source in spec.sources):
+        return None  # it reads the `dependency/` folder itself, made by mkdir: not predicted
+    engine = runtime.engine_for(spec.builder, spec.network)
+    if ignore_patterns(Path(spec.context), Path(spec.dockerfile), engine.builder):
+        return None
+    cache = runtime.hash_cache(Path(spec.state))
+    entries: dict[str, str] = {}
+    for name, folder in spec.copies:
+        prefix = f"dependency/{name}"
+        top = describe(folder, cache)
+        if top is not None and reads(prefix, spec.sources):
+            entries[prefix] = top
+        for path, entry in folder_entries(Path(folder), cache).items():
+            if reads(f"{prefix}/{path}", spec.sources):
+                if entry.startswith("l "):
+                    return None
+                entries[f"{prefix}/{path}"] = entry
+    return entries
+
+
+class CopyDepsSkip:
+    """doit uptodate check for `copy-deps:C` where C has no hooks and no component copies
+    C: when every image of C is up to date against the copies as they would be made now
+    (exact, since the components C copies have finished their rounds), nothing needs the
+    copies, so they are not made, and the images are told so."""
+
+    def __init__(self, specs: tuple[ImageSpec, ...]) -> None:
+        self.specs = specs
+        self.reason = "not checked"
+
+    def __call__(self, task: Any, values: Any) -> bool:
+        if not runtime.executing():
+            self.reason = "copies are made in a run"
+            return False
+        try:
+            verdicts = []
+            for spec in self.specs:
+                copies = copies_as_they_would_be(spec)
+                if copies is None:
+                    self.reason = f"image {spec.name}: its copies cannot be predicted exactly"
+                    return False
+                result = assess(spec, predict=False, copies_now=copies)
+                if not result.fresh:
+                    self.reason = f"image {spec.name} must build: {'; '.join(result.reasons)}"
+                    return False
+                verdicts.append(spec.name)
+        except PaiTasksError as exc:
+            self.reason = str(exc)
+            return False
+        with _last_lock:
+            _fresh_without_copies.update(verdicts)
+        self.reason = "every image is up to date with the copies as they are now"
+        return True
+
+    def __repr__(self) -> str:
+        return f"copy-deps: {self.reason}"
+
+
+_fresh_without_copies: set[str] = set()
+
+
 def _temporary(path: str) -> bool:
     return path.split("/", 1)[0] in TEMP_FOLDERS
 
@@ -172,6 +249,10 @@ class ImageUpToDate:
         self.reason = "not checked"
 
     def __call__(self, task: Any, values: Any) -> bool:
+        with _last_lock:
+            if self.spec.name in _fresh_without_copies:
+                self.reason = "up to date (its copy-deps found nothing to build)"
+                return True
         try:
             result = assess(self.spec)
         except PaiTasksError as exc:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from paitasks import actions
-from paitasks.freshness import ImageSpec, ImageUpToDate, PushUpToDate
+from paitasks.freshness import CopyDepsSkip, ImageSpec, ImageUpToDate, PushUpToDate
 from paitasks.graph import Graph
 from paitasks.loader import Plan
 from paitasks.settings import Settings
@@ -51,8 +51,9 @@ def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
     }
     for basename, doc in GROUP_DOCS.items():
         yield {"basename": basename, "name": None, "doc": doc}
+    copied = frozenset(dep for deps in graph.copy_deps.values() for dep in deps)
     for component in tree.components.values():
-        yield from component_tasks(component, plan, settings)
+        yield from component_tasks(component, plan, settings, copied)
     yield from push_tasks(graph, settings)
 
 
@@ -90,7 +91,10 @@ def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
         }
 
 
-def component_tasks(component: Component, plan: Plan, settings: Settings) -> Iterator[TaskDict]:
+def component_tasks(
+    component: Component, plan: Plan, settings: Settings, copied: frozenset[str] = frozenset()
+) -> Iterator[TaskDict]:
+    """The tasks of one component's round; `copied`: the components others copy."""
     graph = plan.graph
     name = component.name
     root = str(settings.root)
@@ -104,13 +108,20 @@ def component_tasks(component: Component, plan: Plan, settings: Settings) -> Ite
     if copy:
         task = f"copy-deps:{name}"
         sources = [(dep, str(graph.tree.components[dep].path)) for dep in copy]
-        yield {
+        copy_task: TaskDict = {
             "basename": "copy-deps",
             "name": name,
             "doc": f"copy {', '.join(copy)} into {where}/dependency/",
             "actions": [(actions.copy_deps, [root, name, folder, sources])],
             "task_dep": chain,
         }
+        hooked = component.pre_hook or component.post_hook
+        if component.images and not hooked and name not in copied:
+            # Nothing but this component's own images reads the copies: skip them when
+            # those images are up to date anyway.
+            specs = tuple(image_spec(plan, image.name, settings) for image in component.images)
+            copy_task["uptodate"] = [CopyDepsSkip(specs)]
+        yield copy_task
         chain, own = [task], [*own, task]
 
     if component.pre_hook is not None:
