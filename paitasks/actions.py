@@ -7,6 +7,7 @@ as one clear paragraph instead of a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
             build_args=dict(spec.build_args),
             on_line=_printer(spec.name) if verbose else None,
         )
-        runtime.image_view(engine).update(
+        runtime.image_view().update(
             spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint})
         )
         freshness.save_manifest(Path(spec.state), spec.name, assessment.inputs, image_id)
@@ -139,8 +140,15 @@ def push_image(image: str, config: str | None, verbose: bool) -> Any:
             auth=auth,
             on_line=_printer(f"push {image}") if verbose else None,
         )
-        view = runtime.image_view(engine)
-        view.refresh()  # the push added a repo digest to the image
+        # The engine now records repository@digest on the image: keep the view in step
+        # rather than listing every image again after each push.
+        view = runtime.image_view()
+        pushed = view.get(image)
+        if pushed is not None:
+            entry = f"{settings.repository(image)}@{digest}"
+            view.update(
+                image, dataclasses.replace(pushed, repo_digests=(*pushed.repo_digests, entry))
+            )
     except PaiTasksError as exc:
         return _failed(exc)
     name = settings.image_name(image)

@@ -81,7 +81,7 @@ def assess(
     if predict is None:
         predict = not runtime.executing()
     engine = runtime.engine_for(spec.builder, spec.network)
-    view = runtime.image_view(engine)
+    view = runtime.image_view()
     state = Path(spec.state)
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     files = scan_context(
@@ -290,7 +290,7 @@ class PushUpToDate:
 
 def pushed_already(image: str, config: str | None) -> tuple[bool, str]:
     settings = runtime.registry_settings(config)
-    view = runtime.image_view(runtime.engine_for(None, None))
+    view = runtime.image_view()
     local = view.get(image)
     if local is None:
         return False, "image not built yet"

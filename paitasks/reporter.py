@@ -220,7 +220,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 entry["blocked_by"] = outcome.blocked_by
             if kind == "build-image":
                 if view is None:
-                    view = runtime.image_view(runtime.engine_for(None, None))
+                    view = runtime.image_view()
                 local = _safe_get(view, subject)
                 entry["id"] = outcome.values.get("id") or (local.id if local else None)
                 entry["fingerprint"] = outcome.values.get("fingerprint") or (

@@ -73,17 +73,12 @@ class ImageView:
             if self._images is not None:
                 self._images[name] = image
 
-    def refresh(self) -> None:
-        with self._lock:
-            self._images = None
 
-
-def image_view(engine: Engine | None = None) -> ImageView:
-    """The process's view of the engine's images (whatever the builder: images are the
-    same for every Engine of this process)."""
+def image_view() -> ImageView:
+    """The process's view of the engine's images (the same for every builder setting)."""
     with _lock:
         if not _view:
-            _view.append(ImageView(engine or engine_for(None, None)))
+            _view.append(ImageView(engine_for(None, None)))
         return _view[0]
 
 
