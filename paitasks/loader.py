@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from paitasks.dockerfile import DockerfileInfo, ImageRef, local_image_name, parse_dockerfile
+from paitasks.dockerfile import DockerfileInfo, local_image_name, parse_dockerfile
 from paitasks.errors import TreeError
 from paitasks.graph import Graph, build_graph
 from paitasks.settings import Settings
@@ -20,10 +20,6 @@ from paitasks.tree import discover
 class Plan:
     graph: Graph
     dockerfiles: Mapping[str, DockerfileInfo]  # image -> what its dockerfile says
-
-    @property
-    def refs(self) -> dict[str, tuple[ImageRef, ...]]:
-        return {name: info.refs for name, info in self.dockerfiles.items()}
 
     def context_sources(self, image: str) -> tuple[str, ...] | None:
         """The context paths a build of `image` reads; None for all of it.
