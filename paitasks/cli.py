@@ -23,8 +23,8 @@ from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
 from paitasks.freshness import assess
-from paitasks.graph import Graph, image_order, select
-from paitasks.loader import load_graph, load_plan
+from paitasks.graph import image_order, select
+from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
 from paitasks.settings import Settings, resolve_settings
 from paitasks.tasks import image_spec
@@ -66,17 +66,17 @@ def run_doit(settings: Settings, task_names: Sequence[str], jobs: int) -> int:
     return int(DoitMain(loader).run([*arguments, *task_names]))
 
 
-def plan(settings: Settings) -> Graph:
+def load(settings: Settings) -> Plan:
     if not settings.src.is_dir():
         raise PaiTasksError(f"source folder {settings.src} does not exist")
-    return load_graph(settings)
+    return load_plan(settings)
 
 
 @command("build")
 def build(args: argparse.Namespace) -> int:
     """Build the named components and what they need (all when none is named)."""
     settings = settings_from(args)
-    graph = plan(settings)
+    graph = load(settings).graph
     if args.component:
         select(graph, args.component)  # unknown names fail here, before any work
         tasks = [f"build:{name}" for name in dict.fromkeys(args.component)]
@@ -94,7 +94,7 @@ def push(args: argparse.Namespace) -> int:
     """
     settings = settings_from(args)
     load_settings(args.config)
-    graph = plan(settings)
+    graph = load(settings).graph
     images = list(dict.fromkeys(args.image))
     unknown = [name for name in images if name not in graph.tree.images]
     if unknown:
@@ -113,7 +113,7 @@ def push(args: argparse.Namespace) -> int:
 def plan_command(args: argparse.Namespace) -> int:
     """Say which images a build would rebuild, and why, without building anything."""
     settings = settings_from(args)
-    plan = load_plan(settings)
+    plan = load(settings)
     rebuilt: set[str] = set()
     lines = []
     for image in image_order(plan.graph):
@@ -135,7 +135,7 @@ def plan_command(args: argparse.Namespace) -> int:
 @command("graph")
 def graph_command(args: argparse.Namespace) -> int:
     """Print the component and image graph (json, dot or mermaid)."""
-    graph = plan(settings_from(args))
+    graph = load(settings_from(args)).graph
     sys.stdout.write(FORMATS[args.format](graph))
     return 0
 
