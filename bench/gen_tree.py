@@ -53,6 +53,7 @@ class TreeSpec:
     width: int = 8  # deep: components per layer
     deps: int = 2  # deep: layer k-1 components each component lists in component.dep
     hook_every: int = 4  # every n-th component has build-pre.sh and build-post.sh; 0: none
+    declare_hooks: bool = False  # write build/hook-inputs: what the hooks read (rule 5)
     files_per_context: int = 3  # files under <component>/files/
     file_size: int = 512  # bytes per file
     prefix: str = "bench-"  # every image name starts with it
@@ -183,6 +184,8 @@ def _write_component(folder: Path, component: GenComponent, spec: TreeSpec) -> N
     label = spec.label or spec.prefix
     if component.name == BASE_COMPONENT:
         (build / "build-pre.sh").write_text(_BASE_PRE_HOOK, encoding="ascii")
+        if spec.declare_hooks:
+            (build / "hook-inputs").write_text(f"{BUSYBOX}\n", encoding="ascii")
         (build / f"{component.images[0]}.dockerfile").write_text(
             _BASE_DOCKERFILE.format(label=label), encoding="ascii"
         )
@@ -192,6 +195,9 @@ def _write_component(folder: Path, component: GenComponent, spec: TreeSpec) -> N
             _PRE_HOOK.format(text=f"{component.name} {spec.seed}"), encoding="ascii"
         )
         (build / "build-post.sh").write_text(_POST_HOOK, encoding="ascii")
+        if spec.declare_hooks:
+            # The hooks read nothing outside their component: an empty list says so.
+            (build / "hook-inputs").write_text("", encoding="ascii")
     for image, parent in zip(component.images, component.parents, strict=True):
         lines = [f"FROM {parent}", f'LABEL {LABEL}="{label}"']
         if spec.stamp:
@@ -263,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=8, help="deep: components per layer")
     parser.add_argument("--deps", type=int, default=2, help="deep: component.dep entries")
     parser.add_argument("--hook-every", type=int, default=4, help="0: no hooks")
+    parser.add_argument(
+        "--declare-hooks", action="store_true", help="write build/hook-inputs for the hooks"
+    )
     parser.add_argument("--files", type=int, default=3, help="files per context")
     parser.add_argument("--file-size", type=int, default=512)
     parser.add_argument("--prefix", default=f"bench{secrets.token_hex(3)}-")
@@ -278,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             width=args.width,
             deps=args.deps,
             hook_every=args.hook_every,
+            declare_hooks=args.declare_hooks,
             files_per_context=args.files,
             file_size=args.file_size,
             prefix=args.prefix,

@@ -16,81 +16,61 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 
-from paitasks import freshness, rounds, runtime, workspace
+from paitasks import freshness, runtime, staging, workspace
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
 from paitasks.freshness import ImageSpec
 from paitasks.hooks import run_hook
+from paitasks.staging import RoundSpec
 
 
 def _failed(exc: PaiTasksError) -> TaskFailed:
     return TaskFailed(str(exc))
 
 
-def copy_deps(root: str, component: str, folder: str, deps: list[tuple[str, str]]) -> Any:
+def copy_deps(round_: RoundSpec) -> Any:
     """Copy each dependency's whole folder into `<component>/dependency/<dep>/`."""
     try:
-        workspace.claim_temp_folders(Path(root), Path(folder), component)
-        for name, source in deps:
-            destination = Path(folder) / "dependency" / name
-            workspace.copy_component(Path(source), destination)
+        staging.ensure_real(round_, "copies")
     except PaiTasksError as exc:
         return _failed(exc)
-    return {"copied": [name for name, _ in deps]}
+    return {"copied": [dep.name for dep in round_.copies]}
 
 
 def hook(
-    root: str,
-    src: str,
-    component: str,
-    folder: str,
-    script: str,
-    verbose: bool = False,
-    declared: list[str] | None = None,
-    state: str | None = None,
-    images: list[str] | None = None,
+    round_: RoundSpec, script: str, src: str, verbose: bool = False, images: list[str] | None = None
 ) -> Any:
     """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines.
 
-    With `declared` inputs (build/hook-inputs), a hook whose inputs are unchanged since
-    the last run is not run: the temp folders it made then are put back instead.
+    With declared inputs (build/hook-inputs), a hook whose inputs are unchanged since
+    the last run is not run: what it made then stands in for what it would make.
     """
+    folder = Path(round_.folder)
+
     def run() -> None:
         run_hook(
             Path(script),
-            component=component,
-            folder=Path(folder),
+            component=round_.name,
+            folder=folder,
             src=Path(src),
-            root=Path(root),
-            on_line=_printer(f"{component}/{Path(script).name}") if verbose else None,
+            root=Path(round_.root),
+            on_line=_printer(f"{round_.name}/{Path(script).name}") if verbose else None,
         )
 
     try:
-        workspace.claim_temp_folders(Path(root), Path(folder), component)
-        if declared is None or state is None:
-            run()
-        else:
+        ids = {}
+        if round_.declared is not None:
             view = runtime.image_view()
-            ids = {}
             for name in images or ():
                 found = view.get(name)
                 ids[name] = found.id if found else ""
-            reused = rounds.run_or_reuse(
-                run,
-                hook=Path(script),
-                folder=Path(folder),
-                root=Path(root),
-                patterns=declared,
-                state=Path(state),
-                cache=runtime.hash_cache(Path(state)),
-                images=ids,
-            )
-            if reused:
-                return {"hook": Path(script).name, "skipped": "declared inputs unchanged"}
+        cache = runtime.hash_cache(Path(round_.state))
+        if staging.run_hook_stage(round_, Path(script), run, cache, ids):
+            return {"hook": Path(script).name, "skipped": "declared inputs unchanged"}
     except PaiTasksError as exc:
         return _failed(exc)
     except OSError as exc:
-        return TaskFailed(f"component {component}: {Path(script).name}: {exc}")
+        return TaskFailed(f"component {round_.name}: {Path(script).name}: {exc}")
     return {"hook": Path(script).name}
 
 
@@ -101,7 +81,10 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
     it with what it would build, also on a machine without this tree's `.paitasks/`.
     """
     try:
-        assessment = freshness.last_assessment(spec.name) or freshness.assess(spec)
+        assessment = freshness.last_assessment(spec.name)
+        if spec.round is not None and staging.ensure_real(spec.round, "pre"):
+            assessment = None  # its folders were virtual: read what the build will send
+        assessment = assessment or freshness.assess(spec)
         if verbose and assessment.reasons:
             _printer(spec.name)(f"building: {'; '.join(assessment.reasons)}")
         from paitasks.engine import LocalImage

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paitasks import runtime
+from paitasks import runtime, staging
 from paitasks.context import (
-    describe,
     folder_entries,
     ignore_patterns,
     ignored,
@@ -32,6 +31,7 @@ from paitasks.context import (
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, BuildInputs, explain, fingerprint
 from paitasks.registry import Registry
+from paitasks.staging import RoundSpec
 from paitasks.workspace import TEMP_FOLDERS
 
 MANIFEST_DIR = "images"
@@ -51,9 +51,13 @@ class ImageSpec:
     network: str | None = "host"
     variant: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
-    prepared: bool = False  # copy-deps or hooks put files into the context first
     sources: tuple[str, ...] | None = None  # context paths the dockerfile reads; None: all
-    copies: tuple[tuple[str, str], ...] = ()  # components.dep entries: (name, folder)
+    round: RoundSpec | None = None  # its component's copy-deps and hooks
+
+    @property
+    def prepared(self) -> bool:
+        """Whether copy-deps or a pre-build hook put files into the context first."""
+        return self.round is not None and bool(self.round.copies or self.round.pre_hook)
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,12 @@ _last: dict[str, Assessment] = {}
 _last_lock = threading.Lock()
 
 
-def assess(
-    spec: ImageSpec, predict: bool | None = None, copies_now: dict[str, str] | None = None
-) -> Assessment:
+def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
     """Gather the inputs now, fingerprint them, and compare with the engine's image.
 
     In a run, this happens after the component's copy-deps and hooks, so the context is
-    what the build will see. Outside a run (`doit info`, `doit list --status`, `pai-build
+    what the build will see; temp folders nobody made real yet count as what they would
+    hold (staging.py). Outside a run (`doit info`, `doit list --status`, `pai-build
     plan`) it predicts: files of the temp folders, which only the round makes, are taken
     to be what they were at the last build.
     """
@@ -83,24 +86,21 @@ def assess(
     engine = runtime.engine_for(spec.builder, spec.network)
     view = runtime.image_view()
     state = Path(spec.state)
-    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
-    files = scan_context(
-        context, dockerfile, engine.builder, runtime.hash_cache(state), spec.sources
-    )
+    files = _context_files(spec, engine.builder, predict)
     previous = load_manifest(state, spec.name)
-    assumed = predict and spec.prepared and copies_now is None
+    assumed = predict and spec.prepared
     if assumed:
         files = {path: entry for path, entry in files.items() if not _temporary(path)}
         files.update(_predicted_temp_files(spec, previous, engine.builder, state))
-    elif copies_now is not None:
-        files = {path: entry for path, entry in files.items() if not _temporary(path)}
-        files.update(copies_now)
+    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     try:
         dockerfile_name = str(dockerfile.relative_to(context))
     except ValueError:  # a dockerfile outside the context is not in `files`
         dockerfile_name = str(dockerfile)
-        files = {**files, "<dockerfile>": runtime.hash_cache(state).digest(
-            str(dockerfile), os.stat(dockerfile))}
+        files = {
+            **files,
+            "<dockerfile>": runtime.hash_cache(state).digest(str(dockerfile), os.stat(dockerfile)),
+        }
     images = {}
     for name in (*spec.uses, *spec.external):
         found = view.get(name if name in spec.uses else normal_tag(name))
@@ -131,6 +131,30 @@ def assess(
     return result
 
 
+def _context_files(spec: ImageSpec, builder: str, predict: bool) -> dict[str, str]:
+    """What the build reads of its context, with temp folders not yet made counted as
+    what they would hold; they are made real first where that cannot be told exactly
+    (a .dockerignore, or links, which the build follows)."""
+    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
+    cache = runtime.hash_cache(Path(spec.state))
+    files = scan_context(context, dockerfile, builder, cache, spec.sources)
+    round_ = spec.round
+    if predict or round_ is None or not round_.has_temp or staging.is_real(round_):
+        return files
+    files = {path: entry for path, entry in files.items() if not _temporary(path)}
+    virtual = {
+        path: entry
+        for path, entry in staging.temp_entries(round_, "pre", cache).items()
+        if reads(path, spec.sources)
+    }
+    links = any(entry.startswith("l ") for entry in (*files.values(), *virtual.values()))
+    if links or (virtual and ignore_patterns(context, dockerfile, builder)):
+        staging.ensure_real(round_, "pre")
+        return scan_context(context, dockerfile, builder, cache, spec.sources)
+    files.update(virtual)
+    return files
+
+
 def _predicted_temp_files(
     spec: ImageSpec, previous: BuildInputs | None, builder: str, state: Path
 ) -> dict[str, str]:
@@ -140,83 +164,30 @@ def _predicted_temp_files(
     predicted = {p: e for p, e in (previous.files if previous else {}).items() if _temporary(p)}
     patterns = ignore_patterns(Path(spec.context), Path(spec.dockerfile), builder)
     cache = runtime.hash_cache(state)
-    for name, folder in spec.copies:
-        prefix = f"dependency/{name}/"
+    for dep in spec.round.copies if spec.round else ():
+        prefix = f"dependency/{dep.name}/"
         predicted = {
             path: entry
             for path, entry in predicted.items()
             if not path.startswith(prefix) or _temporary(path[len(prefix) :])
         }
-        for path, entry in folder_entries(Path(folder), cache, TEMP_FOLDERS).items():
+        for path, entry in folder_entries(Path(dep.folder), cache, TEMP_FOLDERS).items():
             copied = prefix + path
             if reads(copied, spec.sources) and not ignored(copied, patterns):
                 predicted[copied] = entry
     return predicted
 
 
-def copies_as_they_would_be(spec: ImageSpec) -> dict[str, str] | None:
-    """The context entries copy-deps would make now, for a build that reads them; None
-    when that cannot be told exactly (a .dockerignore, or links among the copies, which
-    COPY would follow)."""
-    if spec.sources is None or any(reads("dependency", (source,)) for source in spec.sources):
-        return None  # it reads the `dependency/` folder itself, made by mkdir: not predicted
-    engine = runtime.engine_for(spec.builder, spec.network)
-    if ignore_patterns(Path(spec.context), Path(spec.dockerfile), engine.builder):
-        return None
-    cache = runtime.hash_cache(Path(spec.state))
-    entries: dict[str, str] = {}
-    for name, folder in spec.copies:
-        prefix = f"dependency/{name}"
-        top = describe(folder, cache)
-        if top is not None and reads(prefix, spec.sources):
-            entries[prefix] = top
-        for path, entry in folder_entries(Path(folder), cache).items():
-            if reads(f"{prefix}/{path}", spec.sources):
-                if entry.startswith("l "):
-                    return None
-                entries[f"{prefix}/{path}"] = entry
-    return entries
+class CopiesDeferred:
+    """doit uptodate check for `copy-deps:C` where no hook needs the copies up front:
+    they are made when a hook that runs, an image that builds or a component that copies
+    C reads them (staging.py), so a run where everything is up to date copies nothing."""
 
-
-class CopyDepsSkip:
-    """doit uptodate check for `copy-deps:C` where C has no hooks and no component copies
-    C: when every image of C is up to date against the copies as they would be made now
-    (exact, since the components C copies have finished their rounds), nothing needs the
-    copies, so they are not made, and the images are told so."""
-
-    def __init__(self, specs: tuple[ImageSpec, ...]) -> None:
-        self.specs = specs
-        self.reason = "not checked"
-
-    def __call__(self, task: Any, values: Any) -> bool:
-        if not runtime.executing():
-            self.reason = "copies are made in a run"
-            return False
-        try:
-            verdicts = []
-            for spec in self.specs:
-                copies = copies_as_they_would_be(spec)
-                if copies is None:
-                    self.reason = f"image {spec.name}: its copies cannot be predicted exactly"
-                    return False
-                result = assess(spec, predict=False, copies_now=copies)
-                if not result.fresh:
-                    self.reason = f"image {spec.name} must build: {'; '.join(result.reasons)}"
-                    return False
-                verdicts.append(spec.name)
-        except PaiTasksError as exc:
-            self.reason = str(exc)
-            return False
-        with _last_lock:
-            _fresh_without_copies.update(verdicts)
-        self.reason = "every image is up to date with the copies as they are now"
+    def __call__(self) -> bool:
         return True
 
     def __repr__(self) -> str:
-        return f"copy-deps: {self.reason}"
-
-
-_fresh_without_copies: set[str] = set()
+        return "copy-deps: made only when a hook, an image build or a dependent reads them"
 
 
 def _temporary(path: str) -> bool:
@@ -249,10 +220,6 @@ class ImageUpToDate:
         self.reason = "not checked"
 
     def __call__(self, task: Any, values: Any) -> bool:
-        with _last_lock:
-            if self.spec.name in _fresh_without_copies:
-                self.reason = "up to date (its copy-deps found nothing to build)"
-                return True
         try:
             result = assess(self.spec)
         except PaiTasksError as exc:

@@ -5,9 +5,10 @@ hooks read in `build/hook-inputs` (globs relative to the tree's root, or absolut
 each hook stage has a key: the hook script, the declared inputs, the component's files as
 the hook finds them (its `dependency/` copies included) and, after the build, the ids of
 its images. When a stage's key matches the last run's, the hook is not run: the temp
-folders it left then (`dependency/`, `generated/`, saved under `.paitasks/rounds/`) are
-put back instead, so the images and the components that copy this one see exactly what
-the hook would have made.
+folders it left then (`dependency/`, `generated/`, saved under `.paitasks/rounds/`) stand
+in for what it would make, and are put back when something reads them (staging.py), so
+the images and the components that copy this one see exactly what the hook would have
+made.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-from paitasks.context import HashCache, describe, folder_entries
+from paitasks.context import HashCache, describe
 from paitasks.errors import PaiTasksError
 from paitasks.workspace import TEMP_FOLDERS
 
 ROUNDS_DIR = "rounds"
-KEY_VERSION = "paitasks-round-1"
+KEY_VERSION = "paitasks-round-2"
 
 
 def declared_files(root: Path, patterns: Iterable[str]) -> list[Path]:
@@ -46,23 +47,24 @@ def stage_key(
     *,
     stage: str,
     hook: Path,
-    folder: Path,
+    component: dict[str, str],
     root: Path,
     patterns: Iterable[str],
     cache: HashCache,
     images: dict[str, str] | None = None,
 ) -> str:
-    """The key of one hook stage ("pre" or "post") as things stand now."""
+    """The key of one hook stage ("pre" or "post"): the hook, the component's folder as
+    the hook finds it (`component`: entries of its files and temp folders), the declared
+    inputs and, after the build, the ids of its images."""
     inputs: dict[str, object] = {"version": KEY_VERSION, "stage": stage}
     try:
         inputs["hook"] = hashlib.sha256(hook.read_bytes()).hexdigest()
-        skip = () if stage == "post" else ("generated",)
-        inputs["component"] = folder_entries(folder, cache, skip)
         inputs["declared"] = {
             str(path): describe(str(path), cache) for path in declared_files(root, patterns)
         }
     except OSError as exc:
         raise PaiTasksError(f"cannot read the inputs of {hook}: {exc}") from None
+    inputs["component"] = component
     inputs["images"] = dict(sorted((images or {}).items()))
     payload = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -72,13 +74,17 @@ class RoundCache:
     """The key and saved temp folders of one component's hook stage."""
 
     def __init__(self, state: Path, component: str, stage: str) -> None:
+        self.stage = stage
         self.base = state / ROUNDS_DIR / component / stage
 
     def matches(self, key: str) -> bool:
         try:
-            return (self.base / "key").read_text() == key and (self.base / "saved").is_dir()
+            return (self.base / "key").read_text() == key and self.has_saved()
         except OSError:
             return False
+
+    def has_saved(self) -> bool:
+        return (self.base / "key").is_file() and (self.base / "saved").is_dir()
 
     def restore(self, folder: Path) -> None:
         """Put the saved temp folders in place of the component's current ones."""
@@ -105,35 +111,3 @@ class RoundCache:
             if current.is_dir() and not current.is_symlink():
                 shutil.copytree(current, saved / name, symlinks=True)
         (self.base / "key").write_text(key)
-
-
-def run_or_reuse(
-    run: Callable[[], None],
-    *,
-    hook: Path,
-    folder: Path,
-    root: Path,
-    patterns: Iterable[str],
-    state: Path,
-    cache: HashCache,
-    images: dict[str, str],
-) -> bool:
-    """Run a hook with declared inputs, or put back what it made last time if none of
-    its inputs changed; True when it was not run."""
-    stage = "pre" if hook.name == "build-pre.sh" else "post"
-    key = stage_key(
-        stage=stage,
-        hook=hook,
-        folder=folder,
-        root=root,
-        patterns=patterns,
-        cache=cache,
-        images=images if stage == "post" else None,
-    )
-    saved = RoundCache(state, folder.name, stage)
-    if saved.matches(key):
-        saved.restore(folder)
-        return True
-    run()
-    saved.store(key, folder)
-    return False

@@ -14,13 +14,15 @@ the owners of the images it uses) is fully built, as OpenPAI's order has it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from paitasks import actions
-from paitasks.freshness import CopyDepsSkip, ImageSpec, ImageUpToDate, PushUpToDate
+from paitasks.freshness import CopiesDeferred, ImageSpec, ImageUpToDate, PushUpToDate
 from paitasks.graph import Graph
 from paitasks.loader import Plan
 from paitasks.settings import Settings
+from paitasks.staging import RoundSpec
 from paitasks.tree import Component, display_path
 
 TaskDict = dict[str, Any]
@@ -51,9 +53,9 @@ def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
     }
     for basename, doc in GROUP_DOCS.items():
         yield {"basename": basename, "name": None, "doc": doc}
-    copied = frozenset(dep for deps in graph.copy_deps.values() for dep in deps)
+    rounds: dict[str, RoundSpec] = {}
     for component in tree.components.values():
-        yield from component_tasks(component, plan, settings, copied)
+        yield from component_tasks(component, plan, settings, rounds)
     yield from push_tasks(graph, settings)
 
 
@@ -92,13 +94,15 @@ def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
 
 
 def component_tasks(
-    component: Component, plan: Plan, settings: Settings, copied: frozenset[str] = frozenset()
+    component: Component,
+    plan: Plan,
+    settings: Settings,
+    rounds: dict[str, RoundSpec] | None = None,
 ) -> Iterator[TaskDict]:
-    """The tasks of one component's round; `copied`: the components others copy."""
+    """The tasks of one component's round; `rounds`: round specs made so far (shared)."""
     graph = plan.graph
     name = component.name
-    root = str(settings.root)
-    folder = str(component.path)
+    round_ = round_spec(plan, name, settings, {} if rounds is None else rounds)
     where = display_path(component.path, settings.root)
     needs = [f"build:{dep}" for dep in graph.component_deps[name]]
     chain = list(needs)  # what the next step of this component's round waits for
@@ -107,31 +111,27 @@ def component_tasks(
     copy = graph.copy_deps[name]
     if copy:
         task = f"copy-deps:{name}"
-        sources = [(dep, str(graph.tree.components[dep].path)) for dep in copy]
         copy_task: TaskDict = {
             "basename": "copy-deps",
             "name": name,
             "doc": f"copy {', '.join(copy)} into {where}/dependency/",
-            "actions": [(actions.copy_deps, [root, name, folder, sources])],
+            "actions": [(actions.copy_deps, [round_])],
             "task_dep": chain,
         }
-        hooked = component.pre_hook or component.post_hook
-        if component.images and not hooked and name not in copied:
-            # Nothing but this component's own images reads the copies: skip them when
-            # those images are up to date anyway.
-            specs = tuple(image_spec(plan, image.name, settings) for image in component.images)
-            copy_task["uptodate"] = [CopyDepsSkip(specs)]
+        if component.pre_hook is None or component.hook_inputs is not None:
+            # No hook needs them up front: made when something reads them.
+            copy_task["uptodate"] = [CopiesDeferred()]
         yield copy_task
         chain, own = [task], [*own, task]
 
     if component.pre_hook is not None:
         task = f"prebuild:{name}"
-        yield _hook_task("prebuild", component, settings, str(component.pre_hook), chain)
+        yield _hook_task("prebuild", round_, settings, str(component.pre_hook), chain, [])
         chain, own = [task], [*own, task]
 
     images = [f"build-image:{image.name}" for image in component.images]
     for image in component.images:
-        spec = image_spec(plan, image.name, settings)
+        spec = image_spec(plan, image.name, settings, round_)
         yield {
             "basename": "build-image",
             "name": image.name,
@@ -145,7 +145,8 @@ def component_tasks(
 
     if component.post_hook is not None:
         task = f"postbuild:{name}"
-        yield _hook_task("postbuild", component, settings, str(component.post_hook), chain)
+        images_of = [image.name for image in component.images]
+        yield _hook_task("postbuild", round_, settings, str(component.post_hook), chain, images_of)
         chain, own = [task], [*own, task]
 
     yield {
@@ -159,12 +160,14 @@ def component_tasks(
         "basename": "clean",
         "name": name,
         "doc": f"remove {where}/dependency/ and {where}/generated/ if a run left them",
-        "actions": [(actions.clean, [root, folder])],
+        "actions": [(actions.clean, [str(settings.root), str(component.path)])],
         "uptodate": [False],
     }
 
 
-def image_spec(plan: Plan, image: str, settings: Settings) -> ImageSpec:
+def image_spec(
+    plan: Plan, image: str, settings: Settings, round_: RoundSpec | None = None
+) -> ImageSpec:
     """Everything the build of one image and its up-to-date check need."""
     graph = plan.graph
     found = graph.tree.images[image]
@@ -179,40 +182,45 @@ def image_spec(plan: Plan, image: str, settings: Settings) -> ImageSpec:
         builder=settings.builder,
         network=settings.network,
         variant=settings.variant,
-        prepared=bool(graph.copy_deps[component.name] or component.pre_hook),
         sources=plan.context_sources(image),
-        copies=tuple(
-            (dep, str(graph.tree.components[dep].path))
-            for dep in graph.copy_deps[component.name]
-        ),
+        round=round_ or round_spec(plan, component.name, settings, {}),
     )
 
 
+def round_spec(plan: Plan, name: str, settings: Settings, made: dict[str, RoundSpec]) -> RoundSpec:
+    """The round spec of a component and, within it, of every component it copies."""
+    if name not in made:
+        component = plan.graph.tree.components[name]
+        made[name] = RoundSpec(
+            name=name,
+            folder=str(component.path),
+            root=str(settings.root),
+            state=str(settings.state),
+            copies=tuple(
+                round_spec(plan, dep, settings, made) for dep in plan.graph.copy_deps[name]
+            ),
+            pre_hook=str(component.pre_hook) if component.pre_hook else None,
+            post_hook=str(component.post_hook) if component.post_hook else None,
+            declared=component.hook_inputs,
+        )
+    return made[name]
+
+
 def _hook_task(
-    kind: str, component: Component, settings: Settings, script: str, task_dep: list[str]
+    kind: str,
+    round_: RoundSpec,
+    settings: Settings,
+    script: str,
+    task_dep: list[str],
+    images: list[str],
 ) -> TaskDict:
-    skip = "; skipped while build/hook-inputs are unchanged" if component.hook_inputs else ""
+    skip = "; skipped while build/hook-inputs are unchanged" if round_.declared else ""
+    where = display_path(Path(round_.folder), settings.root)
     return {
         "basename": kind,
-        "name": component.name,
-        "doc": f"run {display_path(component.path, settings.root)}/build/"
-        f"build-{'pre' if kind == 'prebuild' else 'post'}.sh{skip}",
-        "actions": [
-            (
-                actions.hook,
-                [
-                    str(settings.root),
-                    str(settings.src),
-                    component.name,
-                    str(component.path),
-                    script,
-                    settings.verbose,
-                    None if component.hook_inputs is None else list(component.hook_inputs),
-                    str(settings.state),
-                    [image.name for image in component.images] if kind == "postbuild" else [],
-                ],
-            )
-        ],
+        "name": round_.name,
+        "doc": f"run {where}/build/build-{'pre' if kind == 'prebuild' else 'post'}.sh{skip}",
+        "actions": [(actions.hook, [round_, script, str(settings.src), settings.verbose, images])],
         "task_dep": task_dep,
     }
 

@@ -58,15 +58,8 @@ def claim_temp_folders(root: Path, folder: Path, component: str) -> None:
     """
     with _record_lock:
         known = set(recorded_folders(root))
-        paths = [folder / name for name in TEMP_FOLDERS]
-        for path in paths:
-            if (path.exists() or path.is_symlink()) and path not in known:
-                raise TreeError(
-                    f"component {component}: {path} exists and was not made by paitasks; "
-                    f"`{path.name}/` is a temp folder that every run deletes, so move your "
-                    f"files out of it first"
-                )
-        new = [path for path in paths if path not in known]
+        _refuse(known, folder, component)
+        new = [path for path in (folder / name for name in TEMP_FOLDERS) if path not in known]
         if new:
             state_dir(root).mkdir(parents=True, exist_ok=True)
             # Written before the folders exist, so a killed run's are tidied by the next.
@@ -74,6 +67,22 @@ def claim_temp_folders(root: Path, folder: Path, component: str) -> None:
             # it, and then the folders are at worst left for `doit clean`.)
             with open(_record_path(root), "a", encoding="utf-8") as record:
                 record.write("".join(f"{path}\n" for path in new))
+
+
+def refuse_unrecorded(root: Path, folder: Path, component: str) -> None:
+    """Raise TreeError when a temp folder of the component exists that no run made."""
+    with _record_lock:
+        _refuse(set(recorded_folders(root)), folder, component)
+
+
+def _refuse(known: set[Path], folder: Path, component: str) -> None:
+    for path in (folder / name for name in TEMP_FOLDERS):
+        if (path.exists() or path.is_symlink()) and path not in known:
+            raise TreeError(
+                f"component {component}: {path} exists and was not made by paitasks; "
+                f"`{path.name}/` is a temp folder that every run deletes, so move your "
+                f"files out of it first"
+            )
 
 
 def remove_temp_folders(root: Path, only: Iterable[Path] | None = None) -> list[Path]:
@@ -136,7 +145,6 @@ def _gnu_cp() -> bool:
     except OSError:
         return False
     return result.returncode == 0 and "GNU" in result.stdout
-
 
 
 class RunLock:

@@ -1,4 +1,5 @@
-"""copy-deps is skipped when nothing reads the copies but images that are up to date."""
+"""copy-deps makes its copies only when something reads them: a hook that runs, an image
+that builds, or a component that copies this one."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_copies_are_skipped_only_while_nothing_changes(
     )
 
     first = build(src)
-    assert ".  copy-deps:app" in first and f".  build-image:{app}" in first
+    assert "-- copy-deps:app" in first and f".  build-image:{app}" in first
     assert read(app, "/lib/data.txt") == "data 1"
 
     second = build(src)
@@ -57,7 +58,7 @@ def test_copies_are_skipped_only_while_nothing_changes(
 
     (src / "lib" / "data.txt").write_text("data 2\n")
     third = build(src)
-    assert ".  copy-deps:app" in third and f".  build-image:{app}" in third
+    assert f".  build-image:{app}" in third
     assert read(app, "/lib/data.txt") == "data 2"
 
     # What lib's hook makes (its generated/, copied along) counts too.
@@ -66,3 +67,56 @@ def test_copies_are_skipped_only_while_nothing_changes(
     assert f".  build-image:{app}" in fourth
     assert read(app, "/lib/generated/version") == "v2"
     assert f"-- build-image:{app}" in build(src)
+
+
+@pytest.mark.engine
+def test_nested_copies_are_made_only_when_an_image_reads_them(
+    tmp_path: Path, prefix: str, busybox_image: str
+) -> None:
+    """base (a declared hook) <- mid <- app: a no-op runs no hook and copies nothing;
+    a change deep down reaches the image that reads it through two copies."""
+    src = tmp_path / "src"
+    runs = tmp_path / "hook-runs"
+    (tmp_path / "version").write_text("v1\n")
+    (src / "base" / "build").mkdir(parents=True)
+    (src / "base" / "build" / "build-pre.sh").write_text(
+        f"echo ran >> {runs}\n"
+        'mkdir -p "$PAI_COMPONENT_DIR/generated"\n'
+        'cp "$PAI_ROOT_DIR/version" "$PAI_COMPONENT_DIR/generated/version"\n'
+    )
+    (src / "base" / "build" / "hook-inputs").write_text("version\n")
+    (src / "mid" / "build").mkdir(parents=True)
+    (src / "mid" / "build" / "component.dep").write_text("base\n")
+    (src / "mid" / "own.txt").write_text("mid 1\n")
+    mid, app = f"{prefix}-mid", f"{prefix}-app"
+    (src / "mid" / "build" / f"{mid}.dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY dependency/base/generated/ /base/\n"
+    )
+    (src / "app" / "build").mkdir(parents=True)
+    (src / "app" / "build" / "component.dep").write_text("mid\n")
+    (src / "app" / "build" / f"{app}.dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY dependency/mid/ /mid/\n"
+    )
+
+    first = build(src)
+    assert f".  build-image:{mid}" in first and f".  build-image:{app}" in first
+    assert read(app, "/mid/dependency/base/generated/version") == "v1"
+    assert runs.read_text().count("ran") == 1
+
+    second = build(src)
+    assert f"-- build-image:{mid}" in second and f"-- build-image:{app}" in second
+    assert runs.read_text().count("ran") == 1, "a hook with unchanged inputs ran"
+
+    (src / "mid" / "own.txt").write_text("mid 2\n")  # only app reads it (a copy of mid)
+    third = build(src)
+    assert f"-- build-image:{mid}" in third and f".  build-image:{app}" in third
+    assert read(app, "/mid/own.txt") == "mid 2"
+    assert read(app, "/mid/dependency/base/generated/version") == "v1"
+
+    (tmp_path / "version").write_text("v2\n")
+    fourth = build(src)
+    assert f".  build-image:{mid}" in fourth and f".  build-image:{app}" in fourth
+    assert read(mid, "/base/version") == "v2"
+    assert read(app, "/mid/dependency/base/generated/version") == "v2"
+    assert runs.read_text().count("ran") == 2
+    assert not list(src.glob("*/dependency")) and not list(src.glob("*/generated"))

@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from paitasks.context import HashCache
+from paitasks.context import HashCache, folder_entries
 from paitasks.rounds import RoundCache, declared_files, stage_key
 from tests.support import REPO
 
 
 def key(folder: Path, root: Path, hook: Path, **kw: object) -> str:
+    cache = HashCache(None)
     return stage_key(
         stage=str(kw.get("stage", "pre")),
         hook=hook,
-        folder=folder,
+        component=folder_entries(folder, cache),
         root=root,
         patterns=list(kw.get("patterns", ["inputs/*.txt"])),  # type: ignore[call-overload]
-        cache=HashCache(None),
+        cache=cache,
         images=kw.get("images"),  # type: ignore[arg-type]
     )
 
@@ -56,14 +57,12 @@ def test_key_follows_every_input(layout: tuple[Path, Path, Path]) -> None:
     assert key(folder, root, hook) == fourth
 
 
-def test_generated_is_not_an_input_of_the_pre_hook(layout: tuple[Path, Path, Path]) -> None:
+def test_image_ids_count_only_after_the_build(layout: tuple[Path, Path, Path]) -> None:
     root, folder, hook = layout
-    before = key(folder, root, hook)
-    (folder / "generated").mkdir()
-    (folder / "generated" / "out").write_text("made by the hook")
-    assert key(folder, root, hook) == before
-    assert key(folder, root, hook, stage="post") != key(folder, root, hook, stage="post",
-                                                          images={"x": "1"})
+    assert key(folder, root, hook, stage="post") != key(
+        folder, root, hook, stage="post", images={"x": "1"}
+    )
+    assert key(folder, root, hook, stage="pre") != key(folder, root, hook, stage="post")
 
 
 def test_declared_folders_and_absolute_paths(tmp_path: Path) -> None:
@@ -122,7 +121,7 @@ def test_declared_hook_is_skipped_until_an_input_changes(
     out, count = build()
     assert count == 1, "the hook ran although nothing it reads changed"
     assert "reused prebuild:base" in out
-    assert f"-- build-image:{prefix}-base" in out  # the restored output matched
+    assert f"-- build-image:{prefix}-base" in out  # what it made last time matched
     assert not (base / "generated").exists()
     (tmp_path / "version.txt").write_text("2")
     out, count = build()
