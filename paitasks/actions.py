@@ -96,6 +96,7 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
             context=Path(spec.context),
             labels={LABEL: assessment.fingerprint},
             build_args=dict(spec.build_args),
+            platform=spec.platform,
             on_line=_printer(spec.name) if verbose else None,
         )
         runtime.image_view().update(

@@ -53,6 +53,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variables["builder"] = args.builder
     if getattr(args, "verbose", False):
         variables["verbose"] = "1"
+    for name in ("build_args", "platform"):
+        if getattr(args, name, None):
+            variables[name] = getattr(args, name)
     return resolve_settings(variables)
 
 
@@ -153,6 +156,8 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-j", "--jobs", type=int, default=1, help="parallel tasks (default 1)")
     sub.add_argument("--variant", help="cluster kind, e.g. k8s")
     sub.add_argument("--builder", choices=["buildx", "classic"])
+    sub.add_argument("--build-args", metavar="FILE", help="KEY=VALUE lines: build args")
+    sub.add_argument("--platform", help="target platform, e.g. linux/amd64")
     sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")
 
 

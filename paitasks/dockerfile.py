@@ -64,6 +64,8 @@ class DockerfileInfo:
     context: tuple[str, ...] | None = None
     # Its ONBUILD triggers read the context of images built FROM it.
     onbuild_reads_context: bool = False
+    # Every ARG it declares (before FROM or in a stage): the build args it can see.
+    args: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------
@@ -743,7 +745,13 @@ class _Walk:
             and not any(_split_flag(flag)[0] == "from" for flag in trigger.flags)
             for _, trigger in self.stages[-1].triggers
         )
-        return DockerfileInfo(self.path, tuple(refs), names, context, onbuild)
+        arg_commands = [
+            *self.meta_args,
+            *(c for st in self.stages for c in st.commands if (c.cmd or "").upper() == "ARG"),
+        ]
+        declared = [item.partition("=")[0] for command in arg_commands for item in command.value]
+        args = tuple(sorted(dict.fromkeys(name for name in declared if name)))
+        return DockerfileInfo(self.path, tuple(refs), names, context, onbuild, args)
 
     def read_context(self, command: dockerfile.Command) -> None:
         """Note the context paths a COPY or ADD (without --from) reads."""

@@ -30,7 +30,6 @@ from paitasks.context import (
 )
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, BuildInputs, explain, fingerprint
-from paitasks.registry import Registry
 from paitasks.staging import RoundSpec
 from paitasks.workspace import TEMP_FOLDERS
 
@@ -50,7 +49,8 @@ class ImageSpec:
     builder: str | None = None
     network: str | None = "host"
     variant: str | None = None
-    build_args: tuple[tuple[str, str], ...] = ()
+    build_args: tuple[tuple[str, str], ...] = ()  # those its dockerfile declares
+    platform: str | None = None
     sources: tuple[str, ...] | None = None  # context paths the dockerfile reads; None: all
     round: RoundSpec | None = None  # its component's copy-deps and hooks
 
@@ -108,6 +108,8 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
     # The variant only chooses dockerfiles, and the dockerfile is an input already.
     settings = {"builder": engine.builder}
     settings.update({f"build-arg {key}": value for key, value in spec.build_args})
+    if spec.platform:
+        settings["platform"] = spec.platform
     inputs = BuildInputs(dockerfile_name, files, images, settings)
     wanted = fingerprint(inputs)
     current = view.get(spec.name)
@@ -270,6 +272,8 @@ def pushed_already(image: str, config: str | None) -> tuple[bool, str]:
     if not known:
         return False, f"this image was never pushed to {repository}"
     path = repository.removeprefix(f"{settings.domain}/")
+    from paitasks.registry import Registry  # urllib: only when pushing
+
     served = Registry(settings.registry, settings.username, settings.password).manifest_digest(
         path, settings.tag
     )

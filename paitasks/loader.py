@@ -49,7 +49,8 @@ def load_plan(settings: Settings) -> Plan:
     tree = discover(settings.src, settings.variant)
     if not tree.components:
         raise TreeError(f"source folder {settings.src} has no components (sub-folders)")
-    infos = {name: parse_dockerfile(image.dockerfile) for name, image in tree.images.items()}
+    args = dict(settings.build_args)
+    infos = {name: parse_dockerfile(image.dockerfile, args) for name, image in tree.images.items()}
     refs = {name: info.refs for name, info in infos.items()}
     return Plan(build_graph(tree, refs), infos)
 

@@ -22,6 +22,8 @@ SOURCES: dict[str, tuple[str, str]] = {
     "variant": ("variant", "PAI_BUILD_VARIANT"),
     "builder": ("builder", "PAI_BUILDER"),
     "verbose": ("verbose", "PAI_VERBOSE"),
+    "build_args": ("build_args", "PAI_BUILD_ARGS"),
+    "platform": ("platform", "PAI_PLATFORM"),
 }
 BUILDERS = ("buildx", "classic")
 TRUE = ("1", "true", "yes", "on")
@@ -35,6 +37,9 @@ class Settings:
     variant: str | None = None  # cluster kind: selects <image>.<variant>.dockerfile
     builder: str | None = None  # "buildx", "classic", or None for buildx when available
     verbose: bool = False  # show docker's build output for every image, not only failures
+    # --build-arg values from a KEY=VALUE file; each image gets the ones it declares (ARG)
+    build_args: tuple[tuple[str, str], ...] = ()
+    platform: str | None = None  # target platform, e.g. linux/amd64; None: the engine's
 
     @property
     def root(self) -> Path:
@@ -72,6 +77,7 @@ def resolve_settings(
             f"{var}={builder} ({env}): unknown builder, choose one of {', '.join(BUILDERS)}"
         )
     network = pick("network") or "host"
+    args_file = pick("build_args")
     return Settings(
         src=Path(os.path.normpath(src)),
         config=(base / config).absolute() if config else None,
@@ -79,4 +85,35 @@ def resolve_settings(
         variant=pick("variant"),
         builder=builder,
         verbose=(pick("verbose") or "").lower() in TRUE,
+        build_args=read_build_args(base / args_file, environ) if args_file else (),
+        platform=pick("platform"),
     )
+
+
+def read_build_args(path: Path, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """KEY=VALUE lines (blank lines and # comments skipped; spaces around `=` ignored), as
+    `docker build --build-arg` takes them; a bare KEY takes its value from the environment.
+    In a file, so values stay off doit's command line and out of shell history (build
+    args are still not for secrets: docker records them in the image's history)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeError) as exc:
+        raise PaiTasksError(f"build_args={path}: cannot read it: {exc}") from None
+    args: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        key = key.strip()
+        if not key or any(char.isspace() for char in key):
+            raise PaiTasksError(f"{path}:{number}: expected KEY=VALUE (a name, then '=')")
+        if not equals:
+            if key not in environ:
+                raise PaiTasksError(
+                    f"{path}:{number}: build arg {key} has no value and is not set in the "
+                    "environment"
+                )
+            value = environ[key]
+        args[key] = value.strip() if equals else value
+    return tuple(sorted(args.items()))

@@ -182,6 +182,11 @@ def image_spec(
         builder=settings.builder,
         network=settings.network,
         variant=settings.variant,
+        build_args=tuple(
+            (key, value) for key, value in settings.build_args
+            if key in plan.dockerfiles[image].args
+        ),
+        platform=settings.platform,
         sources=plan.context_sources(image),
         round=round_ or round_spec(plan, component.name, settings, {}),
     )

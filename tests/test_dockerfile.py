@@ -899,3 +899,13 @@ def test_generated_dockerfiles_give_the_intended_refs(case: Generated) -> None:
     info = parse_dockerfile_text(case.text, PATH, case.build_args)
     assert list(info.refs) == sorted(dict.fromkeys(case.refs), key=lambda ref: ref.line)
     assert list(info.stages) == case.stages
+
+
+def test_declared_args_are_collected_from_every_stage() -> None:
+    text = (
+        "ARG BASE=img\nFROM ${BASE} AS one\narg VERSION\n"
+        "FROM scratch\nARG A=1 B\nRUN true\nCOPY --from=one /x /x\n"
+    )
+    assert parse(text).args == ("A", "B", "BASE", "VERSION")
+    assert parse("FROM scratch\n").args == ()
+

@@ -630,6 +630,48 @@ def test_switching_builder_rebuilds(warm: Tree, docker_client: docker.DockerClie
 
 
 @pytest.mark.engine
+def test_build_args_rebuild_only_the_images_that_declare_them(
+    warm: Tree, tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    """A build arg reaches the images whose dockerfile declares it (ARG), and what is
+    built on them; an arg no dockerfile declares changes nothing."""
+    args = tmp_path / "build-args"
+    args.write_text("# not declared by any dockerfile\nRELEASE=1\n")
+    before = image_ids(docker_client, warm)
+    unused = build(warm, f"build_args={args}")
+    assert unused.built == frozenset(), unused.output
+
+    # argbase: ARG BASE_IMAGE=tools, FROM ${BASE_IMAGE}
+    args.write_text(f"RELEASE=1\nBASE_IMAGE={warm.names['tools-base']}\n")
+    switched = build(warm, f"build_args={args}")
+    assert_rebuilt_exactly(
+        switched, before, image_ids(docker_client, warm), frozenset({"argbase"})
+    )
+    on_tools_base = docker_client.containers.run(
+        warm.names["argbase"], ["ls", "/etc"], remove=True, network_mode="none"
+    ).decode()
+    assert "tools-base" in on_tools_base.split() and "tools" not in on_tools_base.split()
+    assert build(warm, f"build_args={args}").built == frozenset()
+
+    # tools-base changes: argbase, now FROM it, follows.
+    append(warm.dockerfile("tools", "tools-base"), "RUN echo more > /etc/more\n")
+    follows = build(warm, f"build_args={args}")
+    assert follows.built == {"tools-base", "tools", "argbase"}, follows.output
+    assert build(warm).built == {"argbase"}  # back to the default: FROM tools
+
+
+@pytest.mark.engine
+def test_target_platform_is_an_input(warm: Tree, docker_client: docker.DockerClient) -> None:
+    before = image_ids(docker_client, warm)
+    native = build(warm, "platform=linux/amd64")
+    assert_rebuilt_exactly(native, before, image_ids(docker_client, warm), EVERYTHING)
+    assert build(warm, "platform=linux/amd64").built == frozenset()
+    image = docker_client.images.get(warm.names["tools"])
+    assert image.attrs["Architecture"] == "amd64" and image.attrs["Os"] == "linux"
+    assert build(warm).built == EVERYTHING
+
+
+@pytest.mark.engine
 def test_variant_builds_only_its_own_images(
     warm: Tree, docker_client: docker.DockerClient
 ) -> None:

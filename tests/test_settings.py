@@ -27,11 +27,47 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "variant": ("k8s", "yarn", "k8s", "yarn", None),
     "builder": ("classic", "buildx", "classic", "buildx", None),
     "verbose": ("1", "yes", True, True, False),
+    "platform": ("linux/amd64", "linux/arm64", "linux/amd64", "linux/arm64", None),
 }
 
 
 def test_every_setting_has_a_case() -> None:
-    assert set(CASES) == set(SOURCES)
+    assert set(CASES) | {"build_args"} == set(SOURCES)
+
+
+def test_build_args_file(tmp_path: Path) -> None:
+    path = tmp_path / "args"
+    path.write_text("# comment\n\nB=2\nA = x=y \nFROM_ENV\nB=3\n")
+    settings = resolve_settings({"build_args": str(path)}, environ={"FROM_ENV": "e"}, cwd=CWD)
+    assert settings.build_args == (("A", "x=y"), ("B", "3"), ("FROM_ENV", "e"))
+    again = resolve_settings({}, environ={"PAI_BUILD_ARGS": str(path), "FROM_ENV": "e"})
+    assert again.build_args == settings.build_args
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("A=1\n=secret\n", ":2: expected KEY=VALUE"),
+        ("MY KEY=secret\n", ":1: expected KEY=VALUE"),
+        ("UNSET\n", ":1: build arg UNSET has no value and is not set in the environment"),
+    ],
+)
+def test_bad_build_args_file_names_file_and_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "args"
+    path.write_text(text)
+    with pytest.raises(PaiTasksError) as caught:
+        resolve_settings({"build_args": str(path)}, environ={}, cwd=CWD)
+    assert str(caught.value) == f"{path}{message}" or str(caught.value).startswith(
+        f"{path}{message}"
+    )
+    assert "secret" not in str(caught.value)  # values are never echoed
+
+
+def test_missing_build_args_file(tmp_path: Path) -> None:
+    with pytest.raises(PaiTasksError, match=r"build_args=.*cannot read"):
+        resolve_settings({"build_args": str(tmp_path / "nope")}, environ={}, cwd=CWD)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
