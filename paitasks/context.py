@@ -163,12 +163,16 @@ def scan_context(
         relative = str(dockerfile.relative_to(context))
     except ValueError:
         relative = None
-    from docker.utils.build import exclude_paths  # the docker SDK: loaded when needed
-
     patterns = ignore_patterns(context, dockerfile, builder)
     root = str(context)
     try:
-        included = exclude_paths(root, patterns, dockerfile=relative)
+        if patterns:
+            # The docker SDK's own matcher; loaded only for contexts that need it.
+            from docker.utils.build import exclude_paths
+
+            included = exclude_paths(root, patterns, dockerfile=relative)
+        else:
+            included = every_path(root)
     except OSError as exc:
         raise PaiTasksError(f"cannot read build context {context}: {exc}") from None
     entries: dict[str, str] = {}
@@ -180,6 +184,21 @@ def scan_context(
         if entry is not None:
             entries[name] = entry
     return entries
+
+
+def every_path(root: str) -> set[str]:
+    """Every path under `root`, relative, as the SDK's exclude_paths lists them when
+    nothing is excluded: folders and files, links to folders not entered."""
+    found: set[str] = set()
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for current, folders, files in os.walk(root, onerror=fail):
+        relative = os.path.relpath(current, root)
+        prefix = "" if relative == "." else f"{relative}/"
+        found.update(prefix + name for name in folders + files)
+    return found
 
 
 def describe(path: str, cache: HashCache) -> str | None:
@@ -214,6 +233,8 @@ def folder_entries(folder: Path, cache: HashCache, skip: Iterable[str] = ()) -> 
 
 def ignored(path: str, patterns: list[str]) -> bool:
     """Whether the context's .dockerignore `patterns` keep `path` from the engine."""
+    if not patterns:
+        return False
     from docker.utils.build import PatternMatcher
 
-    return bool(patterns) and bool(PatternMatcher(patterns).matches(path))  # type: ignore[arg-type]
+    return bool(PatternMatcher(patterns).matches(path))  # type: ignore[arg-type]

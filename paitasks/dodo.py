@@ -17,7 +17,6 @@ from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
 from paitasks import tasks
-from paitasks.config import load_settings
 from paitasks.errors import PaiTasksError
 from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
@@ -65,8 +64,10 @@ def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
 
     def task_paitasks() -> Iterator[Any]:
         try:
-            if settings.config is not None:
-                load_settings(settings.config)  # a bad config fails before any work
+            if settings.config is not None:  # a bad config fails before any work
+                from paitasks.config import load_settings  # PyYAML: only when pushing
+
+                load_settings(settings.config)
             plan = load_plan(settings)
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None

@@ -3,25 +3,31 @@
 Builds go through buildx (python-on-whales) when the plugin is there, else through the
 classic builder via the engine's API (the docker SDK streams each step's output, which the
 classic CLI's quiet mode hides). Questions about many images at once (which tags exist,
-their ids and labels) are one API call through the SDK instead of one CLI process each.
+their ids and labels) are one API call instead of one CLI process each. The two reads
+every run makes (is the engine there, which images does it hold) go over the engine's
+socket with the standard library: a run that builds nothing then never loads the docker
+SDK, which takes longer to import than the listing takes.
 Every failure becomes an EngineError naming the image and carrying the last output lines.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any
 
 from paitasks.errors import EngineError
+
+if TYPE_CHECKING:
+    import docker
 
 BUILDERS = ("buildx", "classic")
 TAIL_LINES = 40
@@ -78,6 +84,8 @@ class Engine:
     def client(self) -> docker.DockerClient:
         """One SDK client per thread (requests sessions are not meant to be shared) and
         per DOCKER_HOST, shared by every Engine of the process."""
+        import docker
+
         clients: dict[str, docker.DockerClient] = _clients.__dict__.setdefault("by_host", {})
         host = os.environ.get("DOCKER_HOST", "")
         client = clients.get(host)
@@ -94,7 +102,8 @@ class Engine:
 
     def check(self) -> None:
         """Fail early, within seconds, when no engine answers."""
-        _ = self.client
+        if _api_get("/_ping") is None:
+            _ = self.client
 
     @property
     def builder(self) -> str:
@@ -111,10 +120,16 @@ class Engine:
 
         `name:latest` is also listed under the bare name, the way the tree names images.
         """
-        try:
-            listing: list[dict[str, Any]] = self.client.api.images()
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot list images: {_short(exc)}") from None
+        listing = _api_get("/images/json")
+        if listing is None:
+            import docker.errors
+
+            try:
+                listing = self.client.api.images()
+            except docker.errors.DockerException as exc:
+                raise EngineError(f"cannot list images: {_short(exc)}") from None
+        if not isinstance(listing, list):
+            raise EngineError(f"cannot list images: the engine answered {listing!r:.200}")
         found: dict[str, LocalImage] = {}
         for entry in listing:
             image = LocalImage(
@@ -133,6 +148,8 @@ class Engine:
 
     def image(self, name: str) -> LocalImage | None:
         """The image tagged `name` (`:latest`), or None."""
+        import docker.errors
+
         try:
             attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
         except docker.errors.ImageNotFound:
@@ -144,6 +161,8 @@ class Engine:
 
     def remove_images(self, names: Iterable[str]) -> None:
         """Remove tags, ignoring the ones that are already gone."""
+        import docker.errors
+
         for name in names:
             try:
                 self.client.api.remove_image(name, force=True)
@@ -156,6 +175,8 @@ class Engine:
 
     def check_login(self, registry: str, username: str, password: str) -> None:
         """Have the engine verify credentials against the registry (nothing is stored)."""
+        import docker.errors
+
         try:
             self.client.api.login(username, password, registry=registry, reauth=True)
         except docker.errors.DockerException as exc:
@@ -178,6 +199,8 @@ class Engine:
         Credentials travel to the engine in the API request's auth header, never on a
         command line or into a file. Transient failures are retried with backoff.
         """
+        import docker.errors
+
         target = f"{repository}:{tag}"
         try:
             self.client.api.tag(image, repository, tag, force=True)
@@ -204,6 +227,8 @@ class Engine:
         auth: Mapping[str, str] | None,
         on_line: LineSink | None,
     ) -> tuple[str | None, str]:
+        import docker.errors
+
         digest: str | None = None
         try:
             stream = self.client.api.push(
@@ -233,6 +258,7 @@ class Engine:
         context: Path,
         labels: Mapping[str, str] | None = None,
         build_args: Mapping[str, str] | None = None,
+        platform: str | None = None,
         on_line: LineSink | None = None,
     ) -> str:
         """Build `dockerfile` in `context` as `tag` and return the new image id."""
@@ -248,12 +274,13 @@ class Engine:
         build_args = dict(build_args or {})
         if self.builder == "buildx":
             command = ["docker", "buildx", "build"]
-            code = self._buildx(tag, dockerfile, context, labels, build_args, sink)
+            code = self._buildx(tag, dockerfile, context, labels, build_args, platform, sink)
         else:
             command = ["docker", "build"]
-            code = self._classic(tag, dockerfile, context, labels, build_args, sink)
+            code = self._classic(tag, dockerfile, context, labels, build_args, platform, sink)
         if code != 0:
             command += ["--network", str(self.network), "-f", str(dockerfile), "-t", tag]
+            command += ["--platform", platform] if platform else []
             last = "\n".join(f"  | {line}" for line in tail)
             raise EngineError(
                 f"building image {tag} from {dockerfile} failed ({self.builder} builder, "
@@ -274,6 +301,7 @@ class Engine:
         context: Path,
         labels: dict[str, str],
         build_args: dict[str, str],
+        platform: str | None,
         sink: LineSink,
     ) -> int:
         # python-on-whales loads in a fifth of a second: only builds pay for it.
@@ -288,6 +316,7 @@ class Engine:
                 labels=labels,
                 build_args=build_args,
                 network=self.network,
+                platforms=[platform] if platform else None,
                 load=True,
                 progress="plain",
                 stream_logs=True,
@@ -307,8 +336,11 @@ class Engine:
         context: Path,
         labels: dict[str, str],
         build_args: dict[str, str],
+        platform: str | None,
         sink: LineSink,
     ) -> int:
+        import docker.errors
+
         try:
             relative = dockerfile.resolve().relative_to(context.resolve())
         except ValueError:
@@ -321,6 +353,7 @@ class Engine:
                 labels=labels,
                 buildargs=build_args,
                 network_mode=self.network,
+                platform=platform,
                 rm=True,
                 forcerm=True,
                 decode=True,
@@ -364,6 +397,50 @@ def _transient(error: str) -> bool:
     if "unauthorized" in text or "denied" in text or "authentication required" in text:
         return False
     return any(marker in text for marker in TRANSIENT)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def _api_get(path: str, timeout: float = 60) -> Any:
+    """GET `path` from the engine's API and decode it (JSON, else text); None where only
+    the docker SDK knows how to connect (TLS settings, ssh://, named pipes)."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CERT_PATH"):
+        return None
+    connection: http.client.HTTPConnection
+    if host.startswith("unix://"):
+        connection = _UnixConnection(host[len("unix://") :], timeout)
+    elif host.startswith("tcp://"):
+        address = host[len("tcp://") :].rstrip("/")
+        connection = http.client.HTTPConnection(address, timeout=timeout)
+    else:
+        return None
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise EngineError(f"cannot reach the Docker engine ({exc}); {START_HINT}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        detail = body.decode("utf-8", "replace").strip()[:300]
+        raise EngineError(
+            f"the Docker engine answered GET {path} with {response.status}: {detail}"
+        )
+    if (response.getheader("Content-Type") or "").startswith("application/json"):
+        return json.loads(body)
+    return body.decode("utf-8", "replace")
 
 
 def _short(exc: BaseException) -> str:

@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paitasks.config import RegistrySettings, load_settings
 from paitasks.context import HashCache
 from paitasks.errors import ConfigError
 
-if TYPE_CHECKING:  # the engine module loads docker clients: only when a task needs it
+if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
+    from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
 
 _lock = threading.RLock()
@@ -107,6 +107,8 @@ def registry_settings(config: str | None) -> RegistrySettings:
         )
     with _lock:
         if config not in _settings:
+            from paitasks.config import load_settings
+
             _settings[config] = load_settings(config)
         return _settings[config]
 

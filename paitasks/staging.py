@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,9 +99,28 @@ def copies_entries(spec: RoundSpec, cache: HashCache) -> dict[str, str]:
         top = describe(dep.folder, cache)
         if top is not None:
             entries[prefix] = top
-        for path, entry in component_entries(dep, "final", cache).items():
+        for path, entry in finished_entries(dep, cache).items():
             entries[f"{prefix}/{path}"] = entry
     return entries
+
+
+_finished: weakref.WeakKeyDictionary[HashCache, dict[str, dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_finished_lock = threading.Lock()
+
+
+def finished_entries(spec: RoundSpec, cache: HashCache) -> dict[str, str]:
+    """component_entries at "final" of a component whose round has finished (the one a
+    dependent copies), worked out once per run (a run has one hash cache per tree):
+    copies nest, so each dependent would walk it again."""
+    with _finished_lock:
+        known = _finished.setdefault(cache, {}).get(spec.name)
+    if known is None:
+        known = component_entries(spec, "final", cache)
+        with _finished_lock:
+            _finished[cache][spec.name] = known
+    return known
 
 
 def folder_temp_entries(folder: Path, cache: HashCache) -> dict[str, str]:

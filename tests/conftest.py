@@ -18,6 +18,7 @@ import docker.errors
 import pytest
 
 from paitasks.engine import Engine
+from paitasks.fingerprint import LABEL
 from tests.support import BUSYBOX, RegistryAPI, busybox_context
 
 HINT = "no Docker engine/registry answers: run `scripts/dev-engine up` first"
@@ -66,7 +67,9 @@ def prefix(request: pytest.FixtureRequest) -> str:
 def cleanup(
     prefix: str, docker_client: docker.DockerClient, request: pytest.FixtureRequest
 ) -> Iterator[None]:
-    """Remove every image and registry repository whose name carries this test's prefix."""
+    """Remove every image and registry repository whose name carries this test's prefix,
+    and the images paitasks built in the test and later replaced (left untagged)."""
+    before = {entry["Id"] for entry in docker_client.api.images(filters={"dangling": True})}
     yield
     # One listing call (no per-image inspect): other test runs may remove images meanwhile.
     for entry in docker_client.api.images():
@@ -74,6 +77,11 @@ def cleanup(
             if prefix in tag:
                 with contextlib.suppress(docker.errors.NotFound):
                     docker_client.api.remove_image(tag, force=True)
+    replaced = docker_client.api.images(filters={"dangling": True, "label": LABEL})
+    for entry in replaced:
+        if entry["Id"] not in before:
+            with contextlib.suppress(docker.errors.APIError):  # gone, or still in use
+                docker_client.api.remove_image(entry["Id"])
     if "registry" in request.fixturenames:
         api: RegistryAPI = request.getfixturevalue("registry")
         for repository in api.repositories(prefix):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from docker.utils.build import exclude_paths
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from paitasks.context import HashCache, reads, scan_context
+from paitasks.context import HashCache, every_path, reads, scan_context
 from paitasks.dockerfile import parse_dockerfile_text
 
 
@@ -90,3 +94,37 @@ def test_hash_cache_reuses_old_files_but_not_racy_ones(tmp_path: Path) -> None:
     fresh = reloaded.digest(str(path), os.stat(path))
     path.write_text("ten")
     assert reloaded.digest(str(path), os.stat(path)) != fresh
+
+
+# Paths of a random folder tree: files, folders, links to folders (not entered) and
+# dangling links. With no .dockerignore, paitasks lists them itself instead of loading the
+# docker SDK: both lists must be the same.
+_parts = st.sampled_from(["a", "b", ".c", "d e", "Dockerfile"])
+_trees = st.lists(
+    st.tuples(
+        st.lists(_parts, min_size=1, max_size=3), st.sampled_from(["file", "dir", "link"])
+    ),
+    max_size=10,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(entries=_trees)
+def test_every_path_lists_what_the_sdk_lists(tmp_path: Path, entries: list) -> None:
+    root = tmp_path / "ctx"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    for parts, kind in entries:
+        path = root.joinpath(*parts)
+        if any(p.is_file() or p.is_symlink() for p in path.parents) or os.path.lexists(path):
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "file":
+            path.write_text("x")
+        elif kind == "dir":
+            path.mkdir()
+        else:
+            path.symlink_to(root / parts[0] if len(parts) > 1 else root / "missing")
+    assert every_path(str(root)) == exclude_paths(str(root), [])

@@ -8,6 +8,7 @@ import docker
 import pytest
 from python_on_whales import docker as whales
 
+from paitasks import engine as engine_module
 from paitasks.engine import Engine, buildx_available
 from paitasks.errors import EngineError
 from tests.support import RegistryAPI, busybox_context
@@ -99,3 +100,39 @@ def test_unreachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(EngineError, match=r"cannot reach the Docker engine.*dev-engine up"):
         Engine().check()
+
+
+@pytest.mark.parametrize(
+    ("environ", "via_sdk"),
+    [
+        ({"DOCKER_HOST": "ssh://user@host"}, True),
+        ({"DOCKER_HOST": "tcp://127.0.0.1:1", "DOCKER_TLS_VERIFY": "1"}, True),
+        ({"DOCKER_HOST": "tcp://127.0.0.1:1"}, False),
+        ({"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, False),
+    ],
+)
+def test_reads_leave_tls_and_ssh_to_the_sdk(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], via_sdk: bool
+) -> None:
+    """The engine's socket is read directly only where plain HTTP reaches it."""
+    for key in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    if via_sdk:
+        assert engine_module._api_get("/_ping") is None
+    else:
+        with pytest.raises(EngineError, match="cannot reach the Docker engine"):
+            engine_module._api_get("/_ping", timeout=2)
+
+
+@pytest.mark.engine
+def test_direct_reads_agree_with_the_sdk(
+    engine: Engine, docker_client: docker.DockerClient
+) -> None:
+    assert engine_module._api_get("/_ping") == "OK"
+    listed = engine.local_images()
+    for entry in docker_client.api.images():
+        for tag in entry.get("RepoTags") or ():
+            if tag != "<none>:<none>":
+                assert listed[tag].id == entry["Id"]
