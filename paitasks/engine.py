@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -148,14 +149,22 @@ class Engine:
 
     def image(self, name: str) -> LocalImage | None:
         """The image tagged `name` (`:latest`), or None."""
-        import docker.errors
-
+        path = f"/images/{urllib.parse.quote(name, safe='')}/json"
         try:
-            attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
-        except docker.errors.ImageNotFound:
+            attrs = _api_get(path, missing_ok=True)
+        except EngineError as exc:
+            raise EngineError(f"cannot inspect image {name}: {exc}") from None
+        if attrs is _MISSING:
             return None
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
+        if attrs is None:
+            import docker.errors
+
+            try:
+                attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
+            except docker.errors.ImageNotFound:
+                return None
+            except docker.errors.DockerException as exc:
+                raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         return LocalImage(attrs["Id"], dict(labels), tuple(attrs.get("RepoDigests") or ()))
 
@@ -411,7 +420,10 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _api_get(path: str, timeout: float = 60) -> Any:
+_MISSING = object()  # what _api_get returns for a 404 when asked to
+
+
+def _api_get(path: str, timeout: float = 60, missing_ok: bool = False) -> Any:
     """GET `path` from the engine's API and decode it (JSON, else text); None where only
     the docker SDK knows how to connect (TLS settings, ssh://, named pipes)."""
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
@@ -433,6 +445,8 @@ def _api_get(path: str, timeout: float = 60) -> Any:
         raise EngineError(f"cannot reach the Docker engine ({exc}); {START_HINT}") from None
     finally:
         connection.close()
+    if response.status == 404 and missing_ok:
+        return _MISSING
     if response.status != 200:
         detail = body.decode("utf-8", "replace").strip()[:300]
         raise EngineError(
