@@ -22,7 +22,7 @@ from doit.doit_cmd import DoitMain
 from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
-from paitasks.freshness import assess
+from paitasks.freshness import predict
 from paitasks.graph import image_order, select
 from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
@@ -117,20 +117,15 @@ def plan_command(args: argparse.Namespace) -> int:
     """Say which images a build would rebuild, and why, without building anything."""
     settings = settings_from(args)
     plan = load(settings)
-    rebuilt: set[str] = set()
-    lines = []
+    specs = {image: image_spec(plan, image, settings) for image in plan.graph.tree.images}
+    memo: dict[str, tuple[bool, tuple[str, ...]]] = {}
+    stale = 0
     for image in image_order(plan.graph):
-        spec = image_spec(plan, image, settings)
-        assessment = assess(spec, predict=True)
-        reasons = [f"uses {used}, which rebuilds" for used in spec.uses if used in rebuilt]
-        if not assessment.fresh:
-            reasons += list(assessment.reasons)
-        if reasons:
-            rebuilt.add(image)
-            lines.append(f"rebuild {image}: {'; '.join(reasons)}")
-    for line in lines:
-        print(line)
-    total, stale = len(plan.graph.tree.images), len(rebuilt)
+        fresh, reasons = predict(specs, image, memo)
+        if not fresh:
+            stale += 1
+            print(f"rebuild {image}: {'; '.join(reasons)}")
+    total = len(plan.graph.tree.images)
     print(f"{stale} of {total} images would be rebuilt; {total - stale} are up to date")
     return 0
 

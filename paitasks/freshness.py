@@ -215,26 +215,66 @@ def normal_tag(reference: str) -> str:
 
 
 class ImageUpToDate:
-    """doit uptodate check for `build-image:<name>`; its repr says why."""
+    """doit uptodate check for `build-image:<name>`; its repr says why.
+
+    In a run, images are checked in build order, so a base is rebuilt before its
+    dependents are checked against its new id. Outside a run (`doit list --status`,
+    `doit info`) nothing is rebuilt, so the check follows the graph instead: an image
+    whose tree base would rebuild would rebuild too."""
 
     def __init__(self, spec: ImageSpec) -> None:
         self.spec = spec
         self.reason = "not checked"
+        with _last_lock:
+            _specs[spec.name] = spec
 
     def __call__(self, task: Any, values: Any) -> bool:
         try:
-            result = assess(self.spec)
+            if runtime.executing():
+                result = assess(self.spec)
+                fresh, reasons = result.fresh, result.reasons
+            else:
+                with _last_lock:
+                    specs = dict(_specs)
+                fresh, reasons = predict(specs, self.spec.name, _predictions)
         except PaiTasksError as exc:
             self.reason = str(exc)
             return False
-        if result.fresh:
-            self.reason = "; ".join(("up to date", *result.reasons))
-        else:
-            self.reason = "; ".join(result.reasons)
-        return result.fresh
+        self.reason = "; ".join(("up to date", *reasons) if fresh else reasons)
+        return fresh
 
     def __repr__(self) -> str:
         return f"image {self.spec.name}: {self.reason}"
+
+
+_specs: dict[str, ImageSpec] = {}
+_predictions: dict[str, tuple[bool, tuple[str, ...]]] = {}
+
+
+def predict(
+    specs: dict[str, ImageSpec], name: str, memo: dict[str, tuple[bool, tuple[str, ...]]]
+) -> tuple[bool, tuple[str, ...]]:
+    """Outside a run: whether image `name` is up to date and why (fresh, reasons),
+    following the graph: an image whose tree base would rebuild rebuilds too."""
+    stack = [name]
+    while stack:  # depth first, without recursion: chains can be long
+        current = stack[-1]
+        if current in memo:
+            stack.pop()
+            continue
+        spec = specs[current]
+        pending = [used for used in spec.uses if used in specs and used not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        result = assess(spec, predict=True)
+        stale = [f"uses {used}, which rebuilds" for used in spec.uses
+                 if used in memo and not memo[used][0]]
+        if not result.fresh:
+            stale += result.reasons
+        memo[current] = (False, tuple(stale)) if stale else (True, result.reasons)
+        stack.pop()
+    return memo[name]
 
 
 class PushUpToDate:

@@ -609,6 +609,21 @@ def test_info_and_list_explain_a_pending_change(
     )
 
 
+@pytest.mark.engine
+def test_list_and_info_follow_a_base_that_would_rebuild(warm: Tree) -> None:
+    change_tools_base_dockerfile(warm)
+    listing = doit("list", "--all", "--status", f"src={warm.src}")
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    marks = {warm.old(name): mark for mark, name in STATUS.findall(listing.stdout)}
+    stale = {"tools-base", "tools", "argbase"}
+    assert marks == {name: "R" if name in stale else "U" for name in IMAGES}, listing.stdout
+
+    info = doit("info", f"build-image:{warm.names['argbase']}", f"src={warm.src}")
+    assert re.search(r"^status +: run$", info.stdout, re.MULTILINE), info.stdout
+    assert f"uses {warm.names['tools']}, which rebuilds" in info.stdout, info.stdout
+    assert build(warm).built == stale
+
+
 # -- 7. build settings are inputs ---------------------------------------------------------
 
 
