@@ -31,6 +31,7 @@ def _failed(exc: PaiTasksError) -> TaskFailed:
 def copy_deps(round_: RoundSpec) -> Any:
     """Copy each dependency's whole folder into `<component>/dependency/<dep>/`."""
     try:
+        runtime.check_same_process()
         staging.ensure_real(round_, "copies")
     except PaiTasksError as exc:
         return _failed(exc)
@@ -58,6 +59,7 @@ def hook(
         )
 
     try:
+        runtime.check_same_process()
         ids = {}
         if round_.declared is not None:
             view = runtime.image_view()
@@ -81,6 +83,7 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
     it with what it would build, also on a machine without this tree's `.paitasks/`.
     """
     try:
+        runtime.check_same_process()
         assessment = freshness.last_assessment(spec.name)
         if spec.round is not None and staging.ensure_real(spec.round, "pre"):
             assessment = None  # its folders were virtual: read what the build will send
@@ -111,6 +114,7 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
 def push_image(image: str, config: str | None, verbose: bool) -> Any:
     """Tag an image with its registry name and push it; return the name and digest."""
     try:
+        runtime.check_same_process()
         settings = runtime.registry_settings(config)
         engine = runtime.engine_for(None, None)
         auth = None

@@ -8,12 +8,13 @@ doit's thread mode (one shared copy) and process mode (one copy per worker).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from paitasks.context import HashCache
-from paitasks.errors import ConfigError
+from paitasks.errors import ConfigError, PaiTasksError
 
 if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.config import RegistrySettings
@@ -30,9 +31,28 @@ HASH_CACHE_FILE = "file-hashes.json"
 _executing = threading.Event()
 
 
+_run_pid: list[int] = []
+
+
 def start_executing() -> None:
     """Mark this process as running tasks (not just listing or describing them)."""
+    _run_pid[:] = [os.getpid()]
     _executing.set()
+
+
+def check_same_process() -> None:
+    """Refuse to run a task in another process than the run's (doit's `-P process`).
+
+    Up-to-date checks run in doit's main process and ask this process's view of the
+    engine; an image built in a worker process would not be in that view, so an image
+    built on it could be judged up to date against its old base: a stale image.
+    """
+    if _run_pid and _run_pid[0] != os.getpid():
+        raise PaiTasksError(
+            "paitasks runs its tasks in threads: with doit's -P process, the up-to-date "
+            "checks cannot see images built in worker processes and could keep stale "
+            "images; run without -P process (the default, -P thread)"
+        )
 
 
 def executing() -> bool:

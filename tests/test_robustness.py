@@ -157,6 +157,22 @@ def test_no_engine_is_a_clear_error_before_any_hook(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.engine
+def test_process_mode_is_refused_before_any_work(
+    tree: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """With -P process the checks could not see images built by workers: refused."""
+    src, _ = tree
+    marker = tmp_path / "hook-ran"
+    hook = src / "base-image" / "build" / "build-pre.sh"
+    hook.write_text(f"touch {marker}\n" + hook.read_text())
+    result = doit("-n", "2", "-P", "process", "build", f"src={src}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "-P process" in output and "Traceback" not in output
+    assert not marker.exists() and not temp_folders(src)
+
+
 def test_empty_source_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     result = doit("list", f"src={tmp_path / 'src'}")
