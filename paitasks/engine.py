@@ -69,6 +69,18 @@ class LocalImage:
     repo_digests: tuple[str, ...] = ()  # "registry/namespace/name@sha256:..." once pushed
 
 
+@dataclass(frozen=True)
+class BuildRequest:
+    """One image build, as both builders take it."""
+
+    tag: str
+    dockerfile: Path
+    context: Path
+    labels: Mapping[str, str]
+    build_args: Mapping[str, str]
+    platform: str | None
+
+
 class Engine:
     """A Docker engine reached from this process (safe to share between threads)."""
 
@@ -279,14 +291,15 @@ class Engine:
             if on_line is not None:
                 on_line(line)
 
-        labels = dict(labels or {})
-        build_args = dict(build_args or {})
+        request = BuildRequest(
+            tag, dockerfile, context, dict(labels or {}), dict(build_args or {}), platform
+        )
         if self.builder == "buildx":
             command = ["docker", "buildx", "build"]
-            code = self._buildx(tag, dockerfile, context, labels, build_args, platform, sink)
+            code = self._buildx(request, sink)
         else:
             command = ["docker", "build"]
-            code = self._classic(tag, dockerfile, context, labels, build_args, platform, sink)
+            code = self._classic(request, sink)
         if code != 0:
             command += ["--network", str(self.network), "-f", str(dockerfile), "-t", tag]
             command += ["--platform", platform] if platform else []
@@ -303,66 +316,49 @@ class Engine:
             raise EngineError(f"image {tag}: the build reported success but no image is tagged")
         return built.id
 
-    def _buildx(
-        self,
-        tag: str,
-        dockerfile: Path,
-        context: Path,
-        labels: dict[str, str],
-        build_args: dict[str, str],
-        platform: str | None,
-        sink: LineSink,
-    ) -> int:
+    def _buildx(self, request: BuildRequest, sink: LineSink) -> int:
         # python-on-whales loads in a fifth of a second: only builds pay for it.
         import python_on_whales
         from python_on_whales.exceptions import DockerException
 
         try:
             lines = python_on_whales.docker.build(
-                context,
-                file=dockerfile,
-                tags=[tag],
-                labels=labels,
-                build_args=build_args,
+                request.context,
+                file=request.dockerfile,
+                tags=[request.tag],
+                labels=dict(request.labels),
+                build_args=dict(request.build_args),
                 network=self.network,
-                platforms=[platform] if platform else None,
+                platforms=[request.platform] if request.platform else None,
                 load=True,
                 progress="plain",
                 stream_logs=True,
             )
             if not isinstance(lines, Iterator):
-                raise EngineError(f"image {tag}: buildx gave no log stream")
+                raise EngineError(f"image {request.tag}: buildx gave no log stream")
             for line in lines:
                 sink(line)
         except DockerException as exc:
             return exc.return_code or 1
         return 0
 
-    def _classic(
-        self,
-        tag: str,
-        dockerfile: Path,
-        context: Path,
-        labels: dict[str, str],
-        build_args: dict[str, str],
-        platform: str | None,
-        sink: LineSink,
-    ) -> int:
+    def _classic(self, request: BuildRequest, sink: LineSink) -> int:
         import docker.errors
 
+        dockerfile, context = request.dockerfile.resolve(), request.context.resolve()
         try:
-            relative = dockerfile.resolve().relative_to(context.resolve())
+            relative = dockerfile.relative_to(context)
         except ValueError:
-            relative = dockerfile.resolve()
+            relative = dockerfile
         try:
             stream = self.client.api.build(
-                path=str(context),
+                path=str(request.context),
                 dockerfile=str(relative),
-                tag=tag,
-                labels=labels,
-                buildargs=build_args,
+                tag=request.tag,
+                labels=dict(request.labels),
+                buildargs=dict(request.build_args),
                 network_mode=self.network,
-                platform=platform,
+                platform=request.platform,
                 rm=True,
                 forcerm=True,
                 decode=True,
