@@ -1,0 +1,26 @@
+"""pai-build's options become the same settings as doit's variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paitasks.cli import parser, settings_from
+
+
+def test_build_options_become_settings(tmp_path: Path) -> None:
+    args_file = tmp_path / "args"
+    args_file.write_text("VERSION=2\n")
+    args = parser().parse_args(
+        ["build", "--src", str(tmp_path / "src"), "--build-args", str(args_file),
+         "--platform", "linux/amd64", "--variant", "k8s", "--builder", "classic"]
+    )
+    settings = settings_from(args)
+    assert settings.src == tmp_path / "src"
+    assert settings.build_args == (("VERSION", "2"),)
+    assert settings.platform == "linux/amd64"
+    assert (settings.variant, settings.builder) == ("k8s", "classic")
+
+
+def test_without_options_the_defaults_hold(tmp_path: Path) -> None:
+    settings = settings_from(parser().parse_args(["plan", "--src", str(tmp_path)]))
+    assert settings.build_args == () and settings.platform is None
