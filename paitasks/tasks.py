@@ -8,7 +8,9 @@ Per component C, in the order a round runs (tasks appear only where they have wo
   build:C            C fully built; `build` is every component
   clean:C            remove C's temp folders
 A component starts only after every component it needs (its components.dep entries and
-the owners of the images it uses) is fully built, as OpenPAI's order has it.
+the owners of the images it uses) is fully built, as OpenPAI's order has it. The copies
+are made when something first reads them (staging.py): copy-deps:C runs up front only
+for a build-pre.sh that does not declare its inputs.
 """
 
 from __future__ import annotations
