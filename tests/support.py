@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -131,3 +134,19 @@ def prefixed_tree(source: Path, destination: Path, prefix: str) -> dict[str, str
         name, _, rest = path.name.partition(".")
         path.rename(path.with_name(f"{renamed[name]}.{rest}"))
     return renamed
+
+
+def run_doit(
+    *arguments: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m doit -f dodo.py ARGUMENTS` with this repository's dodo.py, as a user
+    runs it: no PAI_* settings leak in from the test's own environment; `env` adds to it."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
+    return subprocess.run(
+        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *arguments],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**environ, **(env or {})},
+    )

@@ -12,6 +12,7 @@ import pytest
 from python_on_whales import docker as whales
 
 from tests.support import FIXTURES, REPO, prefixed_tree
+from tests.support import run_doit as doit
 
 # The console script pip installed next to this interpreter, as a user runs it.
 PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
@@ -22,17 +23,6 @@ def run(image: str, *command: str) -> str:
     output = whales.run(image, list(command), remove=True, networks=["none"])
     assert isinstance(output, str)
     return output.strip()
-
-
-def doit(*arguments: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """`doit ARGUMENTS` with this repository's dodo.py, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *arguments],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def snapshot(src: Path) -> dict[str, str]:

@@ -8,11 +8,8 @@ image ids and the registry's manifest digests.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,8 @@ import pytest
 from paitasks.engine import buildx_available
 from paitasks.fingerprint import LABEL
 from paitasks.workspace import TEMP_FOLDERS
-from tests.support import FIXTURES, REPO, RegistryAPI, prefixed_tree
+from tests.support import FIXTURES, RegistryAPI, prefixed_tree
+from tests.support import run_doit as doit
 
 # Images `doit build` makes (no variant selected: driver-k8s and driver-yarn are not built).
 IMAGES = (
@@ -75,19 +73,6 @@ class Tree:
 
     def dockerfile(self, component: str, image: str) -> Path:
         return self.src / component / "build" / f"{self.names[image]}.dockerfile"
-
-
-def doit(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """`python -m doit -f dodo.py ARGUMENTS`, as a user runs it (no PAI_* from our env)."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
-    return subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environ,
-    )
 
 
 def run(tree: Tree, *arguments: str, src: Path | None = None) -> Run:

@@ -16,7 +16,8 @@ import bcrypt
 import docker
 import pytest
 
-from tests.support import FIXTURES, REPO, RegistryAPI, prefixed_tree
+from tests.support import FIXTURES, RegistryAPI, prefixed_tree
+from tests.support import run_doit as doit
 
 PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
 PASSWORD = "s3cret-Pa55-do-not-leak"
@@ -40,16 +41,6 @@ def write_config(folder: Path, domain: str, namespace: str, tag: str, **extra: s
     lines += [f"    {key}: {value}" for key, value in extra.items()]
     (folder / "services-configuration.yaml").write_text("\n".join(lines) + "\n")
     return folder
-
-
-def doit(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *arguments],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def pai_build(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -14,15 +14,9 @@ import docker
 import pytest
 
 from tests.support import FIXTURES, REPO, prefixed_tree
+from tests.support import run_doit as doit
 
 DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
-
-
-def doit(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DOIT, *arguments], cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=env,
-    )
 
 
 def started(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
