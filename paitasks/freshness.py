@@ -139,10 +139,13 @@ def _context_files(spec: ImageSpec, builder: str, predict: bool) -> dict[str, st
     (a .dockerignore, or links, which the build follows)."""
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     cache = runtime.hash_cache(Path(spec.state))
-    files = scan_context(context, dockerfile, builder, cache, spec.sources)
     round_ = spec.round
-    if predict or round_ is None or not round_.has_temp or staging.is_real(round_):
-        return files
+    if predict or round_ is None or not round_.has_temp:
+        return scan_context(context, dockerfile, builder, cache, spec.sources)
+    with staging.settled(round_):  # another image's build may be making them right now
+        files = scan_context(context, dockerfile, builder, cache, spec.sources)
+        if staging.is_real(round_):
+            return files
     files = {path: entry for path, entry in files.items() if not _temporary(path)}
     virtual = {
         path: entry
@@ -151,8 +154,9 @@ def _context_files(spec: ImageSpec, builder: str, predict: bool) -> dict[str, st
     }
     links = any(entry.startswith("l ") for entry in (*files.values(), *virtual.values()))
     if links or (virtual and ignore_patterns(context, dockerfile, builder)):
-        staging.ensure_real(round_, "pre")
-        return scan_context(context, dockerfile, builder, cache, spec.sources)
+        with staging.settled(round_):
+            staging.ensure_real(round_, "pre")
+            return scan_context(context, dockerfile, builder, cache, spec.sources)
     files.update(virtual)
     return files
 
@@ -190,6 +194,11 @@ class CopiesDeferred:
 
     def __repr__(self) -> str:
         return "copy-deps: made only when a hook, an image build or a dependent reads them"
+
+
+def reads_temp_folders(assessment: Assessment) -> bool:
+    """Whether the build reads anything in `dependency/` or `generated/`."""
+    return any(_temporary(path) for path in assessment.inputs.files)
 
 
 def _temporary(path: str) -> bool:

@@ -8,8 +8,10 @@ the folders saved when a declared hook last ran, and they are made for real only
 hook runs, an image builds, or a dependent copies the component.
 
 "Real" means recorded in `.paitasks/temp-folders` by this run (the run's start tidies the
-record), so the answer is the same in every thread and every worker process. Making
-folders real takes a lock per component, and locks are taken from dependent to
+record), so the answer is the same in every thread and every worker process. The record
+is written before the folders are filled (so that a killed run's leftovers are known),
+so whoever reads a component's temp folders holds its lock, which the maker holds until
+they are complete: a check never sees half a copy. Locks are taken from dependent to
 dependency only, so they cannot deadlock.
 
 Stages: "copies" (after copy-deps), "pre" (after build-pre.sh: what images see) and
@@ -23,7 +25,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,8 +70,9 @@ def temp_entries(spec: RoundSpec, stage: Stage, cache: HashCache) -> dict[str, s
     be made (entries in `context.scan_context`'s form, relative to the component)."""
     if not spec.has_temp:
         return {}
-    if is_real(spec):
-        return folder_temp_entries(Path(spec.folder), cache)
+    with settled(spec):
+        if is_real(spec):
+            return folder_temp_entries(Path(spec.folder), cache)
     workspace.refuse_unrecorded(Path(spec.root), Path(spec.folder), spec.name)
     saved = _saved_stage(spec, stage)
     if saved is not None:
@@ -217,15 +220,30 @@ def _saved_stage(spec: RoundSpec, stage: Stage) -> RoundCache | None:
     return None
 
 
+def settled(spec: RoundSpec) -> AbstractContextManager[None]:
+    """Hold while reading a component's real temp folders: nobody is making them then."""
+    return _component_lock(spec) if spec.has_temp else nullcontext()
+
+
+_held = threading.local()
+
+
 @contextmanager
 def _component_lock(spec: RoundSpec) -> Iterator[None]:
     """An flock per component: it excludes other threads (each opens its own file) and
-    other worker processes alike."""
+    other worker processes alike. A thread that holds it may take it again (a check that
+    finds it must make the folders it is reading)."""
     path = Path(spec.state) / LOCKS_DIR / spec.name
+    held: set[Path] = _held.__dict__.setdefault("paths", set())
+    if path in held:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        held.add(path)
         try:
             yield
         finally:
+            held.discard(path)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

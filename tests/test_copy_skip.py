@@ -3,6 +3,7 @@ that builds, or a component that copies this one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker as whales
 
-from tests.support import REPO
+from tests.support import REPO, run_doit
 
 
 def build(src: Path) -> str:
@@ -120,3 +121,97 @@ def test_nested_copies_are_made_only_when_an_image_reads_them(
     assert read(app, "/mid/dependency/base/generated/version") == "v2"
     assert runs.read_text().count("ran") == 2
     assert not list(src.glob("*/dependency")) and not list(src.glob("*/generated"))
+
+
+@pytest.mark.engine
+def test_a_build_that_reads_no_copy_makes_none(
+    tmp_path: Path, prefix: str, busybox_image: str
+) -> None:
+    """app has two images; only app-dep reads dependency/. A change that rebuilds only
+    app-own copies nothing; a change to lib rebuilds app-dep from a fresh copy. The
+    copies are counted by a `cp` on PATH that logs and runs the real one."""
+    calls = tmp_path / "cp-calls"
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    (wrappers / "cp").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec /bin/cp "$@"\n')
+    (wrappers / "cp").chmod(0o755)
+    env = {"PATH": f"{wrappers}:{os.environ['PATH']}"}
+
+    src = tmp_path / "src"
+    (src / "lib" / "build").mkdir(parents=True)
+    (src / "lib" / "data.txt").write_text("data 1\n")
+    (src / "app" / "build").mkdir(parents=True)
+    (src / "app" / "build" / "component.dep").write_text("lib\n")
+    (src / "app" / "own.txt").write_text("own 1\n")
+    own, dep = f"{prefix}-app-own", f"{prefix}-app-dep"
+    (src / "app" / "build" / f"{own}.dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY own.txt /own.txt\n"
+    )
+    (src / "app" / "build" / f"{dep}.dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY dependency/lib/ /lib/\n"
+    )
+
+    def run() -> str:
+        calls.unlink(missing_ok=True)
+        result = run_doit("-n", "2", "build", f"src={src}", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def copies() -> list[str]:
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        return [line for line in lines if line.startswith("-a ")]
+
+    first = run()
+    assert f".  build-image:{own}" in first and f".  build-image:{dep}" in first
+    assert len(copies()) == 1 and copies()[0].endswith("app/dependency/lib")
+    assert read(dep, "/lib/data.txt") == "data 1"
+
+    (src / "app" / "own.txt").write_text("own 2\n")
+    second = run()
+    assert f".  build-image:{own}" in second and f"-- build-image:{dep}" in second
+    assert read(own, "/own.txt") == "own 2"
+    assert copies() == [], "a build that reads no copy made one"
+
+    (src / "lib" / "data.txt").write_text("data 2\n")
+    third = run()
+    assert f"-- build-image:{own}" in third and f".  build-image:{dep}" in third
+    assert len(copies()) == 1
+    assert read(dep, "/lib/data.txt") == "data 2"
+
+
+@pytest.mark.engine
+def test_a_check_waits_for_copies_being_made(
+    tmp_path: Path, prefix: str, busybox_image: str
+) -> None:
+    """Two images of app read its copy of lib. When only the first changed, its build
+    makes the copy while the second is checked: the check must see the finished copy,
+    not a part of it (a part could match an older build and keep a stale image)."""
+    src = tmp_path / "src"
+    (src / "lib" / "build").mkdir(parents=True)
+    for index in range(3000):  # a copy that takes a while
+        folder = src / "lib" / "data" / f"{index % 30:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.txt").write_text(f"{index}\n")
+    (src / "app" / "build").mkdir(parents=True)
+    (src / "app" / "build" / "component.dep").write_text("lib\n")
+    (src / "app" / "own.txt").write_text("own 1\n")
+    first_image, second_image = f"{prefix}-app-a", f"{prefix}-app-b"
+    (src / "app" / "build" / f"{first_image}.dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY own.txt /own.txt\nCOPY dependency/lib/data/ /data/\n"
+    )
+    (src / "app" / "build" / f"{second_image}.dockerfile").write_text(
+        f"FROM {busybox_image}\nCOPY dependency/lib/data/ /data/\n"
+    )
+
+    def run() -> str:
+        result = run_doit("-n", "2", "build", f"src={src}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    run()
+    for attempt in range(3):
+        (src / "app" / "own.txt").write_text(f"own {attempt + 2}\n")
+        output = run()
+        assert f".  build-image:{first_image}" in output
+        assert f"-- build-image:{second_image}" in output, output
+    assert read(first_image, "/own.txt") == "own 4"
