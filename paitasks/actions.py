@@ -84,10 +84,15 @@ def build_image(spec: ImageSpec, verbose: bool) -> Any:
     """
     try:
         runtime.check_same_process()
-        assessment = freshness.last_assessment(spec.name)
-        if spec.round is not None and staging.ensure_real(spec.round, "pre"):
-            assessment = None  # its folders were virtual: read what the build will send
-        assessment = assessment or freshness.assess(spec)
+        assessment = freshness.last_assessment(spec.name) or freshness.assess(spec)
+        # The temp folders are made only when the build reads something in them: what
+        # it does not read cannot change the image (and the fingerprint leaves it out).
+        if (
+            spec.round is not None
+            and freshness.reads_temp_folders(assessment)
+            and staging.ensure_real(spec.round, "pre")
+        ):
+            assessment = freshness.assess(spec)  # now read what the build will send
         if verbose and assessment.reasons:
             _printer(spec.name)(f"building: {'; '.join(assessment.reasons)}")
         from paitasks.engine import LocalImage
