@@ -1,8 +1,12 @@
 """Every call paitasks makes to Docker goes through this module.
 
-Builds go through buildx (python-on-whales) when the plugin is there, else through the
-classic builder via the engine's API (the docker SDK streams each step's output, which the
-classic CLI's quiet mode hides). Questions about many images at once (which tags exist,
+Builds go through buildx when the plugin is there, else through the classic builder via
+the engine's API (the docker SDK streams each step's output, which the classic CLI's
+quiet mode hides). buildx is a CLI plugin with no API, so its builds run the docker CLI
+through `run_cli`, the one place a docker process is started. (python-on-whales did
+that before; importing it took a fifth of a second, paid by every run that builds, to
+assemble one command line. Build arg values now go through the CLI's environment, so
+they are not on its command line either.) Questions about many images at once (which tags exist,
 their ids and labels) are one API call instead of one CLI process each. The two reads
 every run makes (is the engine there, which images does it hold) go over the engine's
 socket with the standard library: a run that builds nothing then never loads the docker
@@ -16,11 +20,12 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +59,10 @@ TRANSIENT = (
     "504",
     "too many requests",
 )
+# Environment variables the docker CLI reads itself: a build arg of such a name must not
+# replace the CLI's own value.
+CLI_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR"})
+CLI_ENVIRONMENT_PREFIXES = ("DOCKER_", "BUILDX_", "BUILDKIT_", "XDG_")
 START_HINT = "start one with `scripts/dev-engine up`, or point DOCKER_HOST at a running engine"
 
 LineSink = Callable[[str], None]
@@ -317,30 +326,8 @@ class Engine:
         return built.id
 
     def _buildx(self, request: BuildRequest, sink: LineSink) -> int:
-        # python-on-whales loads in a fifth of a second: only builds pay for it.
-        import python_on_whales
-        from python_on_whales.exceptions import DockerException
-
-        try:
-            lines = python_on_whales.docker.build(
-                request.context,
-                file=request.dockerfile,
-                tags=[request.tag],
-                labels=dict(request.labels),
-                build_args=dict(request.build_args),
-                network=self.network,
-                platforms=[request.platform] if request.platform else None,
-                load=True,
-                progress="plain",
-                stream_logs=True,
-            )
-            if not isinstance(lines, Iterator):
-                raise EngineError(f"image {request.tag}: buildx gave no log stream")
-            for line in lines:
-                sink(line)
-        except DockerException as exc:
-            return exc.return_code or 1
-        return 0
+        command, environment = buildx_command(request, self.network)
+        return run_cli(command, sink, environment)
 
     def _classic(self, request: BuildRequest, sink: LineSink) -> int:
         import docker.errors
@@ -377,16 +364,74 @@ class Engine:
         return 0 if error is None else 1
 
 
+def buildx_command(
+    request: BuildRequest, network: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The `docker buildx build` command for `request`, and what to add to its
+    environment: each build arg goes as a bare `--build-arg KEY`, which the CLI looks
+    up in its environment, so values stay off the command line (`ps` shows it to every
+    user). Names the CLI reads itself (PATH, DOCKER_HOST, proxies...) must keep the
+    CLI's own values, so those few go as KEY=VALUE."""
+    command = ["docker", "buildx", "build", "--progress", "plain", "--load"]
+    command += ["--file", str(request.dockerfile), "--tag", request.tag]
+    if network:
+        command += ["--network", network]
+    if request.platform:
+        command += ["--platform", request.platform]
+    for key, value in request.labels.items():
+        command += ["--label", f"{key}={value}"]
+    environment: dict[str, str] = {}
+    for key, value in request.build_args.items():
+        if _read_by_cli(key):
+            command += ["--build-arg", f"{key}={value}"]
+        else:
+            command += ["--build-arg", key]
+            environment[key] = value
+    command.append(str(request.context))
+    return command, environment
+
+
+def _read_by_cli(name: str) -> bool:
+    upper = name.upper()
+    return (
+        upper in CLI_ENVIRONMENT
+        or upper.startswith(CLI_ENVIRONMENT_PREFIXES)
+        or upper.endswith("_PROXY")
+    )
+
+
+def run_cli(
+    command: list[str], on_line: LineSink, environment: Mapping[str, str] | None = None
+) -> int:
+    """Run a docker CLI command, passing each line of its output (stdout and stderr
+    together, in order) to `on_line`; return its exit code. Ctrl-C reaches it too (same
+    process group); a docker CLI that is missing is an EngineError."""
+    env = {**os.environ, **environment} if environment else None
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise EngineError(f"cannot run {command[0]}: {exc}", command) from None
+    assert process.stdout is not None
+    with process:
+        for line in process.stdout:
+            on_line(line)
+    return process.returncode
+
+
 def buildx_available() -> bool:
     """Whether the buildx CLI plugin answers (runs `docker buildx version`)."""
-    import python_on_whales
-    from python_on_whales.exceptions import DockerException
-
     try:
-        python_on_whales.docker.buildx.version()
-    except (DockerException, OSError):
+        return run_cli(["docker", "buildx", "version"], lambda line: None) == 0
+    except EngineError:
         return False
-    return True
 
 
 def buildx_installed() -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import docker
@@ -9,7 +11,7 @@ import pytest
 from python_on_whales import docker as whales
 
 from paitasks import engine as engine_module
-from paitasks.engine import Engine, buildx_available
+from paitasks.engine import BuildRequest, Engine, buildx_available, buildx_command
 from paitasks.errors import EngineError
 from tests.support import RegistryAPI, busybox_context
 
@@ -54,15 +56,6 @@ def test_engine_builds_and_runs(
     local = engine.local_images()[f"{prefix}-smoke"]
     assert local.id == image_id
     assert local.labels["org.paitasks.test"] == builder
-
-
-def test_python_on_whales_builders(prefix: str, cleanup: None, tmp_path: Path) -> None:
-    """python-on-whales itself, both ways, as the engine module relies on it."""
-    dockerfile = hello_context(tmp_path, "whales")
-    whales.build(tmp_path, file=dockerfile, tags=[f"{prefix}-bx"], network="host", load=True)
-    whales.legacy_build(tmp_path, file=dockerfile, tags=[f"{prefix}-legacy"], network="host")
-    assert read_file(f"{prefix}-bx", "/hello").strip() == "whales"
-    assert read_file(f"{prefix}-legacy", "/hello").strip() == "whales"
 
 
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
@@ -136,3 +129,59 @@ def test_direct_reads_agree_with_the_sdk(
         for tag in entry.get("RepoTags") or ():
             if tag != "<none>:<none>":
                 assert listed[tag].id == entry["Id"]
+
+
+def test_buildx_command_keeps_build_arg_values_off_the_command_line() -> None:
+    request = BuildRequest(
+        tag="app",
+        dockerfile=Path("/src/app/build/app.dockerfile"),
+        context=Path("/src/app"),
+        labels={"org.paitasks.fingerprint": "sha256:abc"},
+        build_args={"TOKEN": "value-1", "HTTP_PROXY": "http://proxy:3128", "PATH": "/opt"},
+        platform="linux/amd64",
+    )
+    command, environment = buildx_command(request, "host")
+    assert command[:3] == ["docker", "buildx", "build"] and command[-1] == "/src/app"
+    for flag, value in [
+        ("--file", "/src/app/build/app.dockerfile"),
+        ("--tag", "app"),
+        ("--network", "host"),
+        ("--platform", "linux/amd64"),
+        ("--label", "org.paitasks.fingerprint=sha256:abc"),
+    ]:
+        assert command[command.index(flag) + 1] == value
+    assert "value-1" not in " ".join(command) and "--load" in command
+    assert environment == {"TOKEN": "value-1"}
+    # Names the CLI reads itself keep the CLI's own values: those go as KEY=VALUE.
+    assert "HTTP_PROXY=http://proxy:3128" in command and "PATH=/opt" in command
+    assert "--network" not in buildx_command(request, None)[0]
+
+
+@pytest.mark.engine
+def test_buildx_gets_build_arg_values_through_its_environment(
+    prefix: str, cleanup: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The value reaches the image; the docker command line (logged by a `docker` on
+    PATH that runs the real one) never holds it."""
+    calls = tmp_path / "docker-calls"
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    real = shutil.which("docker")
+    assert real is not None
+    (wrappers / "docker").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    (wrappers / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    dockerfile = busybox_context(tmp_path / "context")
+    dockerfile.write_text(
+        dockerfile.read_text() + 'ARG TOKEN\nRUN echo "$TOKEN" > /token\n', encoding="utf-8"
+    )
+    Engine(builder="buildx").build(
+        tag=f"{prefix}-args",
+        dockerfile=dockerfile,
+        context=dockerfile.parent,
+        build_args={"TOKEN": "tok-3f9a"},
+    )
+    assert read_file(f"{prefix}-args", "/token").strip() == "tok-3f9a"
+    logged = calls.read_text()
+    assert "buildx build" in logged and "--build-arg TOKEN" in logged
+    assert "tok-3f9a" not in logged
