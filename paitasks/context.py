@@ -1,22 +1,28 @@
 """Read a build context the way the engine will see it, cheaply.
 
 The files the build is sent are those its `.dockerignore` keeps (the docker SDK's own
-matcher decides). Each is summarised by type, mode and content hash; content hashes are
-reused while a file's size and mtime are unchanged, except for files modified in the
-last few seconds, whose timestamps cannot yet be trusted (git's "racy" rule).
+matcher decides, loaded without the rest of the SDK: `sdk_matcher`). Each is summarised
+by type, mode and content hash; content hashes are reused while a file's size and mtime
+are unchanged, except for files modified in the last few seconds, whose timestamps
+cannot yet be trusted (git's "racy" rule).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import stat
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
 from paitasks.errors import PaiTasksError
 
@@ -167,10 +173,7 @@ def scan_context(
     root = str(context)
     try:
         if patterns:
-            # The docker SDK's own matcher; loaded only for contexts that need it.
-            from docker.utils.build import exclude_paths
-
-            included = exclude_paths(root, patterns, dockerfile=relative)
+            included = sdk_matcher().exclude_paths(root, patterns, dockerfile=relative)
         else:
             included = every_path(root)
     except OSError as exc:
@@ -235,6 +238,42 @@ def ignored(path: str, patterns: list[str]) -> bool:
     """Whether the context's .dockerignore `patterns` keep `path` from the engine."""
     if not patterns:
         return False
-    from docker.utils.build import PatternMatcher
+    return bool(sdk_matcher().PatternMatcher(patterns).matches(path))
 
-    return bool(PatternMatcher(patterns).matches(path))  # type: ignore[arg-type]
+
+_SDK_COPY = "paitasks._docker_sdk"  # where sdk_matcher loads the SDK's modules
+_sdk_lock = threading.Lock()
+
+
+def sdk_matcher() -> ModuleType:
+    """The docker SDK's `.dockerignore` matcher (`docker.utils.build`), without importing
+    the SDK when it is not loaded yet: `import docker` loads requests and urllib3 first
+    (about 0.15 s, in every run of a tree with a .dockerignore), which the matcher never
+    uses. Should a future SDK be laid out differently, this falls back to the import."""
+    with _sdk_lock:
+        for name in ("docker.utils.build", f"{_SDK_COPY}.utils.build"):
+            if name in sys.modules:
+                return sys.modules[name]
+        try:
+            return load_sdk_matcher_apart()
+        except (ImportError, AttributeError, OSError):
+            for name in [n for n in sys.modules if n.startswith(_SDK_COPY)]:
+                del sys.modules[name]
+    import docker.utils.build
+
+    return docker.utils.build
+
+
+def load_sdk_matcher_apart() -> ModuleType:
+    """Load `docker/utils/build.py` of the installed SDK, and the two modules it imports,
+    under a private package name: that skips the SDK's `__init__` files."""
+    spec = importlib.util.find_spec("docker")
+    if spec is None or spec.origin is None:
+        raise ImportError("the docker SDK is not installed")
+    folder = os.path.dirname(spec.origin)
+    for name, path in ((_SDK_COPY, folder), (f"{_SDK_COPY}.utils", f"{folder}/utils")):
+        if name not in sys.modules:
+            package = types.ModuleType(name)
+            package.__path__ = [path]
+            sys.modules[name] = package
+    return importlib.import_module(f"{_SDK_COPY}.utils.build")

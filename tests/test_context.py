@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from docker.utils.build import exclude_paths
+from docker.utils.build import PatternMatcher, exclude_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paitasks.context import HashCache, every_path, reads, scan_context
+from paitasks.context import (
+    HashCache,
+    every_path,
+    ignored,
+    load_sdk_matcher_apart,
+    reads,
+    scan_context,
+)
 from paitasks.dockerfile import parse_dockerfile_text
 
 
@@ -108,12 +117,7 @@ _trees = st.lists(
 )
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(entries=_trees)
-def test_every_path_lists_what_the_sdk_lists(tmp_path: Path, entries: list) -> None:
-    root = tmp_path / "ctx"
+def _make_tree(root: Path, entries: list) -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()
     for parts, kind in entries:
@@ -127,4 +131,61 @@ def test_every_path_lists_what_the_sdk_lists(tmp_path: Path, entries: list) -> N
             path.mkdir()
         else:
             path.symlink_to(root / parts[0] if len(parts) > 1 else root / "missing")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(entries=_trees)
+def test_every_path_lists_what_the_sdk_lists(tmp_path: Path, entries: list) -> None:
+    root = tmp_path / "ctx"
+    _make_tree(root, entries)
     assert every_path(str(root)) == exclude_paths(str(root), [])
+
+
+# .dockerignore lines built from the same names, with exceptions, `**`, `*` and `/`.
+_patterns = st.lists(
+    st.builds(
+        lambda bang, parts, lead: ("!" if bang else "") + ("/" if lead else "") + "/".join(parts),
+        st.booleans(),
+        st.lists(st.sampled_from(["a", "b", ".c", "d e", "*", "**", "?", "[ab]"]), min_size=1,
+                 max_size=3),
+        st.booleans(),
+    ),
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(entries=_trees, patterns=_patterns)
+def test_the_sdk_matcher_loaded_apart_is_the_sdks(
+    tmp_path: Path, entries: list, patterns: list[str]
+) -> None:
+    """sdk_matcher loads the SDK's own module without its package: same answers."""
+    root = tmp_path / "ctx"
+    _make_tree(root, entries)
+    module = load_sdk_matcher_apart()
+    assert module.__name__.startswith("paitasks.")
+    assert module.exclude_paths(str(root), patterns) == exclude_paths(str(root), patterns)
+    for path in every_path(str(root)):
+        assert module.PatternMatcher(patterns).matches(path) == PatternMatcher(patterns).matches(
+            path
+        )
+        assert ignored(path, patterns) == bool(PatternMatcher(patterns).matches(path))
+
+
+def test_the_sdk_matcher_does_not_import_the_sdk(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    (tmp_path / "skip.log").write_text("x")
+    code = (
+        "import sys\n"
+        "from paitasks.context import sdk_matcher\n"
+        f"kept = sdk_matcher().exclude_paths({str(tmp_path)!r}, ['*.log'])\n"
+        "assert kept == {'keep.txt'}, kept\n"
+        "print(sorted(m for m in ('docker', 'requests', 'urllib3') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -8,8 +8,12 @@ image ids and the registry's manifest digests.
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,7 @@ import pytest
 from paitasks.engine import buildx_available
 from paitasks.fingerprint import LABEL
 from paitasks.workspace import TEMP_FOLDERS
-from tests.support import FIXTURES, RegistryAPI, prefixed_tree
+from tests.support import FIXTURES, REPO, RegistryAPI, prefixed_tree
 from tests.support import run_doit as doit
 
 # Images `doit build` makes (no variant selected: driver-k8s and driver-yarn are not built).
@@ -187,6 +191,39 @@ def test_second_build_builds_nothing(warm: Tree, docker_client: docker.DockerCli
     # And a third time, with the hash cache the second run wrote.
     assert build(warm).built == frozenset()
     assert image_ids(docker_client, warm) == before
+
+
+CLIENT_LIBRARIES = ("docker", "python_on_whales", "requests", "yaml")
+
+
+def client_libraries_loaded(tree: Tree) -> list[str]:
+    """Run `doit -n 4 build` in a child process and say which client libraries it
+    loaded: a run must not pay for importing what it does not use."""
+    arguments = ["-f", str(REPO / "dodo.py"), "-n", "4", "build", f"src={tree.src}"]
+    code = (
+        "import sys\n"
+        "from doit.doit_cmd import DoitMain\n"
+        f"assert DoitMain().run({arguments!r}) == 0\n"
+        f"print('LOADED', [m for m in {CLIENT_LIBRARIES!r} if m in sys.modules],"
+        " file=sys.stderr)\n"  # doit is done with stdout by now
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=environ
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = [line for line in result.stderr.splitlines() if line.startswith("LOADED ")]
+    return list(ast.literal_eval(line[-1].removeprefix("LOADED ")))
+
+
+@pytest.mark.engine
+def test_runs_load_no_client_library_they_do_not_need(warm: Tree) -> None:
+    """A no-op reads the engine over its socket; a buildx build runs the docker CLI:
+    neither loads the docker SDK (and its requests), python-on-whales or PyYAML."""
+    assert client_libraries_loaded(warm) == []
+    append(warm.dockerfile("watchdog", "watchdog"), "RUN echo changed > /changed\n")
+    assert client_libraries_loaded(warm) == []
+    assert build(warm).built == frozenset()
 
 
 @pytest.mark.engine
