@@ -103,7 +103,7 @@ def _timed(function: Callable[..., Any], name: str, spans: Spans) -> Callable[..
     return timed
 
 
-ENGINE_IMPORT = "import: docker clients (paitasks.engine: docker SDK, python-on-whales)"
+ENGINE_IMPORT = "import: paitasks.engine (the docker SDK loads only when used)"
 
 
 def _patch(module: ModuleType, spans: Spans) -> list[str]:
