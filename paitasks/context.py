@@ -124,6 +124,14 @@ def reads(path: str, sources: tuple[str, ...] | None) -> bool:
     return False
 
 
+def reads_under(folder: str, sources: tuple[str, ...] | None) -> bool:
+    """Whether a build that reads `sources` may read anything in the top-level `folder`:
+    `reads(path)` of every path in it is False otherwise (its first part must match)."""
+    if sources is None:
+        return True
+    return any(fnmatch.fnmatchcase(folder, source.split("/")[0]) for source in sources)
+
+
 def _followed(
     root: str, included: set[str], dockerfile: str | None, sources: tuple[str, ...] | None
 ) -> list[str]:

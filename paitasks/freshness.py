@@ -26,6 +26,7 @@ from paitasks.context import (
     ignore_patterns,
     ignored,
     reads,
+    reads_under,
     scan_context,
 )
 from paitasks.errors import PaiTasksError
@@ -87,8 +88,10 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
     view = runtime.image_view()
     state = Path(spec.state)
     files = _context_files(spec, engine.builder, predict)
-    previous = load_manifest(state, spec.name)
     assumed = predict and spec.prepared
+    # The last build's record only explains a rebuild, or stands in for the temp folders
+    # outside a run: an up-to-date check in a run does not read it.
+    previous = load_manifest(state, spec.name) if assumed else None
     if assumed:
         files = {path: entry for path, entry in files.items() if not _temporary(path)}
         files.update(_predicted_temp_files(spec, previous, engine.builder, state))
@@ -121,6 +124,7 @@ def assess(spec: ImageSpec, predict: bool | None = None) -> Assessment:
         reason = "the engine's image was not built by paitasks"
         result = Assessment(inputs, wanted, False, (reason,))
     else:
+        previous = previous or load_manifest(state, spec.name)
         if previous is not None and fingerprint(previous) != current.labels.get(LABEL):
             previous = None  # the record is of another build than the engine's image
         result = Assessment(inputs, wanted, False, tuple(explain(previous, inputs)))
@@ -147,11 +151,13 @@ def _context_files(spec: ImageSpec, builder: str, predict: bool) -> dict[str, st
         if staging.is_real(round_):
             return files
     files = {path: entry for path, entry in files.items() if not _temporary(path)}
-    virtual = {
-        path: entry
-        for path, entry in staging.temp_entries(round_, "pre", cache).items()
-        if reads(path, spec.sources)
-    }
+    virtual: dict[str, str] = {}
+    if any(reads_under(folder, spec.sources) for folder in TEMP_FOLDERS):
+        virtual = {
+            path: entry
+            for path, entry in staging.temp_entries(round_, "pre", cache).items()
+            if reads(path, spec.sources)
+        }
     links = any(entry.startswith("l ") for entry in (*files.values(), *virtual.values()))
     if links or (virtual and ignore_patterns(context, dockerfile, builder)):
         with staging.settled(round_):

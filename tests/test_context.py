@@ -20,6 +20,7 @@ from paitasks.context import (
     ignored,
     load_sdk_matcher_apart,
     reads,
+    reads_under,
     scan_context,
 )
 from paitasks.dockerfile import parse_dockerfile_text
@@ -189,3 +190,20 @@ def test_the_sdk_matcher_does_not_import_the_sdk(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+_segments = st.sampled_from(["dependency", "generated", "files", "*", "dep*", "?enerated", "[dg]*"])
+
+
+@given(
+    sources=st.lists(st.lists(_segments, min_size=1, max_size=3).map("/".join), max_size=4),
+    folder=st.sampled_from(["dependency", "generated"]),
+    rest=st.lists(_segments.filter(lambda s: not set(s) & set("*?[")), max_size=3),
+)
+def test_reads_under_is_false_only_when_nothing_under_the_folder_is_read(
+    sources: list[str], folder: str, rest: list[str]
+) -> None:
+    path = "/".join([folder, *rest])
+    if reads(path, tuple(sources)):
+        assert reads_under(folder, tuple(sources))
+    assert reads_under(folder, None)
