@@ -16,7 +16,7 @@ from typing import Any
 from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
-from paitasks import tasks
+from paitasks import runtime, tasks, workspace
 from paitasks.errors import PaiTasksError
 from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
@@ -53,6 +53,9 @@ def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
         raise InvalidDodoFile(f"source folder {settings.src} does not exist")
     settings.state.mkdir(parents=True, exist_ok=True)
     _quiet_interrupts()
+    mark = workspace.idle_run_mark(settings.root)
+    if mark is not None:  # while another run holds the tree, its images are changing
+        runtime.image_view().prefetch(mark)  # every run and `list --status` needs them
     config: dict[str, Any] = {
         "default_tasks": ["build"],
         "dep_file": str(settings.state / "doit.db"),

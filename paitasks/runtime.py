@@ -81,11 +81,43 @@ class ImageView:
         self.engine = engine
         self._images: dict[str, LocalImage] | None = None
         self._lock = threading.Lock()
+        self._prefetch: threading.Thread | None = None
+        self._prefetched: dict[str, LocalImage] | None = None
+        self._prefetch_mark: str | None = None
+
+    def prefetch(self, mark: str) -> None:
+        """Start the listing in the background: the engine answers while doit loads the
+        tasks, instead of after (it takes longer the more images the engine holds).
+        `mark` is the run lock's `idle_run_mark`; a failure is left for the first `get`
+        to report."""
+        with self._lock:
+            if self._images is not None or self._prefetch is not None:
+                return
+            self._prefetch_mark = mark
+
+            def fetch() -> None:
+                with contextlib.suppress(PaiTasksError, OSError, ValueError):
+                    self._prefetched = self.engine.local_images()
+
+            self._prefetch = threading.Thread(target=fetch, name="image-listing", daemon=True)
+            self._prefetch.start()
+
+    def run_started(self, previous: str | None) -> None:
+        """The run holds its lock now; `previous` is what the run before left. If another
+        run took the lock since the listing started, it may have built images since:
+        list again."""
+        with self._lock:
+            if self._prefetch is not None and previous != self._prefetch_mark:
+                self._prefetch = None
 
     def get(self, name: str) -> LocalImage | None:
         with self._lock:
             if self._images is None:
-                self._images = self.engine.local_images()
+                if self._prefetch is not None:
+                    self._prefetch.join()
+                    self._images = self._prefetched
+                if self._images is None:
+                    self._images = self.engine.local_images()
             return self._images.get(name)
 
     def update(self, name: str, image: LocalImage) -> None:

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import functools
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -149,11 +150,16 @@ def _gnu_cp() -> bool:
 
 class RunLock:
     """One run at a time per tree: an flock on `.paitasks/lock`, released by the kernel
-    when the process dies, so a killed run never leaves a stale lock behind."""
+    when the process dies, so a killed run never leaves a stale lock behind.
+
+    Each run writes a new line into the file (its pid and a random token); `previous`
+    is the line the run before left, so a run can tell whether another one ran since
+    it last looked (see `idle_run_mark`)."""
 
     def __init__(self, root: Path) -> None:
         self.path = state_dir(root) / LOCK_FILE
         self._file: IO[str] | None = None
+        self.previous: str | None = None
 
     def acquire(self, wait: bool = True, poll: float = 0.5) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +188,10 @@ class RunLock:
                     told = True
                 time.sleep(poll)
         handle.seek(0)
+        self.previous = handle.read()
+        handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
+        handle.write(f"pid {os.getpid()} run {secrets.token_hex(8)}\n")
         handle.flush()
         self._file = handle
 
@@ -192,6 +200,28 @@ class RunLock:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+def idle_run_mark(root: Path) -> str | None:
+    """The line the last run left in the lock file, if no run holds the lock now; None
+    while one does. Equal to the next run's `RunLock.previous` exactly when no run took
+    the lock in between."""
+    path = state_dir(root) / LOCK_FILE
+    try:
+        with open(path, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return None
+            try:
+                handle.seek(0)
+                return handle.read()
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except FileNotFoundError:  # no state folder: no run yet
+        return ""
+    except OSError:
+        return None
 
 
 def _holder(path: Path) -> str:

@@ -16,6 +16,7 @@ from paitasks.workspace import (
     RunLock,
     claim_temp_folders,
     copy_component,
+    idle_run_mark,
     recorded_folders,
     remove_temp_folders,
     state_dir,
@@ -383,9 +384,29 @@ def test_waiting_lock_says_so_and_gets_the_lock_after_release(tmp_path: Path) ->
 def test_release_is_idempotent_and_lock_can_be_taken_again(tmp_path: Path) -> None:
     lock = RunLock(tmp_path)
     lock.acquire(wait=False)
-    assert (tmp_path / ".paitasks" / "lock").read_text() == f"pid {os.getpid()}\n"
+    assert (tmp_path / ".paitasks" / "lock").read_text().startswith(f"pid {os.getpid()} run ")
     lock.release()
     lock.release()
     again = RunLock(tmp_path)
     again.acquire(wait=False)
     again.release()
+
+
+def test_idle_run_mark_tells_whether_a_run_took_the_lock_since(tmp_path: Path) -> None:
+    mark = idle_run_mark(tmp_path)
+    assert mark == ""  # no run yet
+    first = RunLock(tmp_path)
+    first.acquire(wait=False)
+    assert first.previous == mark, "nobody ran in between"
+    assert idle_run_mark(tmp_path) is None, "a run holds the lock"
+    first.release()
+
+    mark = idle_run_mark(tmp_path)
+    assert mark and mark.startswith(f"pid {os.getpid()} run ")
+    other = RunLock(tmp_path)  # another run comes and goes
+    other.acquire(wait=False)
+    other.release()
+    ours = RunLock(tmp_path)
+    ours.acquire(wait=False)
+    assert ours.previous != mark, "the run in between must show"
+    ours.release()
