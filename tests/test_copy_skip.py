@@ -4,24 +4,28 @@ that builds, or a component that copies this one."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from python_on_whales import docker as whales
 
-from tests.support import REPO, run_doit
+from tests.support import run_doit
 
 
-def build(src: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-n", "2", "build",
-         f"src={src}"],
-        capture_output=True, text=True, timeout=300,
-    )
+def build(src: Path, env: dict[str, str] | None = None) -> str:
+    result = run_doit("-n", "2", "build", f"src={src}", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def app_on_lib(src: Path, dockerfiles: dict[str, str]) -> None:
+    """lib (no image) and app, which copies lib and has one image per dockerfile."""
+    (src / "lib" / "build").mkdir(parents=True)
+    (src / "app" / "build").mkdir(parents=True)
+    (src / "app" / "build" / "component.dep").write_text("lib\n")
+    (src / "app" / "own.txt").write_text("own 1\n")
+    for image, text in dockerfiles.items():
+        (src / "app" / "build" / f"{image}.dockerfile").write_text(text)
 
 
 def read(image: str, path: str) -> str:
@@ -35,19 +39,14 @@ def test_copies_are_skipped_only_while_nothing_changes(
     tmp_path: Path, prefix: str, busybox_image: str
 ) -> None:
     src = tmp_path / "src"
-    (src / "lib" / "build").mkdir(parents=True)
+    app = f"{prefix}-app"
+    app_on_lib(src, {app: f"FROM {busybox_image}\nCOPY dependency/lib/ /lib/\n"})
     (src / "lib" / "data.txt").write_text("data 1\n")
     (src / "lib" / "build" / "build-post.sh").write_text(
         'mkdir -p "$PAI_COMPONENT_DIR/generated"\n'
         f'cat {tmp_path}/version > "$PAI_COMPONENT_DIR/generated/version"\n'
     )
     (tmp_path / "version").write_text("v1\n")
-    (src / "app" / "build").mkdir(parents=True)
-    (src / "app" / "build" / "component.dep").write_text("lib\n")
-    app = f"{prefix}-app"
-    (src / "app" / "build" / f"{app}.dockerfile").write_text(
-        f"FROM {busybox_image}\nCOPY dependency/lib/ /lib/\n"
-    )
 
     first = build(src)
     assert "-- copy-deps:app" in first and f".  build-image:{app}" in first
@@ -138,24 +137,19 @@ def test_a_build_that_reads_no_copy_makes_none(
     env = {"PATH": f"{wrappers}:{os.environ['PATH']}"}
 
     src = tmp_path / "src"
-    (src / "lib" / "build").mkdir(parents=True)
-    (src / "lib" / "data.txt").write_text("data 1\n")
-    (src / "app" / "build").mkdir(parents=True)
-    (src / "app" / "build" / "component.dep").write_text("lib\n")
-    (src / "app" / "own.txt").write_text("own 1\n")
     own, dep = f"{prefix}-app-own", f"{prefix}-app-dep"
-    (src / "app" / "build" / f"{own}.dockerfile").write_text(
-        f"FROM {busybox_image}\nCOPY own.txt /own.txt\n"
+    app_on_lib(
+        src,
+        {
+            own: f"FROM {busybox_image}\nCOPY own.txt /own.txt\n",
+            dep: f"FROM {busybox_image}\nCOPY dependency/lib/ /lib/\n",
+        },
     )
-    (src / "app" / "build" / f"{dep}.dockerfile").write_text(
-        f"FROM {busybox_image}\nCOPY dependency/lib/ /lib/\n"
-    )
+    (src / "lib" / "data.txt").write_text("data 1\n")
 
     def run() -> str:
         calls.unlink(missing_ok=True)
-        result = run_doit("-n", "2", "build", f"src={src}", env=env)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return build(src, env)
 
     def copies() -> list[str]:
         lines = calls.read_text().splitlines() if calls.exists() else []
@@ -187,31 +181,24 @@ def test_a_check_waits_for_copies_being_made(
     makes the copy while the second is checked: the check must see the finished copy,
     not a part of it (a part could match an older build and keep a stale image)."""
     src = tmp_path / "src"
-    (src / "lib" / "build").mkdir(parents=True)
+    first_image, second_image = f"{prefix}-app-a", f"{prefix}-app-b"
+    app_on_lib(
+        src,
+        {
+            first_image: f"FROM {busybox_image}\nCOPY own.txt /own.txt\n"
+            "COPY dependency/lib/data/ /data/\n",
+            second_image: f"FROM {busybox_image}\nCOPY dependency/lib/data/ /data/\n",
+        },
+    )
     for index in range(3000):  # a copy that takes a while
         folder = src / "lib" / "data" / f"{index % 30:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{index}.txt").write_text(f"{index}\n")
-    (src / "app" / "build").mkdir(parents=True)
-    (src / "app" / "build" / "component.dep").write_text("lib\n")
-    (src / "app" / "own.txt").write_text("own 1\n")
-    first_image, second_image = f"{prefix}-app-a", f"{prefix}-app-b"
-    (src / "app" / "build" / f"{first_image}.dockerfile").write_text(
-        f"FROM {busybox_image}\nCOPY own.txt /own.txt\nCOPY dependency/lib/data/ /data/\n"
-    )
-    (src / "app" / "build" / f"{second_image}.dockerfile").write_text(
-        f"FROM {busybox_image}\nCOPY dependency/lib/data/ /data/\n"
-    )
 
-    def run() -> str:
-        result = run_doit("-n", "2", "build", f"src={src}")
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    run()
+    build(src)
     for attempt in range(3):
         (src / "app" / "own.txt").write_text(f"own {attempt + 2}\n")
-        output = run()
+        output = build(src)
         assert f".  build-image:{first_image}" in output
         assert f"-- build-image:{second_image}" in output, output
     assert read(first_image, "/own.txt") == "own 4"
