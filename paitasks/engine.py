@@ -2,15 +2,15 @@
 
 Builds go through buildx when the plugin is there, else through the classic builder via
 the engine's API (the docker SDK streams each step's output, which the classic CLI's
-quiet mode hides). buildx is a CLI plugin with no API, so its builds run the docker CLI
-through `run_cli`, the one place a docker process is started. (python-on-whales did
-that before; importing it took a fifth of a second, paid by every run that builds, to
-assemble one command line. Build arg values now go through the CLI's environment, so
-they are not on its command line either.) Questions about many images at once (which tags exist,
-their ids and labels) are one API call instead of one CLI process each. The two reads
-every run makes (is the engine there, which images does it hold) go over the engine's
-socket with the standard library: a run that builds nothing then never loads the docker
-SDK, which takes longer to import than the listing takes.
+quiet mode hides). buildx is a CLI plugin with no API of its own, so its builds run the
+docker CLI, through `run_cli`: assembling that one command line does not warrant a
+client library (python-on-whales took a fifth of a second to import, in every run that
+builds), and build arg values go through the CLI's environment, off its command line.
+Questions about many images at once (which tags exist, their ids and labels) are one API
+call instead of one CLI process each. The two reads every run makes (is the engine
+there, which images does it hold) go over the engine's socket with the standard library:
+a run that builds nothing then never loads the docker SDK, which takes longer to import
+than the listing takes.
 Every failure becomes an EngineError naming the image and carrying the last output lines.
 """
 
