@@ -11,7 +11,7 @@ import pytest
 from python_on_whales import docker as whales
 
 from paitasks import engine as engine_module
-from paitasks.engine import BuildRequest, Engine, buildx_available, buildx_command
+from paitasks.engine import BuildRequest, Engine, buildx_available, buildx_command, run_cli
 from paitasks.errors import EngineError
 from tests.support import RegistryAPI, busybox_context
 
@@ -185,3 +185,11 @@ def test_buildx_gets_build_arg_values_through_its_environment(
     logged = calls.read_text()
     assert "buildx build" in logged and "--build-arg TOKEN" in logged
     assert "tok-3f9a" not in logged
+
+
+def test_run_cli_streams_lines_and_names_a_missing_program(tmp_path: Path) -> None:
+    lines: list[str] = []
+    code = run_cli(["sh", "-c", "echo out; echo err >&2; exit 3"], lines.append)
+    assert code == 3 and [line.strip() for line in lines] == ["out", "err"]
+    with pytest.raises(EngineError, match=r"cannot run .*no-such-docker"):
+        run_cli([str(tmp_path / "no-such-docker"), "buildx", "build"], lines.append)
