@@ -61,8 +61,7 @@ class RoundSpec:
 
 def is_real(spec: RoundSpec) -> bool:
     """Whether this run made the component's temp folders (a hook ran, or they were made)."""
-    marker = Path(spec.folder) / TEMP_FOLDERS[0]
-    return marker in workspace.recorded_folders(Path(spec.root))
+    return workspace.is_recorded(Path(spec.root), Path(spec.folder) / TEMP_FOLDERS[0])
 
 
 def temp_entries(spec: RoundSpec, stage: Stage, cache: HashCache) -> dict[str, str]:

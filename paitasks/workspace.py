@@ -44,11 +44,19 @@ def _record_path(root: Path) -> Path:
 
 def recorded_folders(root: Path) -> list[Path]:
     """The temp folders recorded by runs that have not tidied up yet."""
+    return [Path(line) for line in dict.fromkeys(_record_lines(root)) if line]
+
+
+def is_recorded(root: Path, folder: Path) -> bool:
+    """Whether `folder` is recorded (asked for every image check: no Path per line)."""
+    return str(folder) in _record_lines(root)
+
+
+def _record_lines(root: Path) -> list[str]:
     try:
-        text = _record_path(root).read_text(encoding="utf-8")
+        return _record_path(root).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
-    return [Path(line) for line in dict.fromkeys(text.splitlines()) if line]
 
 
 def claim_temp_folders(root: Path, folder: Path, component: str) -> None:
@@ -72,6 +80,8 @@ def claim_temp_folders(root: Path, folder: Path, component: str) -> None:
 
 def refuse_unrecorded(root: Path, folder: Path, component: str) -> None:
     """Raise TreeError when a temp folder of the component exists that no run made."""
+    if not any(os.path.lexists(folder / name) for name in TEMP_FOLDERS):
+        return  # the usual case: nothing to look up
     with _record_lock:
         _refuse(set(recorded_folders(root)), folder, component)
 
