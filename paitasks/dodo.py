@@ -42,20 +42,43 @@ def tasks_for(default_src: str = "src") -> tuple[dict[str, Any], TaskGenerator]:
         settings = current_settings(default_src)
     except PaiTasksError as exc:
         raise InvalidDodoFile(str(exc)) from None
-    return doit_namespace(settings)
+    return doit_namespace(settings, list_images=reads_images(sys.argv[1:]))
 
 
-def doit_namespace(settings: Settings) -> tuple[dict[str, Any], TaskGenerator]:
-    """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`)."""
+# doit's commands that never ask the engine about images (`list` does with --status).
+QUIET_COMMANDS = frozenset(
+    {"list", "help", "clean", "forget", "ignore", "dumpdb", "tabcompletion", "reset-dep"}
+)
+DOIT_COMMANDS = QUIET_COMMANDS | {"run", "info", "strace", "auto"}
+
+
+def reads_images(argv: list[str]) -> bool:
+    """Whether a doit command line will ask about the engine's images: a run, `info`,
+    `list --status`. Only decides whether to start the listing early."""
+    words = [arg for arg in argv if not arg.startswith("-") and "=" not in arg]
+    command = next((word for word in words if word in DOIT_COMMANDS), "run")
+    if command == "list":
+        flags = [arg for arg in argv if arg.startswith("-") and not arg.startswith("--")]
+        return "--status" in argv or any("s" in flag for flag in flags)
+    return command not in QUIET_COMMANDS
+
+
+def doit_namespace(
+    settings: Settings, list_images: bool = True
+) -> tuple[dict[str, Any], TaskGenerator]:
+    """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`).
+
+    With `list_images`, the engine's images are listed in the background while doit
+    loads the tasks: a run needs them first thing."""
     if not settings.src.is_dir():
         # Checked before doit opens its database in `.paitasks/`, which would otherwise
         # create folders at a mistyped path.
         raise InvalidDodoFile(f"source folder {settings.src} does not exist")
     settings.state.mkdir(parents=True, exist_ok=True)
     _quiet_interrupts()
-    mark = workspace.idle_run_mark(settings.root)
+    mark = workspace.idle_run_mark(settings.root) if list_images else None
     if mark is not None:  # while another run holds the tree, its images are changing
-        runtime.image_view().prefetch(mark)  # every run and `list --status` needs them
+        runtime.image_view().prefetch(mark)
     config: dict[str, Any] = {
         "default_tasks": ["build"],
         "dep_file": str(settings.state / "doit.db"),

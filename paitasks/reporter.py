@@ -70,7 +70,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         self._lock.acquire(wait=True)
         self._locked = True
-        runtime.image_view().run_started(self._lock.previous)
+        runtime.image_view().run_started(self._lock.previous, self._lock.written)
         runtime.start_executing()
         for path in workspace.remove_temp_folders(self.root):
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")

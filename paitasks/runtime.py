@@ -83,7 +83,9 @@ class ImageView:
         self._lock = threading.Lock()
         self._prefetch: threading.Thread | None = None
         self._prefetched: dict[str, LocalImage] | None = None
-        self._prefetch_mark: str | None = None
+        # The run lock's line as it was when this view was last known to be current:
+        # if the next run finds another line there, another run came in between.
+        self._mark: str | None = None
 
     def prefetch(self, mark: str) -> None:
         """Start the listing in the background: the engine answers while doit loads the
@@ -93,7 +95,7 @@ class ImageView:
         with self._lock:
             if self._images is not None or self._prefetch is not None:
                 return
-            self._prefetch_mark = mark
+            self._mark = mark
 
             def fetch() -> None:
                 with contextlib.suppress(PaiTasksError, OSError, ValueError):
@@ -102,13 +104,16 @@ class ImageView:
             self._prefetch = threading.Thread(target=fetch, name="image-listing", daemon=True)
             self._prefetch.start()
 
-    def run_started(self, previous: str | None) -> None:
-        """The run holds its lock now; `previous` is what the run before left. If another
-        run took the lock since the listing started, it may have built images since:
-        list again."""
+    def run_started(self, previous: str | None, written: str) -> None:
+        """A run holds the tree's lock now: `previous` is the line the run before left,
+        `written` the one this run wrote. If another run took the lock since this view
+        was listed (or since this process's last run, `pai-build push` makes two), it
+        may have built images since: list again."""
         with self._lock:
-            if self._prefetch is not None and previous != self._prefetch_mark:
+            if previous != self._mark:
                 self._prefetch = None
+                self._images = None
+            self._mark = written
 
     def get(self, name: str) -> LocalImage | None:
         with self._lock:

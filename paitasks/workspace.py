@@ -169,7 +169,8 @@ class RunLock:
     def __init__(self, root: Path) -> None:
         self.path = state_dir(root) / LOCK_FILE
         self._file: IO[str] | None = None
-        self.previous: str | None = None
+        self.previous: str | None = None  # the line the run before left
+        self.written = ""  # the line this run wrote
 
     def acquire(self, wait: bool = True, poll: float = 0.5) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +202,8 @@ class RunLock:
         self.previous = handle.read()
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} run {secrets.token_hex(8)}\n")
+        self.written = f"pid {os.getpid()} run {secrets.token_hex(8)}\n"
+        handle.write(self.written)
         handle.flush()
         self._file = handle
 

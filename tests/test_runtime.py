@@ -39,7 +39,7 @@ def test_a_prefetched_listing_serves_the_run_when_no_run_came_between() -> None:
     listings = Listings(OLD, NEW)
     view = view_of(listings)
     view.prefetch("pid 1 run a\n")
-    view.run_started("pid 1 run a\n")
+    view.run_started("pid 1 run a\n", "pid 2 run b\n")
     assert view.get("app") == OLD["app"]
     assert view.get("other") is None
     assert listings.calls == 1
@@ -49,7 +49,7 @@ def test_the_listing_is_made_again_when_another_run_took_the_lock_since() -> Non
     listings = Listings(OLD, NEW)
     view = view_of(listings)
     view.prefetch("pid 1 run a\n")
-    view.run_started("pid 2 run b\n")  # that run may have rebuilt app meanwhile
+    view.run_started("pid 2 run b\n", "pid 3 run c\n")  # run b may have rebuilt app
     assert view.get("app") == NEW["app"]
     assert listings.calls == 2
 
@@ -66,5 +66,21 @@ def test_a_failed_prefetch_is_reported_by_the_listing_the_run_needs() -> None:
 def test_without_a_prefetch_the_first_question_lists() -> None:
     listings = Listings(OLD)
     view = view_of(listings)
-    view.run_started("anything")
+    view.run_started("anything", "pid 2 run b\n")
     assert view.get("app") == OLD["app"] and listings.calls == 1
+
+
+def test_a_second_run_in_one_process_keeps_its_view_unless_another_ran_between() -> None:
+    """`pai-build push` makes two doit runs in one process: the second trusts the first
+    one's view (kept current by its own builds) only if no other run came between."""
+    listings = Listings(OLD, NEW)
+    view = view_of(listings)
+    view.prefetch("")
+    view.run_started("", "pid 1 run a\n")
+    assert view.get("app") == OLD["app"]
+    view.prefetch("pid 1 run a\n")  # the second run's dodo load: the view is there
+    view.run_started("pid 1 run a\n", "pid 1 run b\n")
+    assert view.get("app") == OLD["app"] and listings.calls == 1
+
+    view.run_started("pid 7 run x\n", "pid 1 run c\n")  # another process ran between
+    assert view.get("app") == NEW["app"] and listings.calls == 2
