@@ -2,10 +2,13 @@
 
 Builds go through buildx when the plugin is there, else through the classic builder via
 the engine's API (the docker SDK streams each step's output, which the classic CLI's
-quiet mode hides). buildx is a CLI plugin with no API of its own, so its builds run the
-docker CLI, through `run_cli`: assembling that one command line does not warrant a
-client library (python-on-whales took a fifth of a second to import, in every run that
-builds), and build arg values go through the CLI's environment, off its command line.
+quiet mode hides). buildx is a CLI plugin with no API of its own, so its builds run it,
+through `run_cli`: assembling that one command line does not warrant a client library
+(python-on-whales took a fifth of a second to import, in every run that builds), and
+build arg values go through the CLI's environment, off its command line. The plugin
+runs as its own program (`docker-buildx build`, its standalone mode), found where the
+docker CLI finds it: going through `docker buildx` first starts the docker CLI, which
+then starts the plugin twice (once to read its metadata), for each image.
 Questions about many images at once (which tags exist, their ids and labels) are one API
 call instead of one CLI process each. The two reads every run makes (is the engine
 there, which images does it hold) go over the engine's socket with the standard library:
@@ -364,15 +367,15 @@ class Engine:
         return 0 if error is None else 1
 
 
-def buildx_command(
-    request: BuildRequest, network: str | None
-) -> tuple[list[str], dict[str, str]]:
-    """The `docker buildx build` command for `request`, and what to add to its
+def buildx_command(request: BuildRequest, network: str | None) -> tuple[list[str], dict[str, str]]:
+    """The buildx build command for `request`, and what to add to its
     environment: each build arg goes as a bare `--build-arg KEY`, which the CLI looks
     up in its environment, so values stay off the command line (`ps` shows it to every
     user). Names the CLI reads itself (PATH, DOCKER_HOST, proxies...) must keep the
     CLI's own values, so those few go as KEY=VALUE."""
-    command = ["docker", "buildx", "build", "--progress", "plain", "--load"]
+    plugin = buildx_plugin()
+    command = [plugin, "build"] if plugin else ["docker", "buildx", "build"]
+    command += ["--progress", "plain", "--load"]
     command += ["--file", str(request.dockerfile), "--tag", request.tag]
     if network:
         command += ["--network", network]
@@ -381,6 +384,10 @@ def buildx_command(
     for key, value in request.labels.items():
         command += ["--label", f"{key}={value}"]
     environment: dict[str, str] = {}
+    if "BUILDX_GIT_INFO" not in os.environ:
+        # Git details only go into provenance, which a loaded image does not carry; the
+        # default looks them up with a `git` process per build.
+        environment["BUILDX_GIT_INFO"] = "false"
     for key, value in request.build_args.items():
         if _read_by_cli(key):
             command += ["--build-arg", f"{key}={value}"]
@@ -435,11 +442,33 @@ def buildx_available() -> bool:
 
 
 def buildx_installed() -> bool:
-    """Whether docker has the buildx plugin, found where the CLI looks for plugins,
-    without starting a process; a broken plugin then fails its first build clearly."""
+    """Whether docker has the buildx plugin, without starting a process; a broken plugin
+    then fails its first build clearly."""
+    return buildx_plugin() is not None
+
+
+def buildx_plugin() -> str | None:
+    """The buildx plugin's executable, looked up as the docker CLI does: its config
+    folder's `cli-plugins`, then the config's `cliPluginsExtraDirs`, then the system's
+    folders. None if there is none."""
     config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    folders = [os.path.join(config, "cli-plugins"), *PLUGIN_FOLDERS]
-    return any(os.access(os.path.join(f, "docker-buildx"), os.X_OK) for f in folders)
+    folders = [os.path.join(config, "cli-plugins"), *_extra_plugin_folders(config)]
+    for folder in [*folders, *PLUGIN_FOLDERS]:
+        path = os.path.join(folder, "docker-buildx")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _extra_plugin_folders(config: str) -> list[str]:
+    """`cliPluginsExtraDirs` of the docker CLI's config.json; a config the CLI itself
+    could not read adds none (the CLI then reports it on its own)."""
+    try:
+        with open(os.path.join(config, "config.json"), encoding="utf-8") as handle:
+            folders = json.load(handle).get("cliPluginsExtraDirs") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [folder for folder in folders if isinstance(folder, str)]
 
 
 def _transient(error: str) -> bool:
@@ -490,9 +519,7 @@ def _api_get(path: str, timeout: float = 60, missing_ok: bool = False) -> Any:
         return _MISSING
     if response.status != 200:
         detail = body.decode("utf-8", "replace").strip()[:300]
-        raise EngineError(
-            f"the Docker engine answered GET {path} with {response.status}: {detail}"
-        )
+        raise EngineError(f"the Docker engine answered GET {path} with {response.status}: {detail}")
     if (response.getheader("Content-Type") or "").startswith("application/json"):
         return json.loads(body)
     return body.decode("utf-8", "replace")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import docker
@@ -25,9 +23,7 @@ def read_file(image: str, path: str) -> str:
 
 def hello_context(folder: Path, text: str) -> Path:
     dockerfile = busybox_context(folder)
-    dockerfile.write_text(
-        dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8"
-    )
+    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8")
     return dockerfile
 
 
@@ -37,9 +33,7 @@ def test_buildx_is_installed() -> None:
 
 
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
-def test_engine_builds_and_runs(
-    builder: str, prefix: str, cleanup: None, tmp_path: Path
-) -> None:
+def test_engine_builds_and_runs(builder: str, prefix: str, cleanup: None, tmp_path: Path) -> None:
     engine = Engine(builder=builder, network="host")
     dockerfile = hello_context(tmp_path, f"from-{builder}")
     lines: list[str] = []
@@ -131,7 +125,11 @@ def test_direct_reads_agree_with_the_sdk(
                 assert listed[tag].id == entry["Id"]
 
 
-def test_buildx_command_keeps_build_arg_values_off_the_command_line() -> None:
+def test_buildx_command_keeps_build_arg_values_off_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "buildx_plugin", lambda: "/plugins/docker-buildx")
+    monkeypatch.delenv("BUILDX_GIT_INFO", raising=False)
     request = BuildRequest(
         tag="app",
         dockerfile=Path("/src/app/build/app.dockerfile"),
@@ -141,7 +139,7 @@ def test_buildx_command_keeps_build_arg_values_off_the_command_line() -> None:
         platform="linux/amd64",
     )
     command, environment = buildx_command(request, "host")
-    assert command[:3] == ["docker", "buildx", "build"] and command[-1] == "/src/app"
+    assert command[:2] == ["/plugins/docker-buildx", "build"] and command[-1] == "/src/app"
     for flag, value in [
         ("--file", "/src/app/build/app.dockerfile"),
         ("--tag", "app"),
@@ -151,26 +149,69 @@ def test_buildx_command_keeps_build_arg_values_off_the_command_line() -> None:
     ]:
         assert command[command.index(flag) + 1] == value
     assert "value-1" not in " ".join(command) and "--load" in command
-    assert environment == {"TOKEN": "value-1"}
+    assert environment == {"TOKEN": "value-1", "BUILDX_GIT_INFO": "false"}
     # Names the CLI reads itself keep the CLI's own values: those go as KEY=VALUE.
     assert "HTTP_PROXY=http://proxy:3128" in command and "PATH=/opt" in command
     assert "--network" not in buildx_command(request, None)[0]
+
+
+def test_buildx_command_keeps_the_users_git_info_setting_and_falls_back_to_docker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user's own BUILDX_GIT_INFO stands; without a plugin file to run (one only the
+    docker CLI can find), the build goes through `docker buildx`."""
+    monkeypatch.setattr(engine_module, "buildx_plugin", lambda: None)
+    monkeypatch.setenv("BUILDX_GIT_INFO", "true")
+    request = BuildRequest("app", Path("/src/app/app.dockerfile"), Path("/src/app"), {}, {}, None)
+    command, environment = buildx_command(request, None)
+    assert command[:3] == ["docker", "buildx", "build"] and environment == {}
+
+
+def _plugin(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "docker-buildx"
+    path.write_text("#!/bin/sh\n", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_buildx_plugin_is_found_where_the_docker_cli_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Order: the config folder's cli-plugins, its config.json's cliPluginsExtraDirs,
+    the system folders; a file that is not executable is no plugin."""
+    config, extra, system = tmp_path / "config", tmp_path / "extra", tmp_path / "system"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setattr(engine_module, "PLUGIN_FOLDERS", (str(system),))
+    assert engine_module.buildx_plugin() is None and not engine_module.buildx_installed()
+    in_system = _plugin(system)
+    assert engine_module.buildx_plugin() == str(in_system)
+    in_extra = _plugin(extra)
+    config.mkdir()
+    (config / "config.json").write_text(f'{{"cliPluginsExtraDirs": ["{extra}"]}}')
+    assert engine_module.buildx_plugin() == str(in_extra)
+    own = _plugin(config / "cli-plugins")
+    assert engine_module.buildx_plugin() == str(own) and engine_module.buildx_installed()
+    own.chmod(0o644)
+    assert engine_module.buildx_plugin() == str(in_extra)
+    (config / "config.json").write_text("[not, json")
+    assert engine_module.buildx_plugin() == str(in_system)
 
 
 @pytest.mark.engine
 def test_buildx_gets_build_arg_values_through_its_environment(
     prefix: str, cleanup: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The value reaches the image; the docker command line (logged by a `docker` on
-    PATH that runs the real one) never holds it."""
-    calls = tmp_path / "docker-calls"
-    wrappers = tmp_path / "bin"
-    wrappers.mkdir()
-    real = shutil.which("docker")
+    """The value reaches the image; the plugin's command line (logged by a plugin in
+    the docker config folder that runs the real one) never holds it. The build runs
+    the plugin itself, not the docker CLI."""
+    calls = tmp_path / "plugin-calls"
+    real = engine_module.buildx_plugin()
     assert real is not None
-    (wrappers / "docker").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
-    (wrappers / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    config = tmp_path / "docker-config"
+    wrapper = _plugin(config / "cli-plugins")
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
     dockerfile = busybox_context(tmp_path / "context")
     dockerfile.write_text(
         dockerfile.read_text() + 'ARG TOKEN\nRUN echo "$TOKEN" > /token\n', encoding="utf-8"
@@ -183,7 +224,7 @@ def test_buildx_gets_build_arg_values_through_its_environment(
     )
     assert read_file(f"{prefix}-args", "/token").strip() == "tok-3f9a"
     logged = calls.read_text()
-    assert "buildx build" in logged and "--build-arg TOKEN" in logged
+    assert logged.startswith("build ") and "--build-arg TOKEN" in logged
     assert "tok-3f9a" not in logged
 
 
