@@ -465,8 +465,10 @@ def _extra_plugin_folders(config: str) -> list[str]:
     could not read adds none (the CLI then reports it on its own)."""
     try:
         with open(os.path.join(config, "config.json"), encoding="utf-8") as handle:
-            folders = json.load(handle).get("cliPluginsExtraDirs") or []
+            folders = json.load(handle).get("cliPluginsExtraDirs")
     except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(folders, list):
         return []
     return [folder for folder in folders if isinstance(folder, str)]
 

@@ -196,6 +196,11 @@ def test_buildx_plugin_is_found_where_the_docker_cli_looks(
     assert engine_module.buildx_plugin() == str(in_extra)
     (config / "config.json").write_text("[not, json")
     assert engine_module.buildx_plugin() == str(in_system)
+    # A string where the CLI wants a list names no folder (not one per character).
+    monkeypatch.chdir(tmp_path)
+    _plugin(tmp_path / "x")
+    (config / "config.json").write_text('{"cliPluginsExtraDirs": "x"}')
+    assert engine_module.buildx_plugin() == str(in_system)
 
 
 @pytest.mark.engine
