@@ -22,7 +22,7 @@ from doit.doit_cmd import DoitMain
 from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
-from paitasks.freshness import predict
+from paitasks.freshness import Predictions
 from paitasks.graph import image_order, select
 from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
@@ -117,11 +117,12 @@ def plan_command(args: argparse.Namespace) -> int:
     """Say which images a build would rebuild, and why, without building anything."""
     settings = settings_from(args)
     plan = load(settings)
-    specs = {image: image_spec(plan, image, settings) for image in plan.graph.tree.images}
-    memo: dict[str, tuple[bool, tuple[str, ...]]] = {}
+    predictions = Predictions()
+    for image in plan.graph.tree.images:
+        predictions.add(image_spec(plan, image, settings))
     stale = 0
     for image in image_order(plan.graph):
-        fresh, reasons = predict(specs, image, memo)
+        fresh, reasons = predictions.predict(image)
         if not fresh:
             stale += 1
             print(f"rebuild {image}: {'; '.join(reasons)}")

@@ -237,11 +237,11 @@ class ImageUpToDate:
     `doit info`) nothing is rebuilt, so the check follows the graph instead: an image
     whose tree base would rebuild would rebuild too."""
 
-    def __init__(self, spec: ImageSpec) -> None:
+    def __init__(self, spec: ImageSpec, plan: Predictions) -> None:
         self.spec = spec
+        self.plan = plan
         self.reason = "not checked"
-        with _last_lock:
-            _specs[spec.name] = spec
+        plan.add(spec)
 
     def __call__(self, task: Any, values: Any) -> bool:
         try:
@@ -249,9 +249,7 @@ class ImageUpToDate:
                 result = assess(self.spec)
                 fresh, reasons = result.fresh, result.reasons
             else:
-                with _last_lock:
-                    specs = dict(_specs)
-                fresh, reasons = predict(specs, self.spec.name, _predictions)
+                fresh, reasons = self.plan.predict(self.spec.name)
         except PaiTasksError as exc:
             self.reason = str(exc)
             return False
@@ -262,8 +260,19 @@ class ImageUpToDate:
         return f"image {self.spec.name}: {self.reason}"
 
 
-_specs: dict[str, ImageSpec] = {}
-_predictions: dict[str, tuple[bool, tuple[str, ...]]] = {}
+class Predictions:
+    """The images of one planning and what `predict` found for them, shared by their
+    checks: a new planning (another tree, or the same tree later) starts afresh."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, ImageSpec] = {}
+        self.memo: dict[str, tuple[bool, tuple[str, ...]]] = {}
+
+    def add(self, spec: ImageSpec) -> None:
+        self.specs[spec.name] = spec
+
+    def predict(self, name: str) -> tuple[bool, tuple[str, ...]]:
+        return predict(self.specs, name, self.memo)
 
 
 def predict(

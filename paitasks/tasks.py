@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from paitasks import actions
-from paitasks.freshness import CopiesDeferred, ImageSpec, ImageUpToDate, PushUpToDate
+from paitasks.freshness import (
+    CopiesDeferred,
+    ImageSpec,
+    ImageUpToDate,
+    Predictions,
+    PushUpToDate,
+)
 from paitasks.graph import Graph
 from paitasks.loader import Plan
 from paitasks.settings import Settings
@@ -56,8 +62,9 @@ def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
     for basename, doc in GROUP_DOCS.items():
         yield {"basename": basename, "name": None, "doc": doc}
     rounds: dict[str, RoundSpec] = {}
+    predictions = Predictions()
     for component in tree.components.values():
-        yield from component_tasks(component, plan, settings, rounds)
+        yield from component_tasks(component, plan, settings, rounds, predictions)
     yield from push_tasks(graph, settings)
 
 
@@ -100,8 +107,11 @@ def component_tasks(
     plan: Plan,
     settings: Settings,
     rounds: dict[str, RoundSpec] | None = None,
+    predictions: Predictions | None = None,
 ) -> Iterator[TaskDict]:
-    """The tasks of one component's round; `rounds`: round specs made so far (shared)."""
+    """The tasks of one component's round; `rounds`: round specs made so far and
+    `predictions`: the images' shared predictions (both shared by the whole tree)."""
+    predictions = Predictions() if predictions is None else predictions
     graph = plan.graph
     name = component.name
     round_ = round_spec(plan, name, settings, {} if rounds is None else rounds)
@@ -140,7 +150,7 @@ def component_tasks(
             "doc": f"build image {image.name} from {display_path(image.dockerfile, settings.root)}",
             "actions": [(actions.build_image, [spec, settings.verbose])],
             "task_dep": [*chain, *(f"build-image:{used}" for used in spec.uses)],
-            "uptodate": [ImageUpToDate(spec)],
+            "uptodate": [ImageUpToDate(spec, predictions)],
         }
     if images:
         chain, own = images, [*own, *images]
