@@ -1,0 +1,143 @@
+"""The second engine that `scripts/dev-engine up` starts, checked as a user would.
+
+It stands for another machine: its own dockerd and image store, reached only through
+the docker context `paitasks-engine2`, pulling by digest what engine 1 pushed to the
+shared registry. Engine 1 is the one the docker CLI and SDK reach by default.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from paitasks.engine import Engine
+from tests.support import RegistryAPI, busybox_context
+
+pytestmark = pytest.mark.engine
+
+CONTEXT = "paitasks-engine2"
+
+
+def engine2(*arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`docker --context paitasks-engine2 ARGUMENTS`, as a user types it."""
+    command = ["docker", "--context", CONTEXT, *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stderr.strip()}"
+        )
+    return result
+
+
+def on_engine2(reference: str) -> bool:
+    return engine2("image", "inspect", reference, check=False).returncode == 0
+
+
+def hello_context(folder: Path, text: str) -> Path:
+    """A FROM-scratch busybox build whose image holds `text` in /hello."""
+    dockerfile = busybox_context(folder)
+    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8")
+    return dockerfile
+
+
+@pytest.fixture(scope="session")
+def engine2_up(docker_client: docker.DockerClient) -> None:
+    """Engine 2 answers through its context: skip locally, fail in CI, otherwise.
+
+    Shared by nothing else yet: it belongs in tests/conftest.py once other tests need
+    engine 2 (conftest's _unavailable does the same skip-or-fail).
+    """
+    result = engine2("info", "--format", "{{.ID}}", check=False)
+    if result.returncode != 0:
+        reason = f"docker context {CONTEXT} does not answer ({result.stderr.strip()[:200]})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: engine tests must run)", pytrace=False)
+        pytest.skip(f"{reason}: run `scripts/dev-engine up` first")
+
+
+@pytest.fixture
+def engine2_cleanup(prefix: str, engine2_up: None) -> Iterator[None]:
+    """Remove engine 2's images whose repository carries this test's prefix, by
+    reference (tag or digest), so an identical image of another test stays."""
+    yield
+    listing = engine2(
+        "images", "--digests", "--format", "{{.Repository}}\t{{.Tag}}\t{{.Digest}}"
+    ).stdout
+    references = []
+    for line in listing.splitlines():
+        repository, tag, digest = line.split("\t")
+        if prefix not in repository:
+            continue
+        if tag != "<none>":
+            references.append(f"{repository}:{tag}")
+        if digest != "<none>":
+            references.append(f"{repository}@{digest}")
+    if references:
+        engine2("rmi", "--force", *references, check=False)
+
+
+def test_engine2_answers_through_its_context_and_is_another_engine(
+    engine2_up: None, docker_client: docker.DockerClient
+) -> None:
+    info = engine2("info", "--format", "{{.ID}} {{.DockerRootDir}} {{.ServerVersion}}").stdout
+    engine2_id, engine2_root, version = info.split()
+    engine1 = docker_client.info()
+    assert version, "engine 2 reports its version"
+    assert engine2_root != engine1["DockerRootDir"], "engine 2 has its own data root"
+    assert engine2_id != engine1["ID"], "engine 2 has its own engine ID, like another machine"
+    # `up` created the context but left the CLI's default alone: it still reaches engine 1.
+    plain = subprocess.run(
+        ["docker", "info", "--format", "{{.ID}}"], capture_output=True, text=True, timeout=60
+    )
+    assert plain.stdout.strip() == engine1["ID"], plain.stderr
+
+
+def test_image_stores_are_separate(
+    prefix: str,
+    busybox_image: str,
+    engine2_cleanup: None,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    name = f"{prefix}-only-on-engine2"
+    dockerfile = hello_context(tmp_path, f"{prefix}-built-on-engine2")
+    build = ["buildx", "build", "--network", "host", "--load", "-t", name, "-f", str(dockerfile)]
+    engine2(*build, str(dockerfile.parent))
+    assert on_engine2(name)
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(name)
+    # ... and the other way round: engine 1's busybox base is not on engine 2.
+    docker_client.images.get(busybox_image)
+    assert not on_engine2(busybox_image)
+    shown = engine2("run", "--rm", "--network", "none", name, "cat", "/hello").stdout
+    assert shown.strip() == f"{prefix}-built-on-engine2"
+
+
+def test_engine2_pulls_by_digest_what_engine1_pushed(
+    prefix: str,
+    engine: Engine,
+    registry: RegistryAPI,
+    cleanup: None,
+    engine2_cleanup: None,
+    tmp_path: Path,
+) -> None:
+    text = f"{prefix}-pushed-from-engine1"
+    dockerfile = hello_context(tmp_path, text)
+    engine.build(tag=f"{prefix}-shared", dockerfile=dockerfile, context=tmp_path)
+    repository = f"{registry.address}/{prefix}-shared"
+    digest = engine.push(f"{prefix}-shared", repository, "v1")
+    assert registry.manifest_digest(f"{prefix}-shared", "v1") == digest
+    pinned = f"{repository}@{digest}"
+    assert not on_engine2(pinned), "engine 2 starts without engine 1's image"
+
+    engine2("pull", pinned)
+    shown = engine2("run", "--rm", "--network", "none", pinned, "cat", "/hello").stdout
+    assert shown.strip() == text
+    repo_digests = engine2("image", "inspect", "--format", "{{json .RepoDigests}}", pinned).stdout
+    assert pinned in repo_digests
