@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from paitasks import reference
 from paitasks.errors import GraphError
 from paitasks.tree import Tree, display_path
 
@@ -67,22 +68,14 @@ class Graph:
     image_edges: tuple[Edge, ...] = ()
 
 
-def build_graph(
-    tree: Tree,
-    refs: Mapping[str, Sequence[ImageRef]],
-    resolve: Callable[[str], str | None] | None = None,
-) -> Graph:
+def build_graph(tree: Tree, refs: Mapping[str, Sequence[ImageRef]]) -> Graph:
     """Join dependency files and dockerfile references into one checked graph.
 
-    `refs` maps an image of the tree to its dockerfile's references; `resolve` turns a
-    reference into the bare local image name it can mean (default:
-    `paitasks.dockerfile.local_image_name`). References to images outside the tree are
-    not edges. Raises GraphError on a loop between components or between images.
+    `refs` maps an image of the tree to its dockerfile's references; a reference is an
+    edge when it names an image of the tree (`reference.local_image_name`: `x`,
+    `x:latest`, `docker.io/library/x`...). Raises GraphError on a loop between components
+    or between images.
     """
-    if resolve is None:
-        from paitasks.dockerfile import local_image_name
-
-        resolve = local_image_name
     stray = sorted(set(refs) - set(tree.images))
     if stray:
         raise ValueError(f"references given for images not in the tree: {', '.join(stray)}")
@@ -102,7 +95,7 @@ def build_graph(
                 edges.append(Edge(name, dep.name, "components.dep", component.dep_file, dep.line))
         for image in component.images:
             for ref in refs.get(image.name, ()):
-                used = resolve(ref.reference)
+                used = reference.local_image_name(ref.reference)
                 if used is None or used not in tree.images:
                     continue
                 owner = tree.images[used].component
@@ -138,11 +131,6 @@ def build_graph(
         image_evidence = tuple(_as_image_edge(e) for e in graph.image_edges)
         raise GraphError(_loop_message(cycle, image_evidence, tree.root, " between images"))
     return graph
-
-
-def topological_order(graph: Graph) -> list[str]:
-    """Components, each after everything it needs; ties broken by name, so stable."""
-    return _kahn(graph.component_deps)
 
 
 def image_order(graph: Graph) -> list[str]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from paitasks.dockerfile import DockerfileInfo, local_image_name, parse_dockerfile
+from paitasks.dockerfile import DockerfileInfo, parse_dockerfile
 from paitasks.errors import TreeError
 from paitasks.graph import Graph, build_graph
+from paitasks.reference import local_image_name
 from paitasks.settings import Settings
 from paitasks.tree import discover
 
@@ -53,7 +54,3 @@ def load_plan(settings: Settings) -> Plan:
     infos = {name: parse_dockerfile(image.dockerfile, args) for name, image in tree.images.items()}
     refs = {name: info.refs for name, info in infos.items()}
     return Plan(build_graph(tree, refs), infos)
-
-
-def load_graph(settings: Settings) -> Graph:
-    return load_plan(settings).graph

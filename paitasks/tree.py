@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from paitasks.errors import TreeError
+from paitasks.reference import is_valid_image_name
 
 DOCKERFILE_SUFFIX = ".dockerfile"
 COMMON_VARIANT = "common"
@@ -39,14 +40,6 @@ PRE_HOOK_NAME = "build-pre.sh"
 POST_HOOK_NAME = "build-post.sh"
 HOOK_INPUTS_NAME = "hook-inputs"  # opt-in: what the hooks read, so they can be skipped
 _COMMENT_RE = re.compile(r"(?:^|\s)#")
-
-
-def valid_image_name(name: str) -> bool:
-    """Whether docker accepts `name` as a bare local image name (checked before any build);
-    one rule for the whole project, the dockerfile module's."""
-    from paitasks.dockerfile import is_valid_image_name
-
-    return bool(name) and is_valid_image_name(name)
 
 
 @dataclass(frozen=True)
@@ -107,12 +100,7 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def discover(
-    src: Path | str,
-    variant: str | None = None,
-    *,
-    is_valid_image_name: Callable[[str], bool] = valid_image_name,
-) -> Tree:
+def discover(src: Path | str, variant: str | None = None) -> Tree:
     """Read the component tree under `src`, keeping the dockerfiles of `variant`.
 
     Raises TreeError for anything that would make a build ambiguous or impossible: a
@@ -139,7 +127,7 @@ def discover(
     components: dict[str, Component] = {}
     images: dict[str, Image] = {}
     for name, path in folders:
-        component = _read_component(name, path, root, src_path, names, variant, is_valid_image_name)
+        component = _read_component(name, path, root, src_path, names, variant)
         for image in component.images:
             previous = images.get(image.name)
             if previous is not None:
@@ -166,7 +154,6 @@ def _read_component(
     src: Path,
     names: frozenset[str],
     variant: str | None,
-    is_valid_image_name: Callable[[str], bool],
 ) -> Component:
     build = os.path.join(path, "build")
     images: dict[str, Image] = {}

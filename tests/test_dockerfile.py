@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 from paitasks.dockerfile import (
     DockerfileInfo,
     ImageRef,
-    is_valid_image_name,
-    local_image_name,
     parse_dockerfile,
     parse_dockerfile_text,
 )
@@ -143,18 +141,8 @@ def test_from_scratch_is_never_a_ref_but_scratch_is_case_sensitive() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("FROM\n", "FROM takes an image"),
-        ("FROM a b\n", "FROM takes an image"),
-        ("FROM a AS\n", "FROM takes an image"),
-        ("FROM a AS b c\n", "FROM takes an image"),
-        ("FROM a FOR b\n", "FROM takes an image"),
+        ("FROM\n", "FROM names no image"),
         ('FROM ["alpine"]\n', "not a valid image reference"),
-        ("FROM a AS 1st\n", "invalid stage name '1st'"),
-        ("FROM a AS b$c\n", "invalid stage name"),
-        ("FROM --pull a\n", "FROM has no flag '--pull'"),
-        ("FROM --platform a\n", "--platform needs a value"),
-        ("FROM --platform=x --platform=y a\n", "--platform given twice"),
-        ("FROM --platform=$NOPE a\n", "--platform=$NOPE is empty"),
         ("FROM Alpine\n", "must be lowercase"),
         ("FROM alpine:\n", "invalid reference format"),
         ("FROM a@sha256:abc\n", "invalid reference format"),
@@ -197,14 +185,12 @@ def test_bad_from(text: str, fragment: str) -> None:
         ("${EMPTY:+alpine}x", "x"),
         ("${NOPE:+alpine}x", "x"),
         ("${BASE:?must-be-set}", "base-image"),
+        ("${BASE?}", "base-image"),
+        ("${EMPTY?}x", "x"),
         ("${NOPE:-${BASE}}", "base-image"),
         ("${NOPE:-$BASE-dev}", "base-image-dev"),
-        ("${BASE#base-}", "image"),
-        ("${BASE#*-}", "image"),
-        ("${BASE%-*}", "base"),
-        ("${BASE%%e*}", "bas"),
-        ("${BASE/image/img}", "base-img"),
-        ("${BASE//e/o}", "baso-imago"),
+        ("${NOPE:-'alp'ine}", "alpine"),
+        ('"${NOPE:-x}y"', "xy"),
         ("$TAGGED", "golang:1.20"),
         ("$CHAIN", "base-image-chained"),
     ],
@@ -221,9 +207,37 @@ def test_from_arg_forms(from_word: str, expected: str) -> None:
     assert refs(text) == [(expected, 6, "FROM")]
 
 
-def test_greedy_prefix_trim_of_everything_leaves_nothing() -> None:
-    message = error("ARG BASE=base-image\nFROM ${BASE##*e}\n")
-    assert message == f"{PATH}:2: FROM names no image (ARG BASE is empty)"
+@pytest.mark.parametrize(
+    ("from_word", "form"),
+    [
+        ("${BASE#base-}", "${BASE#...}"),
+        ("${BASE##*e}", "${BASE#...}"),
+        ("${BASE%-*}", "${BASE%...}"),
+        ("${BASE%%e*}", "${BASE%...}"),
+        ("${BASE/image/img}", "${BASE/...}"),
+        ("${BASE//e/o}", "${BASE/...}"),
+        ("${BASE:x}", "${BASE:...}"),
+        ("${BASE:0:2}", "${BASE:...}"),
+        ("${BASE!x}", "${BASE!...}"),
+        ("x${#BASE}", "${#...}"),
+        ("${1}", "${1...}"),
+        ("$1", "$1"),
+        ("a$@", "$@"),
+        ("${NOPE:-${BASE%x}}", "${BASE%...}"),
+    ],
+)
+def test_unsupported_expansion_forms_fail_with_file_and_line(from_word: str, form: str) -> None:
+    message = error(f"ARG BASE=base-image\nFROM {from_word}\n")
+    assert message == (
+        f"{PATH}:2: cannot expand FROM {from_word!r}: paitasks does not support {form}"
+        " (only $VAR, ${VAR}, ${VAR:-word}, ${VAR-word}, ${VAR:+word}, ${VAR+word},"
+        " ${VAR:?word})"
+    )
+
+
+def test_unsupported_form_in_a_global_arg_names_its_line() -> None:
+    message = error("ARG A=x\nARG B=${A%x}\nFROM alpine\n")
+    assert message.startswith(f"{PATH}:2: cannot expand ARG B '${{A%x}}': paitasks does not")
 
 
 def test_arg_without_default_is_empty() -> None:
@@ -279,16 +293,14 @@ def test_platform_args_are_predefined() -> None:
     ("from_word", "fragment"),
     [
         ("${BASE", "missing '}'"),
+        ("${BASE:-x", "missing '}'"),
+        ("${", "missing '}'"),
         ("${}", "bad substitution"),
         ("${:-x}", "bad substitution"),
-        ("${BASE:x}", "unsupported modifier (:x)"),
-        ("${BASE!x}", "unsupported modifier (!)"),
         ("${NOPE:?needs-a-value}", "NOPE: needs-a-value"),
-        ("${NOPE?}", "NOPE: is not allowed to be unset"),
+        ("${NOPE?}", "NOPE: is not set"),
         ("'alpine", "single quote"),
         ('"alpine', "double quote"),
-        ("${BASE#\\x}", "invalid pattern"),
-        ("${BASE/a", "missing '/'"),
     ],
 )
 def test_bad_substitution(from_word: str, fragment: str) -> None:
@@ -311,9 +323,9 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
 
 
 def test_arg_errors() -> None:
-    assert error("ARG\nFROM a\n") == f"{PATH}:1: ARG needs a name"
-    assert error("ARG =x\nFROM a\n") == f"{PATH}:1: ARG '=x' has no name"
-    assert "cannot expand ARG A" in error("ARG A=${\nFROM a\n")
+    assert error("ARG A=${\nFROM a\n").startswith(f"{PATH}:1: cannot expand ARG A")
+    # BuildKit refuses these when it builds; they do not change the graph.
+    assert refs("ARG\nARG =x\nFROM a\n") == [("a", 3, "FROM")]
 
 
 # --------------------------------------------------------------------------------------
@@ -353,18 +365,10 @@ def test_copy_from_a_stage_that_shares_an_image_name() -> None:
 @pytest.mark.parametrize(
     ("copy", "fragment"),
     [
-        ("COPY --from a b", "COPY --from needs a value"),
-        ("COPY --from=x --from=y a b", "COPY --from given twice"),
         ("COPY --from=$IMG a b", "does not expand variables"),
         ("COPY --from=${IMG} a b", "does not expand variables"),
         ("COPY --from=${ a b", "does not expand variables"),
-        ("COPY --from=5 a b", "there is no stage 5"),
-        ("COPY --from=-1 a b", "there is no stage -1"),
-        ("COPY --from=1 a b", "stage 1 is not built before it"),
-        ("COPY --from=self a b", "--from=self: that stage is not built before it"),
-        ("COPY --from=later a b", "--from=later: that stage is not built before it"),
         ("COPY --from=Bad/Image a b", "not a valid image reference"),
-        ("ADD --from=x a b", "ADD has no --from flag"),
     ],
 )
 def test_bad_copy_from(copy: str, fragment: str) -> None:
@@ -372,6 +376,15 @@ def test_bad_copy_from(copy: str, fragment: str) -> None:
     message = error(text)
     assert message.startswith(f"{PATH}:4: ")
     assert fragment in message
+
+
+def test_copy_from_any_stage_or_index_is_not_a_ref() -> None:
+    # Out-of-range indexes, later stages and the stage itself: BuildKit refuses them.
+    text = "FROM a AS self\nCOPY --from=5 / /\nCOPY --from=-1 / /\nCOPY --from=self / /\n"
+    assert refs(text + "COPY --from=Later / /\nFROM b AS later\n") == [
+        ("a", 1, "FROM"),
+        ("b", 6, "FROM"),
+    ]
 
 
 def test_copy_from_later_stage_is_fine_from_an_even_later_one() -> None:
@@ -443,15 +456,12 @@ def test_same_mount_twice_is_one_ref() -> None:
 @pytest.mark.parametrize(
     ("run", "fragment"),
     [
-        ("RUN --mount true", "RUN --mount needs a value"),
         ("RUN --mount=from=$IMG,target=/x true", "does not expand variables"),
         ("RUN --mount=from=${IMG},target=/x true", "does not expand variables"),
-        ("RUN --mount=type=secret,id=x,from=img true", "type=secret cannot have from="),
-        ("RUN --mount=from=self,target=/x true", "a stage cannot mount itself"),
         ("RUN --mount=from=Bad:Ref:x,target=/x true", "not a valid image reference"),
-        ('RUN --mount=from=a\\"b,target=/x true', 'bare "'),
-        ("RUN --mount='\"a\"b' true", 'extraneous or missing "'),
-        ("RUN --mount='\"ab' true", 'extraneous or missing "'),
+        ('RUN --mount=from=a\\"b,target=/x true', "not a valid image reference"),
+        ("RUN --mount='\"a\"b' true", "RUN --mount=\"a\"b: ',' expected after '\"'"),
+        ("RUN --mount='\"ab' true", "unexpected end of data"),
     ],
 )
 def test_bad_run_mount(run: str, fragment: str) -> None:
@@ -493,20 +503,19 @@ def test_onbuild_without_child_stage_makes_no_ref() -> None:
     assert refs(text) == [("a", 1, "FROM"), ("b", 3, "FROM")]
 
 
-@pytest.mark.parametrize(
-    ("onbuild", "fragment"),
-    [
-        ("ONBUILD", "ONBUILD needs an instruction"),
-        ("ONBUILD ONBUILD RUN x", "ONBUILD ONBUILD is not allowed"),
-        ("ONBUILD FROM b", "FROM is not allowed as an ONBUILD trigger"),
-        ("ONBUILD maintainer me", "MAINTAINER is not allowed"),
-        ("ONBUILD BOGUS x", "unknown instruction in ONBUILD"),
-    ],
-)
-def test_bad_onbuild(onbuild: str, fragment: str) -> None:
-    message = error(f"FROM a\n{onbuild}\n")
-    assert message.startswith(f"{PATH}:2: ")
-    assert fragment in message
+def test_onbuild_triggers_that_use_no_image_are_left_to_buildkit() -> None:
+    # BuildKit refuses `ONBUILD ONBUILD`, `ONBUILD FROM`... when it builds.
+    text = "FROM a AS p\nONBUILD\nONBUILD FROM b\nONBUILD ONBUILD RUN x\nONBUILD BOGUS\nFROM p\n"
+    assert refs(text) == [("a", 1, "FROM")]
+
+
+def test_onbuild_copy_from_the_context() -> None:
+    text = "FROM a AS p\nONBUILD COPY x /x\nFROM p\nONBUILD ADD y /y\n"
+    info = parse(text)
+    assert info.onbuild_reads_context
+    assert info.context == ("x",)  # the child stage runs the trigger
+    assert not parse("FROM a\nONBUILD COPY --from=b x /x\n").onbuild_reads_context
+    assert not parse("FROM a\nONBUILD RUN x\n").onbuild_reads_context
 
 
 # --------------------------------------------------------------------------------------
@@ -558,18 +567,33 @@ def test_escape_directive_only_counts_at_the_top() -> None:
         ("", f"{PATH}: no instructions (the file is empty or only comments)"),
         ("# only\n\n# comments\n", f"{PATH}: no instructions (the file is empty or only comments)"),
         ("ARG A=1\n", f"{PATH}: no FROM instruction"),
-        ("RUN x\nFROM a\n", f"{PATH}:1: RUN before the first FROM (only ARG may be)"),
+        ("# c\nRUN x\nFROM a\n", f"{PATH}:2: RUN before the first FROM (only ARG may be)"),
         ("FROM a\nFOO bar\n", f"{PATH}:2: unknown instruction: FOO"),
         ("\ufeffFROM a\n\ufeffFROM b\n", f"{PATH}:2: unknown instruction: \ufeffFROM"),
         ("FROM a\nRUN x\0y\n", f"{PATH}:2: contains a NUL character"),
         ("FROM a\nRUN \udc80\n", f"{PATH}:2: text is not valid Unicode (lone surrogate)"),
         ("FROM a\nRUN <<EOF\n", f"{PATH}: cannot parse: unterminated heredoc"),
-        ("FROM a\n\\\n", f"{PATH}:2: empty instruction (a line continuation with nothing"),
         ("# escape=x\nFROM a\n", f"{PATH}: cannot parse: invalid escape token"),
     ],
 )
 def test_file_level_errors(text: str, expected: str) -> None:
     assert error(text).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("FROM a AS 1st\n", 1),
+        ("FROM a b\n", 1),
+        ("FROM --pull --platform=$NOPE a\n", 1),
+        ("FROM a\n\\\n", 1),
+        ("FROM a\nADD --from=x a b\nCOPY --from a b\n", 1),
+        ("FROM a\nRUN --mount --mount=type=secret,id=x true\n", 1),
+    ],
+)
+def test_what_buildkit_refuses_itself_is_left_to_it(text: str, line: int) -> None:
+    # None of these changes which images the file uses: `docker build` reports them.
+    assert refs(text) == [("a", line, "FROM")]
 
 
 def test_overlong_line_is_an_error() -> None:
@@ -610,85 +634,6 @@ def test_directory_is_not_a_dockerfile(tmp_path: Path) -> None:
 def test_path_with_nul_is_an_error() -> None:
     with pytest.raises(DockerfileError, match="cannot read"):
         parse_dockerfile(Path("a\0b"))
-
-
-# --------------------------------------------------------------------------------------
-# Image names
-# --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("reference", "expected"),
-    [
-        ("base", "base"),
-        ("base:latest", "base"),
-        ("library/base", "base"),
-        ("library/base:latest", "base"),
-        ("docker.io/base", "base"),
-        ("docker.io/library/base", "base"),
-        ("docker.io/library/base:latest", "base"),
-        ("index.docker.io/library/base:latest", "base"),
-        ("drivers-418.56", "drivers-418.56"),
-        ("a__b.c-d", "a__b.c-d"),
-        ("base:1.0", None),
-        ("base:Latest", None),
-        ("base@sha256:" + "a" * 64, None),
-        ("base:latest@sha256:" + "a" * 64, None),
-        ("myorg/base", None),
-        ("docker.io/myorg/base", None),
-        ("library/library/base", None),
-        ("localhost/base", None),
-        ("localhost:5000/base", None),
-        ("registry.example.com/base", None),
-        ("registry.example.com/library/base", None),
-        ("DOCKER.IO/library/base", None),
-        ("Base", None),
-        ("base image", None),
-        ("", None),
-        ("a" * 64, None),
-        ("a" * 129, None),
-        ("a" * 128, "a" * 128),
-        ("scratch", "scratch"),
-    ],
-)
-def test_local_image_name(reference: str, expected: str | None) -> None:
-    assert local_image_name(reference) == expected
-
-
-@pytest.mark.parametrize(
-    ("name", "ok"),
-    [
-        ("base-image", True),
-        ("a", True),
-        ("a1_b__c-d--e.f", True),
-        ("drivers-384.111", True),
-        ("a" * 128, True),
-        ("a" * 129, False),
-        ("a" * 64, False),
-        ("0" * 64, False),
-        ("g" * 64, True),
-        ("", False),
-        ("A", False),
-        ("a-", False),
-        ("_a", False),
-        ("a___b", False),
-        ("a..b", False),
-        ("a b", False),
-        ("a/b", False),
-        ("a:b", False),
-        ("a\n", False),
-        ("é", False),
-    ],
-)
-def test_is_valid_image_name(name: str, ok: bool) -> None:
-    assert is_valid_image_name(name) is ok
-
-
-def test_every_valid_name_is_its_own_local_name() -> None:
-    for name in ("base", "a.b", "x-y_z", "n0"):
-        assert is_valid_image_name(name)
-        assert local_image_name(name) == name
-        assert local_image_name(f"docker.io/library/{name}:latest") == name
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-import paitasks.dockerfile as dockerfile_module
 from paitasks.dockerfile import ImageRef
 from paitasks.errors import GraphError
 from paitasks.graph import (
@@ -23,22 +22,11 @@ from paitasks.graph import (
     build_graph,
     image_order,
     select,
-    topological_order,
 )
 from paitasks.tree import Component, DepEntry, Image, Tree, discover
 
 TREES = Path(__file__).parent / "resources" / "trees"
 ROOT = Path("/repo")
-
-
-def resolve(reference: str) -> str | None:
-    """A stand-in for dockerfile.local_image_name: bare names and `:latest` are local."""
-    name = reference.removeprefix("docker.io/library/")
-    if ":" in name:
-        name, tag = name.rsplit(":", 1)
-        if tag != "latest":
-            return None
-    return None if "/" in name else name
 
 
 def make_tree(spec: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> Tree:
@@ -104,7 +92,7 @@ def loop_path(message: str) -> list[str]:
 
 def test_openpai_v014_graph() -> None:
     tree = discover(TREES / "openpai-v0.14" / "src")
-    graph = build_graph(tree, scan_from_lines(tree), resolve)
+    graph = build_graph(tree, scan_from_lines(tree))
     assert dict(graph.component_deps) == {
         "base-image": (),
         "cleaning-image": ("base-image",),
@@ -120,19 +108,6 @@ def test_openpai_v014_graph() -> None:
     }
     assert graph.copy_deps["hadoop-run"] == ("hadoop-ai",)
     assert graph.copy_deps["end-to-end-test"] == ()
-    assert topological_order(graph) == [
-        "base-image",
-        "cleaning-image",
-        "drivers",
-        "hadoop-ai",
-        "hadoop-run",
-        "end-to-end-test",
-        "paictl-docs",
-        "rest-server",
-        "watchdog",
-        "yarn-frameworklauncher",
-        "zookeeper",
-    ]
     order = image_order(graph)
     assert sorted(order) == sorted(tree.images)
     assert order.index("base-image") < order.index("hadoop-run") < order.index("end-to-end-test")
@@ -171,7 +146,7 @@ def test_later_variant_graph_with_mount_and_copy() -> None:
         ImageRef("base-image", 3, "RUN --mount"),
         ImageRef("docker.io/library/drivers-418.56:latest", 5, "COPY --from"),
     ]
-    graph = build_graph(tree, refs, resolve)
+    graph = build_graph(tree, refs)
     assert graph.component_deps["job-exporter"] == ("base-image", "drivers")
     assert graph.component_deps["rest-server"] == ("base-image", "drivers")
     assert graph.copy_deps["rest-server"] == ("base-image", "drivers")
@@ -187,7 +162,7 @@ def test_later_variant_graph_with_mount_and_copy() -> None:
         "src/job-exporter/build/job-exporter.common.dockerfile:5 "
         "(COPY --from docker.io/library/drivers-418.56:latest)"
     )
-    assert topological_order(graph) == ["base-image", "drivers", "job-exporter", "rest-server"]
+    assert image_order(graph) == ["base-image", "drivers-418.56", "job-exporter", "rest-server"]
 
 
 # --- edges ------------------------------------------------------------------------------
@@ -208,7 +183,7 @@ def test_edges_and_deps() -> None:
         "app-debug": from_refs("app"),
         "solo": from_refs("base-image:1.0", "someone/base-image", "lib"),  # none in the tree
     }
-    graph = build_graph(tree, refs, resolve)
+    graph = build_graph(tree, refs)
     assert dict(graph.component_deps) == {
         "app": ("base", "lib"),
         "base": (),
@@ -254,12 +229,11 @@ def test_edges_and_deps() -> None:
         ("base-tools", "base-image"),
     ]
     assert image_order(graph) == ["base-image", "base-tools", "app", "app-debug", "solo"]
-    assert topological_order(graph) == ["base", "lib", "app", "solo"]
 
 
 def test_dep_file_and_from_to_the_same_component_count_once() -> None:
     tree = make_tree({"a": (["a"], ["b"]), "b": (["b"], [])})
-    graph = build_graph(tree, {"a": from_refs("b")}, resolve)
+    graph = build_graph(tree, {"a": from_refs("b")})
     assert graph.component_deps["a"] == ("b",)
     assert len(graph.edges) == 2
 
@@ -267,26 +241,24 @@ def test_dep_file_and_from_to_the_same_component_count_once() -> None:
 def test_refs_for_unknown_image_is_a_caller_bug() -> None:
     tree = make_tree({"a": (["a"], [])})
     with pytest.raises(ValueError, match="ghost"):
-        build_graph(tree, {"ghost": from_refs("a")}, resolve)
+        build_graph(tree, {"ghost": from_refs("a")})
 
 
-def test_default_resolver_is_dockerfile_local_image_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str] = []
-
-    def fake(reference: str) -> str | None:
-        seen.append(reference)
-        return "b" if reference == "the-b-one" else None
-
-    monkeypatch.setattr(dockerfile_module, "local_image_name", fake)
-    tree = make_tree({"a": (["a"], []), "b": (["b"], [])})
-    graph = build_graph(tree, {"a": from_refs("the-b-one", "other")})
-    assert graph.component_deps["a"] == ("b",)
-    assert seen == ["the-b-one", "other"]
+def test_references_resolve_by_the_one_reference_rule() -> None:
+    # Every spelling docker resolves to `b:latest` is an edge; other tags and orgs are not.
+    same = ("b", "b:latest", "library/b", "docker.io/library/b:latest", "index.docker.io/b")
+    other = ("b:1.0", "acme/b", "docker.io/acme/b", "localhost/b", f"b@sha256:{'a' * 64}")
+    tree = make_tree({name: ([name], []) for name in ("a", "b", *(f"o{i}" for i in range(5)))})
+    refs = {"a": from_refs(*same)} | {f"o{i}": from_refs(text) for i, text in enumerate(other)}
+    graph = build_graph(tree, refs)
+    assert [edge.reference for edge in graph.edges] == list(same)
+    assert {edge.used_image for edge in graph.edges} == {"b"}
+    assert all(graph.image_deps[f"o{i}"] == () for i in range(5))
 
 
 def test_empty_tree() -> None:
-    graph = build_graph(make_tree({}), {}, resolve)
-    assert topological_order(graph) == [] and image_order(graph) == []
+    graph = build_graph(make_tree({}), {})
+    assert image_order(graph) == []
     assert select(graph, []) == set()
 
 
@@ -304,7 +276,7 @@ def test_edge_describe() -> None:
 def test_loop_message_mixed_kinds() -> None:
     tree = make_tree({"a": (["x"], ["c", "b"]), "b": (["b"], []), "c": ([], [])})
     with pytest.raises(GraphError) as info:
-        build_graph(tree, {"b": from_refs("ubuntu", "x")}, resolve)
+        build_graph(tree, {"b": from_refs("ubuntu", "x")})
     assert str(info.value) == (
         "Dependency loop detected: a -> b -> a\n"
         "  a -> b: src/a/build/component.dep:2\n"
@@ -315,7 +287,7 @@ def test_loop_message_mixed_kinds() -> None:
 def test_loop_message_lists_every_edge_of_a_step() -> None:
     tree = make_tree({"a": (["a"], ["b"]), "b": (["b"], ["a"])})
     with pytest.raises(GraphError) as info:
-        build_graph(tree, {"a": from_refs("b")}, resolve)
+        build_graph(tree, {"a": from_refs("b")})
     assert str(info.value) == (
         "Dependency loop detected: a -> b -> a\n"
         "  a -> b: src/a/build/component.dep:1; src/a/build/a.dockerfile:1 (FROM b)\n"
@@ -333,7 +305,7 @@ def test_loop_is_printed_from_its_smallest_name_every_time() -> None:
     messages = set()
     for order in (spec, dict(reversed(list(spec.items())))):
         with pytest.raises(GraphError) as info:
-            build_graph(make_tree(order), {}, resolve)
+            build_graph(make_tree(order), {})
         messages.add(str(info.value))
     assert len(messages) == 1
     assert messages.pop().splitlines()[0] == "Dependency loop detected: b -> c -> d -> b"
@@ -342,7 +314,7 @@ def test_loop_is_printed_from_its_smallest_name_every_time() -> None:
 def test_image_referencing_itself() -> None:
     tree = make_tree({"a": (["a"], [])})
     with pytest.raises(GraphError) as info:
-        build_graph(tree, {"a": from_refs("a:latest")}, resolve)
+        build_graph(tree, {"a": from_refs("a:latest")})
     assert str(info.value) == (
         "Dependency loop detected between images: a -> a\n"
         "  a -> a: src/a/build/a.dockerfile:1 (FROM a:latest)"
@@ -353,7 +325,7 @@ def test_image_loop_inside_one_component() -> None:
     tree = make_tree({"c": (["x", "y"], [])})
     refs = {"x": [ImageRef("y", 3, "COPY --from")], "y": [ImageRef("x", 1, "RUN --mount")]}
     with pytest.raises(GraphError) as info:
-        build_graph(tree, refs, resolve)
+        build_graph(tree, refs)
     assert str(info.value) == (
         "Dependency loop detected between images: x -> y -> x\n"
         "  x -> y: src/c/build/x.dockerfile:3 (COPY --from y)\n"
@@ -362,11 +334,11 @@ def test_image_loop_inside_one_component() -> None:
 
 
 def test_order_of_a_hand_made_cyclic_graph_fails_cleanly() -> None:
-    tree = make_tree({"a": ([], []), "b": ([], [])})
-    deps = MappingProxyType({"a": ("b",), "b": ("a",)})
-    graph = Graph(tree, deps, deps, MappingProxyType({}), ())
+    tree = make_tree({"c": (["a", "b"], [])})
+    images = MappingProxyType({"a": ("b",), "b": ("a",)})
+    graph = Graph(tree, MappingProxyType({"c": ()}), MappingProxyType({"c": ()}), images, ())
     with pytest.raises(GraphError, match="a -> b -> a"):
-        topological_order(graph)
+        image_order(graph)
 
 
 # --- selection --------------------------------------------------------------------------
@@ -376,7 +348,7 @@ def test_select() -> None:
     tree = make_tree(
         {"a": ([], ["b"]), "b": ([], ["c"]), "c": ([], []), "d": ([], ["c"]), "e": ([], [])}
     )
-    graph = build_graph(tree, {}, resolve)
+    graph = build_graph(tree, {})
     assert select(graph, ["a"]) == {"a", "b", "c"}
     assert select(graph, ["d", "e", "d"]) == {"c", "d", "e"}
     assert select(graph, iter(["c"])) == {"c"}
@@ -386,7 +358,7 @@ def test_select() -> None:
 
 def test_select_unknown_names() -> None:
     tree = make_tree({name: ([], []) for name in ("base-image", "hadoop-run", "rest-server")})
-    graph = build_graph(tree, {}, resolve)
+    graph = build_graph(tree, {})
     with pytest.raises(GraphError) as info:
         select(graph, ["hadoop-run", "bsae-image", "zzz", "Rest-Server"])
     assert str(info.value) == (
@@ -421,12 +393,10 @@ def chain_tree(close_loop: bool) -> tuple[Tree, dict[str, list[ImageRef]]]:
 def test_five_thousand_chain_plans_without_recursion() -> None:
     tree, refs = chain_tree(close_loop=False)
     limit = sys.getrecursionlimit()
-    graph = build_graph(tree, refs, resolve)
-    order = topological_order(graph)
+    graph = build_graph(tree, refs)
     images = image_order(graph)
     chosen = select(graph, ["c4999"])
-    assert order == [f"c{i:04d}" for i in range(CHAIN)]
-    assert len(images) == CHAIN
+    assert images == [f"i{i:04d}" for i in range(CHAIN)]
     assert len(chosen) == CHAIN
     assert sys.getrecursionlimit() == limit
 
@@ -434,7 +404,7 @@ def test_five_thousand_chain_plans_without_recursion() -> None:
 def test_five_thousand_loop_is_reported_without_recursion() -> None:
     tree, refs = chain_tree(close_loop=True)
     with pytest.raises(GraphError) as info:
-        build_graph(tree, refs, resolve)
+        build_graph(tree, refs)
     path = loop_path(str(info.value))
     assert len(path) == CHAIN + 1
     assert path[0] == path[-1] == "c0000"
@@ -512,10 +482,6 @@ def has_cycle(nodes: Sequence[str], edges: set[tuple[str, str]]) -> bool:
 
 
 def check_orders(graph: Graph, comp: set[tuple[str, str]], imgs: set[tuple[str, str]]) -> None:
-    order = topological_order(graph)
-    assert sorted(order) == sorted(graph.tree.components)
-    where = {name: i for i, name in enumerate(order)}
-    assert all(where[b] < where[a] for a, b in comp)
     images = image_order(graph)
     assert sorted(images) == sorted(graph.tree.images)
     at = {name: i for i, name in enumerate(images)}
@@ -532,9 +498,9 @@ def test_property_dag_orders_and_selection(
     data: st.DataObject,
 ) -> None:
     tree, refs, comp, imgs = case
-    graph = build_graph(tree, refs, resolve)
+    graph = build_graph(tree, refs)
     check_orders(graph, comp, imgs)
-    assert topological_order(graph) == topological_order(build_graph(tree, refs, resolve))
+    assert image_order(graph) == image_order(build_graph(tree, refs))
     named = set(data.draw(st.lists(st.sampled_from(sorted(tree.components)), max_size=3)))
     chosen = select(graph, named)
     assert named <= chosen
@@ -569,10 +535,10 @@ def test_property_any_graph_is_ordered_or_reports_a_real_loop(
     event("loop" if cyclic else "no loop")
     if cyclic:
         with pytest.raises(GraphError) as info:
-            build_graph(tree, refs, resolve)
+            build_graph(tree, refs)
         check_loop_report(info.value, tree, comp, imgs)
     else:
-        check_orders(build_graph(tree, refs, resolve), comp, imgs)
+        check_orders(build_graph(tree, refs), comp, imgs)
 
 
 @settings(max_examples=150, deadline=None)
@@ -607,5 +573,5 @@ def test_property_injected_loop_is_reported(
         comp = comp | {(a, b)}
     looped = make_tree(spec)
     with pytest.raises(GraphError) as info:
-        build_graph(looped, refs, resolve)
+        build_graph(looped, refs)
     check_loop_report(info.value, looped, comp, imgs)

@@ -17,7 +17,6 @@ from paitasks.tree import (
     Tree,
     discover,
     display_path,
-    valid_image_name,
 )
 
 TREES = Path(__file__).parent / "resources" / "trees"
@@ -362,43 +361,15 @@ def test_too_long_image_name(tmp_path: Path) -> None:
         discover(src)
 
 
-def test_image_name_validator_is_a_parameter(tmp_path: Path) -> None:
+def test_image_names_follow_the_reference_rule(tmp_path: Path) -> None:
+    # One rule for the project: paitasks.reference.is_valid_image_name (tested there).
     src = tmp_path / "src"
-    dockerfile(src, "c", "Upper.dockerfile")
-    assert list(discover(src, is_valid_image_name=lambda name: True).images) == ["Upper"]
-    dockerfile(src, "c", "fine.dockerfile")
-    with pytest.raises(TreeError, match="fine"):
-        discover(src, is_valid_image_name=lambda name: name != "fine")
-
-
-@pytest.mark.parametrize(
-    ("name", "ok"),
-    [
-        ("base-image", True),
-        ("a", True),
-        ("a1_b__c-d--e.f", True),
-        ("drivers-384.111", True),
-        ("", False),
-        ("A", False),
-        ("a-", False),
-        ("_a", False),
-        ("a___b", False),
-        ("a..b", False),
-        ("a b", False),
-        ("a/b", False),
-        ("a:b", False),
-        ("a\n", False),
-        ("a" * 128, True),
-        ("a" * 129, False),
-    ],
-)
-def test_valid_image_name(name: str, ok: bool) -> None:
-    assert valid_image_name(name) is ok
-
-
-def test_valid_image_name_rejects_long_near_misses() -> None:
-    assert not valid_image_name("a-" * 63 + "!")
-    assert not valid_image_name("a" * 127 + "!")
+    for name in ("a1_b__c-d--e", "drivers-384.111", "g" * 64):
+        dockerfile(src, "c", f"{name}.dockerfile")
+    assert sorted(discover(src).images) == sorted(["a1_b__c-d--e", "drivers-384.111", "g" * 64])
+    dockerfile(src, "d", "f" * 64 + ".dockerfile")  # an image id, not a name
+    with pytest.raises(TreeError, match="not a valid docker image name"):
+        discover(src)
 
 
 def test_dockerfile_that_is_a_folder(tmp_path: Path) -> None:
