@@ -3,18 +3,20 @@
 Builds go through buildx when the plugin is there, else through the classic builder via
 the engine's API (the docker SDK streams each step's output, which the classic CLI's
 quiet mode hides). buildx is a CLI plugin with no API of its own, so its builds run it,
-through `run_cli`: assembling that one command line does not warrant a client library
-(python-on-whales took a fifth of a second to import, in every run that builds), and
-build arg values go through the CLI's environment, off its command line. The plugin
-runs as its own program (`docker-buildx build`, its standalone mode), found where the
-docker CLI finds it: going through `docker buildx` first starts the docker CLI, which
-then starts the plugin twice (once to read its metadata), for each image.
+through `run_cli`, this module's one way to run a docker program (over
+streaming.run_streaming, which the hooks use too): assembling that one command line
+does not warrant a client library (python-on-whales took a fifth of a second to import,
+in every run that builds), and build arg values go through the CLI's environment, off
+its command line. The plugin runs as its own program (`docker-buildx build`, its
+standalone mode), found where the docker CLI finds it: going through `docker buildx`
+first starts the docker CLI, which then starts the plugin twice (once to read its
+metadata), for each image.
 Questions about many images at once (which tags exist, their ids and labels) are one API
 call instead of one CLI process each. The two reads every run makes (is the engine
 there, which images does it hold) go over the engine's socket with the standard library:
 a run that builds nothing then never loads the docker SDK, which takes longer to import
 than the listing takes.
-Every failure becomes an EngineError naming the image and carrying the last output lines.
+Every failure becomes an EngineError naming the image and showing the last output lines.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paitasks.errors import EngineError
+from paitasks.streaming import LineSink, StartError, run_streaming
 
 if TYPE_CHECKING:
     import docker
@@ -68,9 +70,6 @@ CLI_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR"})
 CLI_ENVIRONMENT_PREFIXES = ("DOCKER_", "BUILDX_", "BUILDKIT_", "XDG_")
 START_HINT = "start one with `scripts/dev-engine up`, or point DOCKER_HOST at a running engine"
 
-LineSink = Callable[[str], None]
-_clients = threading.local()  # one SDK client per thread, shared by every Engine
-
 
 @dataclass(frozen=True)
 class LocalImage:
@@ -102,16 +101,17 @@ class Engine:
         self._builder = builder
         self.network = network or None
         self._lock = threading.Lock()
+        self._clients = threading.local()  # .by_host: {DOCKER_HOST: client}, per thread
 
     # -- connection -------------------------------------------------------------------
 
     @property
     def client(self) -> docker.DockerClient:
-        """One SDK client per thread (requests sessions are not meant to be shared) and
-        per DOCKER_HOST, shared by every Engine of the process."""
+        """This Engine's SDK client for the calling thread (requests sessions are not
+        meant to be shared between threads) and the current DOCKER_HOST."""
         import docker
 
-        clients: dict[str, docker.DockerClient] = _clients.__dict__.setdefault("by_host", {})
+        clients: dict[str, docker.DockerClient] = vars(self._clients).setdefault("by_host", {})
         host = os.environ.get("DOCKER_HOST", "")
         client = clients.get(host)
         if client is None:
@@ -298,7 +298,6 @@ class Engine:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
 
         def sink(line: str) -> None:
-            line = line.rstrip("\r\n")
             tail.append(line)
             if on_line is not None:
                 on_line(line)
@@ -306,31 +305,25 @@ class Engine:
         request = BuildRequest(
             tag, dockerfile, context, dict(labels or {}), dict(build_args or {}), platform
         )
+        command: list[str] = []  # none for the classic builder: it is an API call
         if self.builder == "buildx":
-            command = ["docker", "buildx", "build"]
-            code = self._buildx(request, sink)
+            command, environment = buildx_command(request, self.network)
+            code = run_cli(command, sink, environment)
         else:
-            command = ["docker", "build"]
             code = self._classic(request, sink)
         if code != 0:
-            command += ["--network", str(self.network), "-f", str(dockerfile), "-t", tag]
-            command += ["--platform", platform] if platform else []
             last = "\n".join(f"  | {line}" for line in tail)
             raise EngineError(
                 f"building image {tag} from {dockerfile} failed ({self.builder} builder, "
                 f"exit {code}); last output lines:\n{last}",
-                [*command, str(context)],
+                command,
                 code,
-                stdout="\n".join(tail),
+                "\n".join(tail),
             )
         built = self.image(tag)
         if built is None:
             raise EngineError(f"image {tag}: the build reported success but no image is tagged")
         return built.id
-
-    def _buildx(self, request: BuildRequest, sink: LineSink) -> int:
-        command, environment = buildx_command(request, self.network)
-        return run_cli(command, sink, environment)
 
     def _classic(self, request: BuildRequest, sink: LineSink) -> int:
         import docker.errors
@@ -410,35 +403,15 @@ def _read_by_cli(name: str) -> bool:
 def run_cli(
     command: list[str], on_line: LineSink, environment: Mapping[str, str] | None = None
 ) -> int:
-    """Run a docker CLI command, passing each line of its output (stdout and stderr
-    together, in order) to `on_line`; return its exit code. Ctrl-C reaches it too (same
-    process group); a docker CLI that is missing is an EngineError."""
+    """Run a docker CLI command with `environment` added to this process's, passing each
+    line of its output to `on_line` (see streaming.run_streaming); return its exit code.
+    Ctrl-C reaches it too (same process group); a CLI that is missing is an EngineError."""
     env = {**os.environ, **environment} if environment else None
     try:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-            errors="replace",
-        )
-    except OSError as exc:
-        raise EngineError(f"cannot run {command[0]}: {exc}", command) from None
-    assert process.stdout is not None
-    with process:
-        for line in process.stdout:
-            on_line(line)
-    return process.returncode
+        return run_streaming(command, on_line, env=env)
+    except StartError as exc:
+        raise EngineError(f"cannot run {command[0]}: {exc.strerror}", command) from None
 
-
-def buildx_available() -> bool:
-    """Whether the buildx CLI plugin answers (runs `docker buildx version`)."""
-    try:
-        return run_cli(["docker", "buildx", "version"], lambda line: None) == 0
-    except EngineError:
-        return False
 
 
 def buildx_installed() -> bool:

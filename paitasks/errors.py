@@ -34,18 +34,17 @@ class HookError(PaiTasksError):
 
 
 class EngineError(PaiTasksError):
-    """A docker call failed; carries the command, exit code and output for the report."""
+    """A docker call failed. Besides the message, it carries the docker command that
+    failed (empty for an API call), its exit code and its last output lines."""
 
     def __init__(
         self,
         message: str,
         command: Sequence[str] = (),
-        returncode: int | None = None,
-        stdout: str = "",
-        stderr: str = "",
+        exit_code: int | None = None,
+        output: str = "",
     ) -> None:
         super().__init__(message)
         self.command = list(command)
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
+        self.exit_code = exit_code
+        self.output = output

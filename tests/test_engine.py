@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import docker
@@ -9,7 +10,7 @@ import pytest
 from python_on_whales import docker as whales
 
 from paitasks import engine as engine_module
-from paitasks.engine import BuildRequest, Engine, buildx_available, buildx_command, run_cli
+from paitasks.engine import BuildRequest, Engine, buildx_command, run_cli
 from paitasks.errors import EngineError
 from tests.support import RegistryAPI, busybox_context
 
@@ -27,9 +28,9 @@ def hello_context(folder: Path, text: str) -> Path:
     return dockerfile
 
 
-def test_buildx_is_installed() -> None:
+def test_buildx_is_the_default_builder_here() -> None:
     # dev-engine installs the plugin; the project relies on it being there in CI.
-    assert buildx_available()
+    assert Engine().builder == "buildx"
 
 
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
@@ -67,6 +68,10 @@ def test_failed_build_names_image_and_shows_output(
     message = str(caught.value)
     assert f"{prefix}-broken" in message
     assert "the-reason-it-broke" in message
+    error = caught.value
+    assert error.exit_code and "the-reason-it-broke" in error.output
+    # buildx is a command (its real one); the classic builder is an API call.
+    assert (error.command[-1] == str(tmp_path)) if builder == "buildx" else not error.command
 
 
 def test_push_reaches_registry_with_same_digest(
@@ -81,6 +86,19 @@ def test_push_reaches_registry_with_same_digest(
     repo_digests = docker_client.images.get(remote).attrs["RepoDigests"]
     assert f"{registry.address}/{repository}@{served}" in repo_digests
     assert registry.tags(repository) == ["v1"]
+
+
+@pytest.mark.engine
+def test_each_engine_keeps_one_client_per_thread(engine: Engine) -> None:
+    """SDK clients are not shared between threads, nor between Engines."""
+    client = engine.client
+    assert engine.client is client
+    other_thread: list[docker.DockerClient] = []
+    worker = threading.Thread(target=lambda: other_thread.append(engine.client))
+    worker.start()
+    worker.join(timeout=60)
+    assert other_thread and other_thread[0] is not client
+    assert Engine().client is not client
 
 
 def test_unreachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,14 +133,26 @@ def test_reads_leave_tls_and_ssh_to_the_sdk(
 
 @pytest.mark.engine
 def test_direct_reads_agree_with_the_sdk(
-    engine: Engine, docker_client: docker.DockerClient
+    engine: Engine, docker_client: docker.DockerClient, busybox_image: str
 ) -> None:
+    """Other test runs add and remove images meanwhile: the tags the SDK lists the same
+    before and after the direct read must be in it, with the same ids."""
+
+    def sdk_tags() -> set[tuple[str, str]]:
+        return {
+            (tag, entry["Id"])
+            for entry in docker_client.api.images()
+            for tag in entry.get("RepoTags") or ()
+            if tag != "<none>:<none>"
+        }
+
     assert engine_module._api_get("/_ping") == "OK"
+    before = sdk_tags()
     listed = engine.local_images()
-    for entry in docker_client.api.images():
-        for tag in entry.get("RepoTags") or ():
-            if tag != "<none>:<none>":
-                assert listed[tag].id == entry["Id"]
+    stable = before & sdk_tags()
+    assert (f"{busybox_image}:latest", listed[busybox_image].id) in stable
+    for tag, image_id in stable:
+        assert listed[tag].id == image_id
 
 
 def test_buildx_command_keeps_build_arg_values_off_the_command_line(
@@ -233,9 +263,15 @@ def test_buildx_gets_build_arg_values_through_its_environment(
     assert "tok-3f9a" not in logged
 
 
-def test_run_cli_streams_lines_and_names_a_missing_program(tmp_path: Path) -> None:
+def test_run_cli_streams_lines_and_names_a_missing_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lines: list[str] = []
-    code = run_cli(["sh", "-c", "echo out; echo err >&2; exit 3"], lines.append)
-    assert code == 3 and [line.strip() for line in lines] == ["out", "err"]
-    with pytest.raises(EngineError, match=r"cannot run .*no-such-docker"):
-        run_cli([str(tmp_path / "no-such-docker"), "buildx", "build"], lines.append)
+    monkeypatch.setenv("PAITASKS_TEST_KEPT", "kept")
+    script = 'echo out; echo err >&2; echo "$PAITASKS_TEST_KEPT $ADDED"; exit 3'
+    code = run_cli(["sh", "-c", script], lines.append, {"ADDED": "added"})
+    assert code == 3 and lines == ["out", "err", "kept added"]
+    missing = str(tmp_path / "no-such-docker")
+    with pytest.raises(EngineError, match=r"cannot run .*no-such-docker: No such file") as caught:
+        run_cli([missing, "buildx", "build"], lines.append)
+    assert caught.value.command == [missing, "buildx", "build"]

@@ -146,9 +146,7 @@ def test_executable_hook_with_sh_shebang_still_runs_with_bash(tmp_path: Path) ->
 def test_hook_that_leaves_a_background_child_still_returns(tmp_path: Path) -> None:
     """A server started with `&` keeps the output pipe open; the hook is done anyway."""
     marker = tmp_path / "child-pid"
-    root, src, folder, hook = layout(
-        tmp_path, f"sleep 300 &\necho $! > {marker}\necho started\n"
-    )
+    root, src, folder, hook = layout(tmp_path, f"sleep 300 &\necho $! > {marker}\necho started\n")
     lines: list[str] = []
     finished = threading.Event()
 
@@ -165,3 +163,12 @@ def test_hook_that_leaves_a_background_child_still_returns(tmp_path: Path) -> No
         assert lines == ["started"]
     finally:
         os.kill(int(marker.read_text()), signal.SIGKILL)
+
+
+def test_missing_bash_names_the_component_and_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, src, folder, hook = layout(tmp_path, "echo never\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    with pytest.raises(HookError, match=r"component comp: cannot run .*build-pre\.sh: No such"):
+        run(root, src, folder, hook)
