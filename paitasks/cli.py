@@ -26,6 +26,7 @@ from paitasks.freshness import Predictions
 from paitasks.graph import image_order, select
 from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
+from paitasks.run import Run
 from paitasks.settings import Settings, resolve_settings
 from paitasks.tasks import image_spec
 
@@ -117,7 +118,7 @@ def plan_command(args: argparse.Namespace) -> int:
     """Say which images a build would rebuild, and why, without building anything."""
     settings = settings_from(args)
     plan = load(settings)
-    predictions = Predictions()
+    predictions = Predictions(Run(settings))
     for image in plan.graph.tree.images:
         predictions.add(image_spec(plan, image, settings))
     stale = 0
@@ -127,7 +128,11 @@ def plan_command(args: argparse.Namespace) -> int:
             stale += 1
             print(f"rebuild {image}: {'; '.join(reasons)}")
     total = len(plan.graph.tree.images)
-    print(f"{stale} of {total} images would be rebuilt; {total - stale} are up to date")
+    kept = total - stale
+    print(
+        f"{stale} of {total} image{'s' if total != 1 else ''} would be rebuilt; "
+        f"{kept} {'is' if kept == 1 else 'are'} up to date"
+    )
     return 0
 
 

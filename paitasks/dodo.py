@@ -16,10 +16,11 @@ from typing import Any
 from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
-from paitasks import runtime, tasks, workspace
+from paitasks import tasks
 from paitasks.errors import PaiTasksError
 from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
+from paitasks.run import Run, idle_run_mark
 from paitasks.settings import SOURCES, Settings, resolve_settings
 
 
@@ -66,7 +67,8 @@ def reads_images(argv: list[str]) -> bool:
 def doit_namespace(
     settings: Settings, list_images: bool = True
 ) -> tuple[dict[str, Any], TaskGenerator]:
-    """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`).
+    """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`),
+    sharing one new Run.
 
     With `list_images`, the engine's images are listed in the background while doit
     loads the tasks: a run needs them first thing."""
@@ -76,15 +78,16 @@ def doit_namespace(
         raise InvalidDodoFile(f"source folder {settings.src} does not exist")
     settings.state.mkdir(parents=True, exist_ok=True)
     _quiet_interrupts()
-    mark = workspace.idle_run_mark(settings.root) if list_images else None
+    run = Run(settings)
+    mark = idle_run_mark(settings.root) if list_images else None
     if mark is not None:  # while another run holds the tree, its images are changing
-        runtime.image_view().prefetch(mark)
+        run.images.prefetch(mark)
     config: dict[str, Any] = {
         "default_tasks": ["build"],
         "dep_file": str(settings.state / "doit.db"),
         "backend": "sqlite3",
         "par_type": "thread",
-        "reporter": reporter_for(settings.root),
+        "reporter": reporter_for(run),
         "verbosity": 1,
     }
 
@@ -97,7 +100,7 @@ def doit_namespace(
             plan = load_plan(settings)
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None
-        yield from tasks.generate(plan, settings)
+        yield from tasks.generate(plan, run)
 
     task_paitasks.__doc__ = f"paitasks tasks for {settings.src}"
     return config, task_paitasks

@@ -1,13 +1,10 @@
-"""doit's console reporter, plus the run's start and end, progress, a summary and a report.
+"""doit's console reporter: progress lines, a summary table and `.paitasks/report.json`.
 
-The reporter is the one part of doit that sees a run start and end in the main process,
-also after a failure or Ctrl-C (doit calls complete_run from a `finally`). So it also
-takes the tree's lock and tidies leftovers at the start, and removes the run's temp
-folders at the end: teardown actions would not do, since they run only for tasks whose
-actions ran, once per thread, and not at all in process mode after Ctrl-C.
-
-Output stays line-oriented (doit's `.  task` and `-- task` lines, then `[k/N]` lines as
-tasks finish), coloured only on a terminal, and ends with a table of every image.
+Output is line-oriented (doit's `.  task` and `-- task` lines, then `[k/N]` lines as
+tasks finish), coloured only on a terminal, and ends with a table of every image, in the
+words report.json uses. doit tells only its reporter when a run starts and ends (also
+after a failure or Ctrl-C), so the reporter passes those two events on to the run
+(`Run.begin`, `Run.end`); it owns nothing else of the run.
 """
 
 from __future__ import annotations
@@ -17,27 +14,26 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidTask
 from doit.reporter import ConsoleReporter
 
-from paitasks import runtime, workspace
 from paitasks.errors import PaiTasksError
-from paitasks.fingerprint import LABEL
+from paitasks.inputs import LABEL
+from paitasks.run import Run
 
 ENGINE_TASKS = ("build-image:", "push:", "_publish:")
 PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
 REPORT_FILE = "report.json"
-COLOURS = {"built": "32", "pushed": "32", "ok": "32", "FAILED": "31", "not built": "33"}
+COLOURS = {"done": "32", "reused": "32", "failed": "31", "not built": "33", "interrupted": "33"}
 
 
 @dataclass
 class Outcome:
     """What happened to one task in this run."""
 
-    status: str = "pending"  # ok, up to date, FAILED, not built
+    status: str = "pending"  # running, done, reused, up to date, failed, not built
     started: float | None = None
     seconds: float | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -49,14 +45,13 @@ def display_name(name: str) -> str:
 
 
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
-    """Lock and tidy at the start; progress, summary, report and cleanup at the end."""
+    """Progress, a summary and a report; the run's start and end go to `run`."""
 
-    root: Path = Path(".")
+    run: Run  # set by `reporter_for`: doit instantiates the class itself
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
-        self._lock = workspace.RunLock(self.root)
-        self._locked = False
+        self._began_run = False
         self._outcomes: dict[str, Outcome] = {}
         self._total = 0
         self._done = 0
@@ -68,36 +63,29 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     # -- start and end ----------------------------------------------------------------
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
-        self._lock.acquire(wait=True)
-        self._locked = True
-        runtime.image_view().run_started(self._lock.previous, self._lock.written)
-        runtime.start_executing()
-        for path in workspace.remove_temp_folders(self.root):
-            self.write(f"paitasks: removed {path}, left by an interrupted run\n")
         planned = _closure(tasks, selected_tasks)
         self._total = len(planned)
+        self._began_run = True
+        try:
+            # With engine tasks and no engine, say so before any hook runs (doit reports
+            # InvalidTask and stops).
+            removed = self.run.begin(check_engine=any(n.startswith(ENGINE_TASKS) for n in planned))
+        except PaiTasksError as exc:
+            raise InvalidTask(str(exc)) from None
+        for path in removed:
+            self.write(f"paitasks: removed {path}, left by an interrupted run\n")
         super().initialize(tasks, selected_tasks)
-        if any(name.startswith(ENGINE_TASKS) for name in planned):
-            # No engine: say so before any hook runs (doit reports InvalidTask and stops).
-            try:
-                runtime.engine_for(None, None).check()
-            except PaiTasksError as exc:
-                raise InvalidTask(str(exc)) from None
 
     def complete_run(self) -> None:
         try:
-            runtime.save_caches()
-            if self._locked:
-                workspace.remove_temp_folders(self.root)
+            if self._began_run:
+                self.run.end()
             if self._outcomes:
                 self._summary()
                 self._write_report()
         except OSError as exc:
             sys.stderr.write(f"paitasks: could not tidy up after the run: {exc}\n")
         finally:
-            if self._locked:
-                self._lock.release()
-                self._locked = False
             super().complete_run()
 
     # -- task events ------------------------------------------------------------------
@@ -124,8 +112,9 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             super().add_success(task)
             return
         outcome = self._outcomes.setdefault(task.name, Outcome())
-        outcome.status = "ok"
         outcome.values = dict(getattr(task, "values", None) or {})
+        # A hook skipped on its declared inputs reused what it made last time.
+        outcome.status = "reused" if outcome.values.get("skipped") else "done"
         self._finished(task.name, outcome)
         super().add_success(task)
 
@@ -138,7 +127,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             outcome.status = "not built"
             outcome.blocked_by = [display_name(n) for n in str(fail.message).split()]
         else:
-            outcome.status = "FAILED"
+            outcome.status = "failed"
         self._finished(task.name, outcome)
         super().add_failure(task, fail)
 
@@ -148,11 +137,6 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._done += 1
         took = f" {outcome.seconds:.1f}s" if outcome.seconds is not None else ""
         status = outcome.status
-        if status == "ok":
-            kind = display_name(name).split(":", 1)[0]
-            status = {"build-image": "built", "push": "pushed"}.get(kind, "ok")
-            if outcome.values.get("skipped"):
-                status = "reused"  # a hook whose declared inputs did not change
         if status == "not built":
             status = f"not built: {', '.join(outcome.blocked_by)} failed"
         width = len(str(self._total))
@@ -169,7 +153,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             if not name.startswith("build-image:"):
                 continue
             image = name.split(":", 1)[1]
-            status = {"ok": "built"}.get(outcome.status, outcome.status)
+            status = _report_status(outcome.status)
             if outcome.status == "not built":
                 status = f"not built ({', '.join(outcome.blocked_by)} failed)"
             took = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
@@ -181,23 +165,24 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             outcome = self._outcomes.get(prefix + image)
             if outcome is None:
                 continue
-            if outcome.status == "ok":
+            if outcome.status == "done":
                 return f"pushed {outcome.values.get('name')}@{outcome.values.get('digest')}"
             if outcome.status == "up to date":
                 return "already in the registry"
-            return "push " + outcome.status.lower()
+            return "push " + _report_status(outcome.status)
         return ""
 
     def _summary(self) -> None:
         rows = self._image_rows()
         if not rows:
             return
-        width = max(len(row[0]) for row in rows)
-        status_width = max(len(row[1]) for row in rows)
-        self.write("\nimage".ljust(width + 3) + "result".ljust(status_width + 2) + "time\n")
+        width = max(len("image"), *(len(row[0]) for row in rows))
+        status_width = max(len("result"), *(len(row[1]) for row in rows))
+        header = f"{'image'.ljust(width)}  {'result'.ljust(status_width)}  {'time'.rjust(6)}"
+        self.write(f"\n{header}\n")
         for image, status, took, pushed in rows:
             painted = self._paint(status.ljust(status_width), status.split(" (")[0])
-            self.write(f"{image.ljust(width + 2)}{painted}  {took.rjust(6)}  {pushed}".rstrip())
+            self.write(f"{image.ljust(width)}  {painted}  {took.rjust(6)}  {pushed}".rstrip())
             self.write("\n")
         counts: dict[str, int] = {}
         for _, status, _, _ in rows:
@@ -210,7 +195,6 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         """`.paitasks/report.json`: per image and component, what this run did."""
         images: dict[str, Any] = {}
         components: dict[str, Any] = {}
-        view = None
         for name, outcome in sorted(self._outcomes.items()):
             kind, _, subject = display_name(name).partition(":")
             entry: dict[str, Any] = {
@@ -220,9 +204,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             if outcome.blocked_by:
                 entry["blocked_by"] = outcome.blocked_by
             if kind == "build-image":
-                if view is None:
-                    view = runtime.image_view()
-                local = _safe_get(view, subject)
+                local = _safe_get(self.run, subject)
                 entry["id"] = outcome.values.get("id") or (local.id if local else None)
                 entry["fingerprint"] = outcome.values.get("fingerprint") or (
                     local.labels.get(LABEL) if local else None
@@ -241,7 +223,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             "images": images,
             "components": components,
         }
-        path = workspace.state_dir(self.root) / REPORT_FILE
+        path = self.run.state / REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{REPORT_FILE}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -255,12 +237,12 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
 
 
 def _report_status(status: str) -> str:
-    return {"ok": "done", "FAILED": "failed", "running": "interrupted"}.get(status, status)
+    return "interrupted" if status == "running" else status
 
 
-def _safe_get(view: Any, name: str) -> Any:
+def _safe_get(run: Run, name: str) -> Any:
     try:
-        return view.get(name)
+        return run.images.get(name)
     except Exception:  # the report must not fail a finished run
         return None
 
@@ -282,6 +264,6 @@ def _closure(tasks: Any, selected: Any) -> set[str]:
     return {name for name in seen if tasks[name].actions}
 
 
-def reporter_for(root: Path) -> type[PaiReporter]:
-    """A reporter class bound to one tree (doit instantiates the class itself)."""
-    return type("PaiReporter", (PaiReporter,), {"root": root})
+def reporter_for(run: Run) -> type[PaiReporter]:
+    """A reporter class bound to one run (doit instantiates the class itself)."""
+    return type("PaiReporter", (PaiReporter,), {"run": run})

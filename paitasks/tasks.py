@@ -9,8 +9,9 @@ Per component C, in the order a round runs (tasks appear only where they have wo
   clean:C            remove C's temp folders
 A component starts only after every component it needs (its components.dep entries and
 the owners of the images it uses) is fully built, as OpenPAI's order has it. The copies
-are made when something first reads them (staging.py): copy-deps:C runs up front only
-for a build-pre.sh that does not declare its inputs.
+are made when something first reads them (tempfolders.py): copy-deps:C runs up front
+only for a build-pre.sh that does not declare its inputs. Every action and check is given
+the run (run.py), which holds what the tasks share.
 """
 
 from __future__ import annotations
@@ -20,17 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from paitasks import actions
-from paitasks.freshness import (
-    CopiesDeferred,
-    ImageSpec,
-    ImageUpToDate,
-    Predictions,
-    PushUpToDate,
-)
+from paitasks.freshness import CopiesDeferred, ImageUpToDate, Predictions, PushUpToDate
 from paitasks.graph import Graph
+from paitasks.inputs import ImageSpec
 from paitasks.loader import Plan
+from paitasks.run import Run
 from paitasks.settings import Settings
-from paitasks.staging import RoundSpec
+from paitasks.tempfolders import RoundSpec
 from paitasks.tree import Component, display_path
 
 TaskDict = dict[str, Any]
@@ -42,7 +39,7 @@ GROUP_DOCS = {
 }
 
 
-def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
+def generate(plan: Plan, run: Run) -> Iterator[TaskDict]:
     """Every task of the tree, plus the `build` and `clean` groups."""
     graph = plan.graph
     tree = graph.tree
@@ -52,7 +49,7 @@ def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
         "name": None,
         "doc": f"build all {len(tree.components)} components ({len(tree.images)} images)",
         # `doit clean` (doit's own command, which shadows the `clean` task) lands here.
-        "clean": [(actions.clean_all, [str(settings.root)])],
+        "clean": [(actions.clean_all, [run])],
     }
     yield {
         "basename": "clean",
@@ -62,19 +59,18 @@ def generate(plan: Plan, settings: Settings) -> Iterator[TaskDict]:
     for basename, doc in GROUP_DOCS.items():
         yield {"basename": basename, "name": None, "doc": doc}
     rounds: dict[str, RoundSpec] = {}
-    predictions = Predictions()
+    predictions = Predictions(run)
     for component in tree.components.values():
-        yield from component_tasks(component, plan, settings, rounds, predictions)
-    yield from push_tasks(graph, settings)
+        yield from component_tasks(component, plan, run, rounds, predictions)
+    yield from push_tasks(graph, run)
 
 
-def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
+def push_tasks(graph: Graph, run: Run) -> Iterator[TaskDict]:
     """`push:<image>` for one image (after its bases), and `push` for all of them.
 
     `push` publishes nothing until every image has built: its hidden `_publish:<image>`
     tasks wait for `build`, so a failed build never leaves a half-published set.
     """
-    config = str(settings.config) if settings.config else None
     yield {
         "basename": "push",
         "doc": f"push all {len(graph.tree.images)} images, once every image has built",
@@ -83,14 +79,14 @@ def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
     }
     yield {"basename": "_publish", "name": None, "doc": "push every image (after `build`)"}
     for image in graph.tree.images:
-        action = [(actions.push_image, [image, config, settings.verbose])]
+        action = [(actions.push_image, [run, image])]
         bases = graph.image_deps[image]
         yield {
             "basename": f"push:{image}",
             "doc": f"push image {image} to the registry (after its bases)",
             "actions": action,
             "task_dep": [f"build-image:{image}", *(f"push:{base}" for base in bases)],
-            "uptodate": [PushUpToDate(image, config)],
+            "uptodate": [PushUpToDate(run, image)],
         }
         yield {
             "basename": "_publish",
@@ -98,23 +94,24 @@ def push_tasks(graph: Graph, settings: Settings) -> Iterator[TaskDict]:
             "doc": f"push image {image} once every image has built",
             "actions": action,
             "task_dep": ["build", *(f"_publish:{base}" for base in bases)],
-            "uptodate": [PushUpToDate(image, config)],
+            "uptodate": [PushUpToDate(run, image)],
         }
 
 
 def component_tasks(
     component: Component,
     plan: Plan,
-    settings: Settings,
+    run: Run,
     rounds: dict[str, RoundSpec] | None = None,
     predictions: Predictions | None = None,
 ) -> Iterator[TaskDict]:
     """The tasks of one component's round; `rounds`: round specs made so far and
     `predictions`: the images' shared predictions (both shared by the whole tree)."""
-    predictions = Predictions() if predictions is None else predictions
+    settings = run.settings
+    predictions = Predictions(run) if predictions is None else predictions
     graph = plan.graph
     name = component.name
-    round_ = round_spec(plan, name, settings, {} if rounds is None else rounds)
+    round_ = round_spec(plan, name, {} if rounds is None else rounds)
     where = display_path(component.path, settings.root)
     needs = [f"build:{dep}" for dep in graph.component_deps[name]]
     chain = list(needs)  # what the next step of this component's round waits for
@@ -127,7 +124,7 @@ def component_tasks(
             "basename": "copy-deps",
             "name": name,
             "doc": f"copy {', '.join(copy)} into {where}/dependency/",
-            "actions": [(actions.copy_deps, [round_])],
+            "actions": [(actions.copy_deps, [run, round_])],
             "task_dep": chain,
         }
         if component.pre_hook is None or component.hook_inputs is not None:
@@ -138,7 +135,7 @@ def component_tasks(
 
     if component.pre_hook is not None:
         task = f"prebuild:{name}"
-        yield _hook_task("prebuild", round_, settings, str(component.pre_hook), chain, [])
+        yield _hook_task("prebuild", round_, run, str(component.pre_hook), chain, [])
         chain, own = [task], [*own, task]
 
     images = [f"build-image:{image.name}" for image in component.images]
@@ -148,9 +145,9 @@ def component_tasks(
             "basename": "build-image",
             "name": image.name,
             "doc": f"build image {image.name} from {display_path(image.dockerfile, settings.root)}",
-            "actions": [(actions.build_image, [spec, settings.verbose])],
+            "actions": [(actions.build_image, [run, spec])],
             "task_dep": [*chain, *(f"build-image:{used}" for used in spec.uses)],
-            "uptodate": [ImageUpToDate(spec, predictions)],
+            "uptodate": [ImageUpToDate(run, spec, predictions)],
         }
     if images:
         chain, own = images, [*own, *images]
@@ -158,7 +155,7 @@ def component_tasks(
     if component.post_hook is not None:
         task = f"postbuild:{name}"
         images_of = [image.name for image in component.images]
-        yield _hook_task("postbuild", round_, settings, str(component.post_hook), chain, images_of)
+        yield _hook_task("postbuild", round_, run, str(component.post_hook), chain, images_of)
         chain, own = [task], [*own, task]
 
     yield {
@@ -172,7 +169,7 @@ def component_tasks(
         "basename": "clean",
         "name": name,
         "doc": f"remove {where}/dependency/ and {where}/generated/ if a run left them",
-        "actions": [(actions.clean, [str(settings.root), str(component.path)])],
+        "actions": [(actions.clean, [run, str(component.path)])],
         "uptodate": [False],
     }
 
@@ -188,33 +185,29 @@ def image_spec(
         name=image,
         dockerfile=str(found.dockerfile),
         context=str(component.path),
-        state=str(settings.state),
         uses=graph.image_deps[image],
         external=plan.external_images(image),
         builder=settings.builder,
         network=settings.network,
-        variant=settings.variant,
         build_args=tuple(
             (key, value) for key, value in settings.build_args
             if key in plan.dockerfiles[image].args
         ),
         platform=settings.platform,
         sources=plan.context_sources(image),
-        round=round_ or round_spec(plan, component.name, settings, {}),
+        round=round_ or round_spec(plan, component.name, {}),
     )
 
 
-def round_spec(plan: Plan, name: str, settings: Settings, made: dict[str, RoundSpec]) -> RoundSpec:
+def round_spec(plan: Plan, name: str, made: dict[str, RoundSpec]) -> RoundSpec:
     """The round spec of a component and, within it, of every component it copies."""
     if name not in made:
         component = plan.graph.tree.components[name]
         made[name] = RoundSpec(
             name=name,
             folder=str(component.path),
-            root=str(settings.root),
-            state=str(settings.state),
             copies=tuple(
-                round_spec(plan, dep, settings, made) for dep in plan.graph.copy_deps[name]
+                round_spec(plan, dep, made) for dep in plan.graph.copy_deps[name]
             ),
             pre_hook=str(component.pre_hook) if component.pre_hook else None,
             post_hook=str(component.post_hook) if component.post_hook else None,
@@ -226,18 +219,18 @@ def round_spec(plan: Plan, name: str, settings: Settings, made: dict[str, RoundS
 def _hook_task(
     kind: str,
     round_: RoundSpec,
-    settings: Settings,
+    run: Run,
     script: str,
     task_dep: list[str],
     images: list[str],
 ) -> TaskDict:
     skip = "; skipped while build/hook-inputs are unchanged" if round_.declared else ""
-    where = display_path(Path(round_.folder), settings.root)
+    where = display_path(Path(round_.folder), run.root)
     return {
         "basename": kind,
         "name": round_.name,
         "doc": f"run {where}/build/build-{'pre' if kind == 'prebuild' else 'post'}.sh{skip}",
-        "actions": [(actions.hook, [round_, script, str(settings.src), settings.verbose, images])],
+        "actions": [(actions.hook, [run, round_, script, images])],
         "task_dep": task_dep,
     }
 

@@ -18,7 +18,7 @@ import docker.errors
 import pytest
 
 from paitasks.engine import Engine
-from paitasks.fingerprint import LABEL
+from paitasks.inputs import LABEL
 from tests.support import BUSYBOX, RegistryAPI, busybox_context
 
 HINT = "no Docker engine/registry answers: run `scripts/dev-engine up` first"

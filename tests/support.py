@@ -98,6 +98,8 @@ def busybox_context(folder: Path, dockerfile_name: str = "busybox.dockerfile") -
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "src-fixtures"
+DODO = REPO / "dodo.py"
+PAI_BUILD = str(Path(sys.executable).parent / "pai-build")  # the installed command
 _REF_CONTEXT = {
     # instruction -> what may stand right before an image name on its line
     "from": r"(?:^|(?<=[\s/]))",
@@ -143,10 +145,17 @@ def run_doit(
     runs it: no PAI_* settings leak in from the test's own environment; `env` adds to it."""
     environ = {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
     return subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), *arguments],
+        [sys.executable, "-m", "doit", "-f", str(DODO), *arguments],
         cwd=cwd or REPO,
         capture_output=True,
         text=True,
         timeout=600,
         env={**environ, **(env or {})},
     )
+
+
+def doit_on(
+    src: Path, *arguments: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m doit -f dodo.py ARGUMENTS src=SRC`, from the tree's root by default."""
+    return run_doit(*arguments, f"src={src}", cwd=cwd or src.parent)

@@ -14,7 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import REPO
+
 SCENARIOS = (
     "1. planning",
     "2. floor",

@@ -5,17 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from python_on_whales import docker as whales
 
-from tests.support import FIXTURES, REPO, prefixed_tree
+from tests.support import FIXTURES, PAI_BUILD, REPO, prefixed_tree
 from tests.support import run_doit as doit
 
 # The console script pip installed next to this interpreter, as a user runs it.
-PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
 
 
 def run(image: str, *command: str) -> str:

@@ -8,33 +8,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from paitasks.graph import topological_order
-from paitasks.loader import load_graph
+from paitasks.graph import image_order
+from paitasks.loader import load_plan
 from paitasks.settings import resolve_settings
+from tests.support import PAI_BUILD, doit_on
 
-REPO = Path(__file__).resolve().parent.parent
-DODO = REPO / "dodo.py"
-PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
 OPENPAI = Path(__file__).parent / "resources" / "trees" / "openpai-v0.14"
 MARKER = "hook-ran"
 
-
-def doit(src: Path, *arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m doit -f dodo.py ARGUMENTS src=SRC`, from the tree's root by default."""
-    return subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(DODO), *arguments, f"src={src}"],
-        cwd=cwd or src.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def pai_build(
@@ -198,7 +185,7 @@ def test_doit_list_reports_a_bad_tree(case: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     good_component(src)
     CASES[case].make(src)
-    assert_clear_failure(doit(src, "list"), CASES[case].expected)
+    assert_clear_failure(doit_on(src, "list"), CASES[case].expected)
     assert_nothing_ran(src)
 
 
@@ -215,7 +202,7 @@ def test_pai_build_reports_a_bad_tree(case: str, tmp_path: Path) -> None:
 def test_missing_source_folder(tmp_path: Path) -> None:
     src = tmp_path / "nosuch" / "src"
     tmp_path.joinpath("nosuch").mkdir()
-    for result in (doit(src, "list"), pai_build(src)):
+    for result in (doit_on(src, "list"), pai_build(src)):
         output = assert_clear_failure(result, (str(src),))
         assert "does not exist" in output
 
@@ -226,7 +213,7 @@ def test_mistyped_source_folder_leaves_nothing_behind(tool: str, tmp_path: Path)
     here = tmp_path / "here"
     here.mkdir()
     src = tmp_path / "typo" / "deeper" / "src"
-    result = doit(src, "list", cwd=here) if tool == "doit" else pai_build(src, cwd=here)
+    result = doit_on(src, "list", cwd=here) if tool == "doit" else pai_build(src, cwd=here)
     assert_clear_failure(result, (str(src), "does not exist"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
     assert list(here.iterdir()) == []
@@ -235,7 +222,7 @@ def test_mistyped_source_folder_leaves_nothing_behind(tool: str, tmp_path: Path)
 def test_source_folder_that_is_a_file(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_text("not a folder")
-    for result in (doit(src, "list"), pai_build(src)):
+    for result in (doit_on(src, "list"), pai_build(src)):
         assert_clear_failure(result, (str(src),))
 
 
@@ -263,14 +250,14 @@ def test_doit_list_and_info_on_a_good_tree(tmp_path: Path) -> None:
     write(src / "app" / "build" / "app.dockerfile", "FROM base-image\n")
     write(src / "app" / "build" / "component.dep", "lib")
 
-    listed = doit(src, "list", "--all")
+    listed = doit_on(src, "list", "--all")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     assert {"build", "clean", "build:app", "build:base", "build:lib"} <= names
     assert {"copy-deps:app", "build-image:app", "build-image:base-image"} <= names
     assert "postbuild:lib" in names
 
-    info = doit(src, "info", "--no-status", "build:app")
+    info = doit_on(src, "info", "--no-status", "build:app")
     assert info.returncode == 0, info.stdout + info.stderr
     assert "needs base, lib" in info.stdout
     assert "copy-deps:app" in info.stdout and "build-image:app" in info.stdout
@@ -280,11 +267,11 @@ def test_doit_list_and_info_on_a_good_tree(tmp_path: Path) -> None:
 def test_openpai_sample_tree_with_doit(tmp_path: Path) -> None:
     src = tmp_path / "openpai" / "src"
     shutil.copytree(OPENPAI / "src", src, symlinks=True)
-    listed = doit(src, "list", "--all")
+    listed = doit_on(src, "list", "--all")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "build:hadoop-run" in listed.stdout
     assert "build-image:drivers-384.111" in listed.stdout
-    info = doit(src, "info", "--no-status", "build:hadoop-run")
+    info = doit_on(src, "info", "--no-status", "build:hadoop-run")
     assert info.returncode == 0, info.stdout + info.stderr
     assert "needs base-image, hadoop-ai" in info.stdout
 
@@ -303,14 +290,15 @@ OPENPAI_EDGES = {
 
 
 def test_openpai_v014_edges_match_the_reference() -> None:
-    graph = load_graph(resolve_settings({"src": str(OPENPAI / "src")}, environ={}))
+    graph = load_plan(resolve_settings({"src": str(OPENPAI / "src")}, environ={})).graph
     found = {(edge.dependency, edge.dependent, edge.kind) for edge in graph.edges}
     assert found == OPENPAI_EDGES
     pairs = {(x, y) for x, y, _ in OPENPAI_EDGES}
     assert {(dep, name) for name, deps in graph.component_deps.items() for dep in deps} == pairs
     assert graph.copy_deps["hadoop-run"] == ("hadoop-ai",)
     assert sum(len(deps) for deps in graph.copy_deps.values()) == 1
-    order = topological_order(graph)
-    assert sorted(order) == sorted(graph.tree.components)
-    for before, after in pairs:
-        assert order.index(before) < order.index(after), (before, after)
+    order = image_order(graph)
+    assert sorted(order) == sorted(graph.tree.images)
+    for name, uses in graph.image_deps.items():
+        for used in uses:
+            assert order.index(used) < order.index(name), (used, name)

@@ -21,9 +21,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from paitasks.engine import buildx_available
-from paitasks.fingerprint import LABEL
-from paitasks.workspace import TEMP_FOLDERS
+from paitasks.engine import buildx_installed
+from paitasks.inputs import LABEL
+from paitasks.tempfolders import TEMP_FOLDERS
 from tests.support import FIXTURES, REPO, RegistryAPI, prefixed_tree
 from tests.support import run_doit as doit
 
@@ -651,7 +651,7 @@ def test_list_and_info_follow_a_base_that_would_rebuild(warm: Tree) -> None:
 
 @pytest.mark.engine
 def test_switching_builder_rebuilds(warm: Tree, docker_client: docker.DockerClient) -> None:
-    assert buildx_available(), "the default builder should be buildx here"
+    assert buildx_installed(), "the default builder should be buildx here"
     buildx = image_ids(docker_client, warm)
     same = build(warm, "builder=buildx")  # the default, named
     assert same.built == frozenset(), same.output

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from paitasks import runtime
 from paitasks.freshness import ImageUpToDate
 from paitasks.loader import load_plan
+from paitasks.run import Run
 from paitasks.settings import resolve_settings
 from paitasks.tasks import generate
-from tests.support import FIXTURES, REPO, prefixed_tree
-
-PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
+from tests.support import FIXTURES, PAI_BUILD, REPO, prefixed_tree
 
 
 def run(*command: str) -> str:
@@ -75,7 +72,7 @@ def _status_checks(src: Path) -> dict[str, ImageUpToDate]:
     """The image checks of one planning of `src`, as a dodo file makes them."""
     settings = resolve_settings({"src": str(src)}, environ={})
     checks = {}
-    for task in generate(load_plan(settings), settings):
+    for task in generate(load_plan(settings), Run(settings)):
         for check in task.get("uptodate", ()):
             if isinstance(check, ImageUpToDate):
                 checks[check.spec.name] = check
@@ -84,12 +81,11 @@ def _status_checks(src: Path) -> dict[str, ImageUpToDate]:
 
 @pytest.mark.engine
 def test_each_planning_predicts_afresh(
-    tmp_path: Path, prefix: str, cleanup: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prefix: str, cleanup: None
 ) -> None:
     """Two `doit list --status` in one process (a test, a tool that loads the dodo file
     twice): the second planning answers from the tree as it is then, not from the
     first one's answers."""
-    monkeypatch.setattr(runtime, "_executing", threading.Event())  # not in a run
     src = tmp_path / "src"
     names = prefixed_tree(FIXTURES, src, prefix)
     build(src)

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,9 @@ import bcrypt
 import docker
 import pytest
 
-from tests.support import FIXTURES, RegistryAPI, prefixed_tree
+from tests.support import FIXTURES, PAI_BUILD, RegistryAPI, prefixed_tree
 from tests.support import run_doit as doit
 
-PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
 PASSWORD = "s3cret-Pa55-do-not-leak"
 
 

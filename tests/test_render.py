@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import jsonschema
 
-from tests.support import FIXTURES, REPO
+from tests.support import FIXTURES, PAI_BUILD, REPO
 
-PAI_BUILD = str(Path(sys.executable).parent / "pai-build")
 # (what is needed, what needs it, kind) for src-fixtures
 EXPECTED = {
     ("component:componentA", "component:componentB", "components.dep"),

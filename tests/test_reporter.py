@@ -1,15 +1,19 @@
-"""The reporter's progress lines: plain in logs, coloured on a terminal, counted right."""
+"""The reporter's lines: plain in logs, coloured on a terminal, counted right, in the
+words of report.json, and a summary table that stays aligned."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from paitasks.reporter import PaiReporter, _closure, display_name
+from paitasks.reporter import PaiReporter, display_name, reporter_for
+from paitasks.run import Run
+from paitasks.settings import Settings
 
 
 class Terminal(io.StringIO):
@@ -25,8 +29,17 @@ def task(name: str, actions: bool = True, task_dep: list[str] | None = None) -> 
 
 
 def reporter(stream: io.StringIO, tmp_path: Path) -> PaiReporter:
-    cls = type("R", (PaiReporter,), {"root": tmp_path})
-    return cls(stream, {})
+    (tmp_path / "src").mkdir(exist_ok=True)
+    return reporter_for(Run(Settings(src=tmp_path / "src")))(stream, {})
+
+
+HOOKS = {
+    "build": task("build", actions=False, task_dep=["build:a", "build:b"]),
+    "build:a": task("build:a", actions=False, task_dep=["prebuild:a"]),
+    "build:b": task("build:b", actions=False, task_dep=["postbuild:b", "build:a"]),
+    "prebuild:a": task("prebuild:a"),
+    "postbuild:b": task("postbuild:b"),
+}
 
 
 @pytest.mark.parametrize(("stream", "coloured"), [(io.StringIO(), False), (Terminal(), True)])
@@ -35,27 +48,56 @@ def test_colour_only_on_a_terminal(
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     report = reporter(stream, tmp_path)
-    report._total = 2
-    built = task("build-image:a")
-    report.execute_task(built)
-    report.add_success(built)
+    report.initialize(HOOKS, ["build"])
+    report.execute_task(HOOKS["prebuild:a"])
+    report.add_success(HOOKS["prebuild:a"])
+    report.complete_run()
     text = stream.getvalue()
-    assert "[1/2] " in text and "build-image:a" in text
+    assert "prebuild:a" in text
     assert ("\033[" in text) is coloured
     assert "\r" not in text  # line-oriented: no carriage-return animation
 
 
-def test_closure_counts_only_tasks_with_actions() -> None:
+def test_counts_only_tasks_with_actions_in_report_words(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    report = reporter(stream, tmp_path)
+    report.initialize(HOOKS, ["build"])  # groups (build, build:a) have no actions
+    report.execute_task(HOOKS["prebuild:a"])
+    report.add_success(HOOKS["prebuild:a"])
+    skipped = task("postbuild:b")
+    skipped.values = {"skipped": "declared inputs unchanged"}
+    report.execute_task(skipped)
+    report.add_success(skipped)
+    report.complete_run()
+    lines = stream.getvalue().splitlines()
+    assert any(line.startswith("[1/2] done prebuild:a") for line in lines), lines
+    assert any(line.startswith("[2/2] reused postbuild:b") for line in lines), lines
+    written = json.loads((tmp_path / ".paitasks" / "report.json").read_text())
+    assert written["components"]["a"]["prebuild"]["status"] == "done"
+    assert written["components"]["b"]["postbuild"]["status"] == "reused"
+
+
+@pytest.mark.engine
+def test_summary_is_aligned_whatever_the_names(tmp_path: Path, docker_client: Any) -> None:
+    """Short names no longer run the header together ("imageresult"); the words are
+    report.json's."""
     tasks = {
-        "build": task("build", actions=False, task_dep=["build:a", "build:b"]),
-        "build:a": task("build:a", actions=False, task_dep=["build-image:a"]),
-        "build:b": task("build:b", actions=False, task_dep=["prebuild:b", "build:a"]),
+        "build": task("build", actions=False, task_dep=["build-image:a", "build-image:bb"]),
         "build-image:a": task("build-image:a"),
-        "prebuild:b": task("prebuild:b"),
-        "push:a": task("push:a", task_dep=["build-image:a"]),
+        "build-image:bb": task("build-image:bb"),
     }
-    assert _closure(tasks, ["build"]) == {"build-image:a", "prebuild:b"}
-    assert _closure(tasks, ["push:a"]) == {"push:a", "build-image:a"}
+    stream = io.StringIO()
+    report = reporter(stream, tmp_path)
+    report.initialize(tasks, ["build"])
+    report.skip_uptodate(tasks["build-image:a"])
+    report.execute_task(tasks["build-image:bb"])
+    report.add_success(tasks["build-image:bb"])
+    report.complete_run()
+    table = stream.getvalue().split("\n\n", 1)[1].splitlines()
+    header, first, second = table[0], table[1], table[2]
+    assert header.split() == ["image", "result", "time"]
+    assert header.index("result") == first.index("up to date") == second.index("done")
+    assert table[3].startswith("2 images: 1 done, 1 up to date")
 
 
 def test_hidden_publish_tasks_show_as_pushes() -> None:

@@ -100,9 +100,9 @@ def test_ctrl_c_stops_cleans_up_and_the_next_run_finishes(
     assert temp_folders(src) == []
     wait_for(lambda: not docker_client.containers.list(all=True), "build containers to go")
     done_before = {
-        line.split(" built ", 1)[1].split()[0]
+        line.split(" done ", 1)[1].split()[0]
         for line in output.splitlines()
-        if " built build-image:" in line
+        if " done build-image:" in line
     }
     assert f"build-image:{names['base-image']}" in done_before  # componentB waited for it
     # The next run completes, and rebuilds none of what the first one finished.

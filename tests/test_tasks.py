@@ -1,6 +1,6 @@
 """Wiring of the doit task dicts: names, docs, dependencies and picklable actions.
 
-Trees are written to disk and planned for real (`discover` + `load_graph`, so dockerfiles
+Trees are written to disk and planned for real (`discover` + `load_plan`, so dockerfiles
 are parsed); nothing here talks to a Docker engine. The dicts of `tasks.generate` are
 taken from `dodo.doit_namespace`'s task generator, the very call doit and `pai-build`
 make, so these tests hold whatever planning object `generate` takes.
@@ -8,9 +8,6 @@ make, so these tests hold whatever planning object `generate` takes.
 
 from __future__ import annotations
 
-import pickle
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +21,12 @@ from hypothesis import strategies as st
 
 from paitasks.dodo import doit_namespace
 from paitasks.graph import Graph
-from paitasks.loader import load_graph
+from paitasks.loader import load_plan
+from paitasks.run import Run
 from paitasks.settings import Settings, resolve_settings
+from paitasks.tempfolders import TempFolders
 from paitasks.tree import discover
-from paitasks.workspace import claim_temp_folders, recorded_folders
-
-DODO = Path(__file__).resolve().parent.parent / "dodo.py"
+from tests.support import doit_on
 
 GROUPS = ("build", "clean", "copy-deps", "prebuild", "build-image", "postbuild")
 
@@ -89,7 +86,7 @@ def full_name(task: Mapping[str, Any]) -> str:
 def plan(src: Path) -> tuple[Graph, Settings, dict[str, dict[str, Any]]]:
     """Plan the tree at `src` and return its task dicts by full task name."""
     run_settings = resolve_settings({"src": str(src)}, environ={})
-    graph = load_graph(run_settings)
+    graph = load_plan(run_settings).graph
     assert set(graph.tree.components) == set(discover(src).components)
     tasks: dict[str, dict[str, Any]] = {}
     for task in task_dicts(src):
@@ -221,16 +218,20 @@ def test_doit_accepts_the_dicts(tmp_path: Path) -> None:
     }
 
 
-def test_actions_are_picklable(tmp_path: Path) -> None:
+def test_actions_share_one_run(tmp_path: Path) -> None:
+    """Every action is given the same Run: the state its tasks share, and nothing else."""
     write_tree(tmp_path / "src", SAMPLE)
     _, _, tasks = plan(tmp_path / "src")
     with_actions = set()
+    runs = set()
     for name, task in tasks.items():
         actions = task.get("actions")
         if actions:
             with_actions.add(name)
-            restored = pickle.loads(pickle.dumps(actions))
-            assert restored == actions, name
+            for _function, arguments in actions:
+                assert isinstance(arguments[0], Run), name
+                runs.add(id(arguments[0]))
+    assert len(runs) == 1
     assert build_names(with_actions) == {
         "copy-deps:app",
         "prebuild:app",
@@ -252,28 +253,19 @@ def leftover_tree(tmp_path: Path) -> Path:
     """The sample tree with a temp folder an interrupted run recorded and left behind."""
     src = tmp_path / "src"
     write_tree(src, SAMPLE)
-    claim_temp_folders(tmp_path, src / "app", "app")
+    TempFolders(tmp_path, tmp_path / ".paitasks").claim(src / "app", "app")
     (src / "app" / "generated").mkdir()
     (src / "app" / "generated" / "artifact").write_text("left by an interrupted run")
     return src
 
 
-def doit(src: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "doit", "-f", str(DODO), *arguments, f"src={src}"],
-        cwd=src.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
 
 def test_doit_run_clean_removes_leftovers(tmp_path: Path) -> None:
     src = leftover_tree(tmp_path)
-    result = doit(src, "run", "clean")
+    result = doit_on(src, "run", "clean")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (src / "app" / "generated").exists()
-    assert recorded_folders(tmp_path) == []
+    assert TempFolders(tmp_path, tmp_path / ".paitasks").recorded() == []
 
 
 def test_doit_clean_runs_the_clean_group(tmp_path: Path) -> None:
@@ -284,9 +276,9 @@ def test_doit_clean_runs_the_clean_group(tmp_path: Path) -> None:
     0, and the recorded temp folders stay.
     """
     src = leftover_tree(tmp_path)
-    listed = doit(src, "list")
+    listed = doit_on(src, "list")
     assert "clean" in {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
-    result = doit(src, "clean")
+    result = doit_on(src, "clean")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (src / "app" / "generated").exists(), (
         "`doit clean` left the temp folder: doit's own clean command ran, not the task"
@@ -382,8 +374,6 @@ def test_random_trees_are_wired_in_dependency_order(tree: RandomTree) -> None:
         assert task["doc"].strip(), name
         for dep in task.get("task_dep") or []:
             assert dep in tasks, f"{name} waits for unknown task {dep}"
-        if task.get("actions"):
-            pickle.dumps(task["actions"])
 
     reach = closure(tasks)
     for name in tasks:

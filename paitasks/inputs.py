@@ -1,0 +1,230 @@
+"""What one image is built from: its spec, the inputs a build of it sees, their
+fingerprint, and the record of its last build.
+
+`gather` reads the inputs: the context files the engine would be sent (context.py), with
+the temp folders as they are or will be (tempfolders.py), the dockerfile, the ids of the
+images it uses and its build settings. `fingerprint` hashes them; the hash is stored on
+the image as a label, so whether an image is up to date is a question for the engine
+(freshness.py decides), not for a local database that can be lost. The last build's
+inputs are kept in `.paitasks/images/<image>.json` only to explain a rebuild in words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paitasks.context import ignore_patterns, ignored, reads, reads_under, scan_context
+from paitasks.reference import engine_name
+from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, temporary
+
+if TYPE_CHECKING:
+    from paitasks.run import Run
+
+LABEL = "org.paitasks.fingerprint"
+VERSION = "paitasks-fingerprint-1"
+MAX_REASONS = 5
+RECORDS_DIR = "images"
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything a build of one image sees."""
+
+    dockerfile: str  # path of the dockerfile inside the context
+    files: Mapping[str, str] = field(default_factory=dict)  # context path -> entry digest
+    images: Mapping[str, str] = field(default_factory=dict)  # used image -> its id ("" absent)
+    settings: Mapping[str, str] = field(default_factory=dict)  # builder, variant, build args
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dockerfile": self.dockerfile,
+            "files": dict(sorted(self.files.items())),
+            "images": dict(sorted(self.images.items())),
+            "settings": dict(sorted(self.settings.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BuildInputs:
+        return cls(
+            dockerfile=str(data.get("dockerfile", "")),
+            files=dict(data.get("files") or {}),
+            images=dict(data.get("images") or {}),
+            settings=dict(data.get("settings") or {}),
+        )
+
+
+def fingerprint(inputs: BuildInputs) -> str:
+    """A stable hash of the inputs: equal inputs, equal fingerprint, in any order."""
+    payload = json.dumps([VERSION, inputs.to_json()], sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def explain(old: BuildInputs | None, new: BuildInputs, limit: int = MAX_REASONS) -> list[str]:
+    """Why `new` differs from `old`, most telling first (changed files, images, settings)."""
+    if old is None:
+        return ["no record of a previous build"]
+    reasons: list[str] = []
+    if old.dockerfile != new.dockerfile:
+        reasons.append(f"dockerfile is now {new.dockerfile}")
+    for name in sorted(set(old.images) | set(new.images)):
+        before, after = old.images.get(name, ""), new.images.get(name, "")
+        if before != after:
+            reasons.append(f"image {name} changed ({_short(before)} -> {_short(after)})")
+    for key in sorted(set(old.settings) | set(new.settings)):
+        if old.settings.get(key) != new.settings.get(key):
+            reasons.append(
+                f"setting {key} changed ({old.settings.get(key)!r} -> {new.settings.get(key)!r})"
+            )
+    changed = sorted(
+        path
+        for path in set(old.files) | set(new.files)
+        if old.files.get(path) != new.files.get(path)
+    )
+    for path in changed:
+        if path not in new.files:
+            reasons.append(f"{path} removed")
+        elif path not in old.files:
+            reasons.append(f"{path} added")
+        else:
+            reasons.append(f"{path} changed")
+    if len(reasons) > limit:
+        more = len(reasons) - limit
+        reasons = [*reasons[:limit], f"and {more} more change{'s' if more > 1 else ''}"]
+    return reasons
+
+
+def _short(image_id: str) -> str:
+    if not image_id:
+        return "absent"
+    return image_id.removeprefix("sha256:")[:12]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How to build one image: plain values."""
+
+    name: str
+    dockerfile: str
+    context: str
+    uses: tuple[str, ...] = ()  # images of the tree it uses (FROM, COPY --from, mounts)
+    external: tuple[str, ...] = ()  # images from outside the tree it uses
+    builder: str | None = None
+    network: str | None = "host"
+    build_args: tuple[tuple[str, str], ...] = ()  # those its dockerfile declares
+    platform: str | None = None
+    sources: tuple[str, ...] | None = None  # context paths the dockerfile reads; None: all
+    round: RoundSpec | None = None  # its component's copy-deps and hooks
+
+    @property
+    def prepared(self) -> bool:
+        """Whether copy-deps or a pre-build hook put files into the context first."""
+        return self.round is not None and bool(self.round.copies or self.round.pre_hook)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    inputs: BuildInputs
+    previous: BuildInputs | None  # the last build's record, where it was read
+    assumed: bool  # the temp folders were predicted from the last build's record
+
+
+def gather(run: Run, spec: ImageSpec, predict: bool) -> Gathered:
+    """The inputs of a build of `spec` now.
+
+    In a run this happens after the component's copy-deps and hooks, so the context is
+    what the build will see; temp folders nobody made yet count as what they would hold.
+    Outside a run (`predict`: `doit info`, `doit list --status`, `pai-build plan`), what
+    hooks make is taken to be what they made for the last build.
+    """
+    builder = run.engine(spec.builder, spec.network).builder
+    assumed = predict and spec.prepared
+    # The record only explains a rebuild, or stands in for hook output outside a run.
+    previous = load_record(run.state, spec.name) if assumed else None
+    files = _context_files(run, spec, builder, predict, previous)
+    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
+    try:
+        dockerfile_name = str(dockerfile.relative_to(context))
+    except ValueError:  # a dockerfile outside the context is not in `files`
+        dockerfile_name = str(dockerfile)
+        files["<dockerfile>"] = run.hashes.digest(str(dockerfile), os.stat(dockerfile))
+    images = {}
+    for name in (*spec.uses, *spec.external):
+        found = run.images.get(name if name in spec.uses else engine_name(name))
+        images[name] = found.id if found else ""
+    # The variant only chooses dockerfiles, and the dockerfile is an input already.
+    settings = {"builder": builder}
+    settings.update({f"build-arg {key}": value for key, value in spec.build_args})
+    if spec.platform:
+        settings["platform"] = spec.platform
+    return Gathered(BuildInputs(dockerfile_name, files, images, settings), previous, assumed)
+
+
+def _context_files(
+    run: Run, spec: ImageSpec, builder: str, predict: bool, previous: BuildInputs | None
+) -> dict[str, str]:
+    """What the build reads of its context, with temp folders not made yet counted as
+    what they would hold. In a run they are made first where that cannot be told
+    exactly (a .dockerignore, or links, which the build follows)."""
+    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
+    round_ = spec.round
+    if round_ is None or not round_.has_temp:
+        return scan_context(context, dockerfile, builder, run.hashes, spec.sources)
+    temp = run.temp
+    with temp.settled(round_):  # another image's build may be making them right now
+        files = scan_context(context, dockerfile, builder, run.hashes, spec.sources)
+        if temp.is_real(round_) and not predict:
+            return files
+    files = {path: entry for path, entry in files.items() if not temporary(path)}
+    virtual: dict[str, str] = {}
+    if any(reads_under(folder, spec.sources) for folder in TEMP_FOLDERS):
+        last = None
+        if predict:
+            last = dict(previous.files) if previous is not None else {}
+        virtual = {
+            path: entry
+            for path, entry in temp.entries(round_, "pre", run.hashes, last).items()
+            if reads(path, spec.sources)
+        }
+    patterns = ignore_patterns(context, dockerfile, builder) if virtual else []
+    if predict:
+        virtual = {path: entry for path, entry in virtual.items() if not ignored(path, patterns)}
+    elif patterns or any(entry.startswith("l ") for entry in (*files.values(), *virtual.values())):
+        with temp.settled(round_):
+            temp.ensure_real(round_, "pre")
+            return scan_context(context, dockerfile, builder, run.hashes, spec.sources)
+    files.update(virtual)
+    return files
+
+
+def record_path(state: Path, image: str) -> Path:
+    return state / RECORDS_DIR / f"{image}.json"
+
+
+def load_record(state: Path, image: str) -> BuildInputs | None:
+    """The inputs of the last build paitasks made of `image` here (for explanations)."""
+    try:
+        data = json.loads(record_path(state, image).read_text(encoding="utf-8"))
+        return BuildInputs.from_json(data["inputs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_record(state: Path, image: str, inputs: BuildInputs, image_id: str) -> None:
+    path = record_path(state, image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "image": image,
+        "id": image_id,
+        "fingerprint": fingerprint(inputs),
+        "inputs": inputs.to_json(),
+    }
+    temporary_file = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary_file.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary_file, path)
