@@ -79,7 +79,7 @@ def doit_namespace(
     settings.state.mkdir(parents=True, exist_ok=True)
     _quiet_interrupts()
     run = Run(settings)
-    mark = idle_run_mark(settings.root) if list_images else None
+    mark = idle_run_mark(settings.state) if list_images else None
     if mark is not None:  # while another run holds the tree, its images are changing
         run.images.prefetch(mark)
     config: dict[str, Any] = {

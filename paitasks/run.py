@@ -57,12 +57,12 @@ class Run:
         self._hashes: HashCache | None = None
         self._registry: RegistrySettings | None = None
         self._logins: set[tuple[str, str]] = set()
-        self._tree_lock = RunLock(self.root)
+        self._tree_lock = RunLock(self.state)
         self._locked = False
         # What an up-to-date check found, for the build that follows it.
         self._assessments: dict[str, Assessment] = {}
         self.temp = tempfolders.TempFolders(self.root, self.state)
-        self.output_lock = threading.Lock()
+        self._output_lock = threading.Lock()
 
     # -- start and end (called by the reporter) ---------------------------------------
 
@@ -179,7 +179,7 @@ class Run:
         stream = sys.__stdout__ or sys.stderr
 
         def emit(line: str) -> None:
-            with self.output_lock:
+            with self._output_lock:
                 stream.write(f"[{label}] {line}\n")
                 stream.flush()
 
@@ -247,15 +247,15 @@ class ImageView:
 
 
 class RunLock:
-    """One run at a time per tree: an flock on `.paitasks/lock`, released by the kernel
+    """One run at a time per tree: an flock on `lock` in its state folder, released by the kernel
     when the process dies, so a killed run never leaves a stale lock behind.
 
     Each run writes a new line into the file (its pid and a random token); `previous`
     is the line the run before left, so a run can tell whether another one ran since
     it last looked (see `idle_run_mark`)."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / tempfolders.STATE_DIR / LOCK_FILE
+    def __init__(self, state: Path) -> None:
+        self.path = state / LOCK_FILE
         self._file: IO[str] | None = None
         self.previous: str | None = None  # the line the run before left
         self.written = ""  # the line this run wrote
@@ -302,11 +302,11 @@ class RunLock:
             self._file = None
 
 
-def idle_run_mark(root: Path) -> str | None:
+def idle_run_mark(state: Path) -> str | None:
     """The line the last run left in the lock file, if no run holds the lock now; None
     while one does. Equal to the next run's `RunLock.previous` exactly when no run took
     the lock in between."""
-    path = root / tempfolders.STATE_DIR / LOCK_FILE
+    path = state / LOCK_FILE
     try:
         with open(path, "a+", encoding="utf-8") as handle:
             try:

@@ -27,6 +27,7 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 BUILDERS = ("buildx", "classic")
 TRUE = ("1", "true", "yes", "on")
+STATE_DIR = ".paitasks"  # in the tree's root: everything paitasks keeps between runs
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Settings:
 
     @property
     def state(self) -> Path:
-        return self.root / ".paitasks"
+        return self.root / STATE_DIR
 
 
 def resolve_settings(

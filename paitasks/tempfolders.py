@@ -45,7 +45,6 @@ from paitasks.context import HashCache, describe, folder_entries
 from paitasks.errors import PaiTasksError, TreeError
 
 TEMP_FOLDERS = ("dependency", "generated")
-STATE_DIR = ".paitasks"
 RECORD_FILE = "temp-folders"
 ROUNDS_DIR = "rounds"
 LOCKS_DIR = "locks"
@@ -195,10 +194,13 @@ class TempFolders:
         copies = self.copies_entries(spec, cache, last)
         if not spec.hook_before(stage):
             return copies
-        guess = {path: entry for path, entry in (last or {}).items() if temporary(path)}
-        for dep in spec.copies:  # what the copies hold now replaces what they held
-            prefix = f"{TEMP_FOLDERS[0]}/{dep.name}"
-            guess = {p: e for p, e in guess.items() if not _under(p, prefix)}
+        # What the copies hold now replaces what they held.
+        copied = [f"{TEMP_FOLDERS[0]}/{dep.name}" for dep in spec.copies]
+        guess = {
+            path: entry
+            for path, entry in (last or {}).items()
+            if temporary(path) and not any(_under(path, prefix) for prefix in copied)
+        }
         guess.update(copies)
         return guess
 

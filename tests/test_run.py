@@ -16,10 +16,10 @@ import pytest
 from paitasks.engine import Engine, LocalImage
 from paitasks.errors import EngineError
 from paitasks.run import ImageView, Run, RunLock, idle_run_mark
-from paitasks.settings import Settings
+from paitasks.settings import STATE_DIR, Settings
 from tests.support import REPO
 
-# Takes the run lock of the tree at argv[1] with wait=(argv[2] == "wait"), says so on
+# Takes the run lock of the state folder argv[1] with wait=(argv[2] == "wait"), says so on
 # stdout, then holds it until stdin is closed (argv[3] == "hold") or releases it at once.
 LOCKER = """
 import sys
@@ -40,9 +40,9 @@ lock.release()
 """
 
 
-def locker(root: Path, mode: str, hold: bool) -> subprocess.Popen[str]:
+def locker(state: Path, mode: str, hold: bool) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(root), mode, "hold" if hold else "release"],
+        [sys.executable, "-c", LOCKER, str(state), mode, "hold" if hold else "release"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -51,10 +51,10 @@ def locker(root: Path, mode: str, hold: bool) -> subprocess.Popen[str]:
     )
 
 
-def try_lock(root: Path) -> subprocess.CompletedProcess[str]:
+def try_lock(state: Path) -> subprocess.CompletedProcess[str]:
     """Another process asks for the lock with wait=False and releases it at once."""
     return subprocess.run(
-        [sys.executable, "-c", LOCKER, str(root), "nowait", "release"],
+        [sys.executable, "-c", LOCKER, str(state), "nowait", "release"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -66,27 +66,27 @@ def try_lock(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_lock_refuses_a_second_run_until_released(tmp_path: Path) -> None:
-    lock = RunLock(tmp_path)
+    lock = RunLock(tmp_path / STATE_DIR)
     lock.acquire(wait=False)
     try:
-        refused = try_lock(tmp_path)
+        refused = try_lock(tmp_path / STATE_DIR)
         assert refused.returncode == 3, refused.stdout + refused.stderr
         assert str(tmp_path / ".paitasks" / "lock") in refused.stdout
         assert f"pid {os.getpid()}" in refused.stdout  # names the run that holds it
         assert "Traceback" not in refused.stderr
     finally:
         lock.release()
-    granted = try_lock(tmp_path)
+    granted = try_lock(tmp_path / STATE_DIR)
     assert granted.returncode == 0, granted.stdout + granted.stderr
     assert granted.stdout.strip() == "acquired"
 
 
 def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
-    holder = locker(tmp_path, "nowait", hold=True)
+    holder = locker(tmp_path / STATE_DIR, "nowait", hold=True)
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "acquired"
-        refused = try_lock(tmp_path)
+        refused = try_lock(tmp_path / STATE_DIR)
         assert refused.returncode == 3, refused.stdout + refused.stderr
         assert str(tmp_path / ".paitasks" / "lock") in refused.stdout
         assert f"pid {holder.pid}" in refused.stdout
@@ -94,20 +94,20 @@ def test_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
         holder.send_signal(signal.SIGKILL)
         holder.communicate(timeout=60)
     assert holder.returncode == -signal.SIGKILL
-    granted = try_lock(tmp_path)
+    granted = try_lock(tmp_path / STATE_DIR)
     assert granted.returncode == 0, granted.stdout + granted.stderr
-    lock = RunLock(tmp_path)
+    lock = RunLock(tmp_path / STATE_DIR)
     lock.acquire(wait=False)
     lock.release()
 
 
 def test_waiting_lock_says_so_and_gets_the_lock_after_release(tmp_path: Path) -> None:
-    holder = locker(tmp_path, "nowait", hold=True)
+    holder = locker(tmp_path / STATE_DIR, "nowait", hold=True)
     waiter: subprocess.Popen[str] | None = None
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "acquired"
-        waiter = locker(tmp_path, "wait", hold=False)
+        waiter = locker(tmp_path / STATE_DIR, "wait", hold=False)
         assert waiter.stderr is not None
         notice = waiter.stderr.readline()
         assert "waiting" in notice and str(tmp_path / ".paitasks" / "lock") in notice
@@ -124,31 +124,31 @@ def test_waiting_lock_says_so_and_gets_the_lock_after_release(tmp_path: Path) ->
 
 
 def test_release_is_idempotent_and_lock_can_be_taken_again(tmp_path: Path) -> None:
-    lock = RunLock(tmp_path)
+    lock = RunLock(tmp_path / STATE_DIR)
     lock.acquire(wait=False)
     assert (tmp_path / ".paitasks" / "lock").read_text().startswith(f"pid {os.getpid()} run ")
     lock.release()
     lock.release()
-    again = RunLock(tmp_path)
+    again = RunLock(tmp_path / STATE_DIR)
     again.acquire(wait=False)
     again.release()
 
 
 def test_idle_run_mark_tells_whether_a_run_took_the_lock_since(tmp_path: Path) -> None:
-    mark = idle_run_mark(tmp_path)
+    mark = idle_run_mark(tmp_path / STATE_DIR)
     assert mark == ""  # no run yet
-    first = RunLock(tmp_path)
+    first = RunLock(tmp_path / STATE_DIR)
     first.acquire(wait=False)
     assert first.previous == mark, "nobody ran in between"
-    assert idle_run_mark(tmp_path) is None, "a run holds the lock"
+    assert idle_run_mark(tmp_path / STATE_DIR) is None, "a run holds the lock"
     first.release()
 
-    mark = idle_run_mark(tmp_path)
+    mark = idle_run_mark(tmp_path / STATE_DIR)
     assert mark and mark.startswith(f"pid {os.getpid()} run ")
-    other = RunLock(tmp_path)  # another run comes and goes
+    other = RunLock(tmp_path / STATE_DIR)  # another run comes and goes
     other.acquire(wait=False)
     other.release()
-    ours = RunLock(tmp_path)
+    ours = RunLock(tmp_path / STATE_DIR)
     ours.acquire(wait=False)
     assert ours.previous != mark, "the run in between must show"
     ours.release()
@@ -246,15 +246,15 @@ def test_a_run_holds_the_lock_and_tidies_temp_folders_at_both_ends(tmp_path: Pat
     assert not run.executing
     assert run.begin(check_engine=False) == [folder / "generated"]
     assert run.executing and not (folder / "generated").exists()
-    assert idle_run_mark(tmp_path) is None, "the run holds the tree's lock"
-    refused = try_lock(tmp_path)
+    assert idle_run_mark(settings.state) is None, "the run holds the tree's lock"
+    refused = try_lock(settings.state)
     assert refused.returncode == 3, refused.stdout + refused.stderr
 
     run.temp.claim(folder, "comp")
     (folder / "dependency").mkdir()
     run.end()
     assert not (folder / "dependency").exists() and run.temp.recorded() == []
-    assert try_lock(tmp_path).returncode == 0, "the run released the lock"
+    assert try_lock(settings.state).returncode == 0, "the run released the lock"
     run.end()  # idempotent
 
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from paitasks.context import HashCache, folder_entries
 from paitasks.errors import PaiTasksError, TreeError
+from paitasks.settings import STATE_DIR
 from paitasks.tempfolders import (
-    STATE_DIR,
     TEMP_FOLDERS,
     RoundSpec,
     SavedStage,
@@ -328,13 +328,19 @@ def test_remove_only_some_keeps_the_rest_recorded(tree: tuple[TempFolders, Path]
     assert temp.remove() == [other / "generated"]
 
 
+def precious_folder(tmp_path: Path) -> Path:
+    """A folder outside the tree holding a file no cleanup may touch."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("precious")
+    return outside
+
+
 def test_remove_unlinks_a_link_without_following_it(
     tree: tuple[TempFolders, Path], tmp_path: Path
 ) -> None:
     temp, folder = tree
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "precious.txt").write_text("precious")
+    outside = precious_folder(tmp_path)
     temp.claim(folder, "comp")
     (folder / "dependency").symlink_to(outside, target_is_directory=True)
 
@@ -349,9 +355,7 @@ def test_remove_does_not_follow_links_inside_a_temp_folder(
     tree: tuple[TempFolders, Path], tmp_path: Path
 ) -> None:
     temp, folder = tree
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "precious.txt").write_text("precious")
+    outside = precious_folder(tmp_path)
     temp.claim(folder, "comp")
     (folder / "dependency" / "dep").mkdir(parents=True)
     (folder / "dependency" / "dep" / "link").symlink_to(outside, target_is_directory=True)
@@ -441,9 +445,7 @@ def test_copy_component_replaces_a_link_destination_without_following_it(
     source = tmp_path / "dep"
     source.mkdir()
     (source / "new.txt").write_text("new")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "precious.txt").write_text("precious")
+    outside = precious_folder(tmp_path)
     destination = tmp_path / "user" / "dependency" / "dep"
     destination.parent.mkdir(parents=True)
     destination.symlink_to(outside, target_is_directory=True)
