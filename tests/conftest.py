@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import pytest
 
 from paitasks.engine import Engine
 from paitasks.inputs import LABEL
-from tests.support import BUSYBOX, RegistryAPI, busybox_context
+from tests.support import (
+    BUSYBOX,
+    CONTEXT,
+    REGISTRY_HOST_NAME,
+    LoggedRegistry,
+    RegistryAPI,
+    busybox_context,
+    engine2,
+)
 
 HINT = "no Docker engine/registry answers: run `scripts/dev-engine up` first"
 
@@ -97,3 +106,63 @@ def busybox_image(
     dockerfile = busybox_context(tmp_path / "busybox-context")
     engine.build(tag=name, dockerfile=dockerfile, context=dockerfile.parent)
     return name
+
+
+@pytest.fixture(scope="module")
+def logged_registry(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LoggedRegistry]:
+    """A registry of this module's own (no login) whose requests tests can count:
+    `mark = logged_registry.mark()`, then `logged_registry.manifest_puts(mark)`..."""
+    if not LoggedRegistry.available():
+        _unavailable("docker-registry is not installed (Debian's docker-registry)")
+    with LoggedRegistry(tmp_path_factory.mktemp("logged-registry")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def engine2_up(docker_client: docker.DockerClient) -> None:
+    """Engine 2 answers through its context: skip locally, fail in CI, otherwise."""
+    result = engine2("info", "--format", "{{.ID}}", check=False)
+    if result.returncode != 0:
+        _unavailable(f"docker context {CONTEXT} does not answer ({result.stderr.strip()[:200]})")
+
+
+@pytest.fixture
+def engine2_cleanup(prefix: str, engine2_up: None) -> Iterator[None]:
+    """Remove engine 2's images whose repository carries this test's prefix, by
+    reference (tag or digest), so an identical image of another test stays."""
+    yield
+    listing = engine2(
+        "images", "--digests", "--format", "{{.Repository}}\t{{.Tag}}\t{{.Digest}}"
+    ).stdout
+    references = []
+    for line in listing.splitlines():
+        repository, tag, digest = line.split("\t")
+        if prefix not in repository:
+            continue
+        if tag != "<none>":
+            references.append(f"{repository}:{tag}")
+        if digest != "<none>":
+            references.append(f"{repository}@{digest}")
+    if references:
+        engine2("rmi", "--force", *references, check=False)
+
+
+@pytest.fixture(scope="session")
+def registry_host_name(docker_client: docker.DockerClient) -> str:
+    """`paitasks-registry.test`: a host name for 127.0.0.1 that `scripts/dev-engine up`
+    keeps in /etc/hosts and in the engines' NO_PROXY, so a test reaches a registry "by
+    host name over plain HTTP" (dockerd treats a name resolving to 127.0.0.0/8 as an
+    insecure registry) without any traffic leaving the machine."""
+    try:
+        address = socket.gethostbyname(REGISTRY_HOST_NAME)
+    except OSError:
+        address = "nothing"
+    no_proxy = docker_client.info().get("NoProxy", "").split(",")
+    if address != "127.0.0.1" or REGISTRY_HOST_NAME not in no_proxy:
+        _unavailable(
+            f"{REGISTRY_HOST_NAME} resolves to {address} and the engine's NO_PROXY is "
+            f"{','.join(no_proxy)}: restart the engines with scripts/dev-engine"
+        )
+    return REGISTRY_HOST_NAME

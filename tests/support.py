@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -33,11 +40,15 @@ class RegistryAPI:
     """The registry's HTTP API (distribution v2), as a user's `curl` would see it."""
 
     address: str  # host:port
+    auth: tuple[str, str] | None = None  # (username, password) for a registry with a login
 
     def _request(self, method: str, path: str, accept: str | None = None) -> Any:
         request = urllib.request.Request(f"http://{self.address}{path}", method=method)
         if accept:
             request.add_header("Accept", accept)
+        if self.auth:
+            token = base64.b64encode(":".join(self.auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         return _opener.open(request, timeout=10)
 
     def ping(self) -> bool:
@@ -58,6 +69,25 @@ class RegistryAPI:
             if exc.code == 404:
                 return None
             raise
+
+    def manifest(self, repository: str, reference: str) -> dict[str, Any]:
+        """The manifest (or index) the registry serves for repository:reference."""
+        with self._request(
+            "GET", f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES
+        ) as response:
+            return dict(json.load(response))
+
+    def layers(self, repository: str, reference: str) -> list[str]:
+        """The layer blob digests of repository:reference (of every image of an index);
+        config blobs are not layers."""
+        manifest = self.manifest(repository, reference)
+        if "manifests" in manifest:  # an index: the layers of each image it lists
+            return [
+                digest
+                for entry in manifest["manifests"]
+                for digest in self.layers(repository, entry["digest"])
+            ]
+        return [layer["digest"] for layer in manifest.get("layers", [])]
 
     def tags(self, repository: str) -> list[str]:
         try:
@@ -159,3 +189,267 @@ def doit_on(
 ) -> subprocess.CompletedProcess[str]:
     """`python -m doit -f dodo.py ARGUMENTS src=SRC`, from the tree's root by default."""
     return run_doit(*arguments, f"src={src}", cwd=cwd or src.parent)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# One line of the registry's access log (Apache combined format), for example:
+# 127.0.0.1 - - [01/Dec/2026:01:01:34 +0000] "GET /v2/ns/x/blobs/sha256:... HTTP/1.1" 200 1764 ...
+_ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^\]]*\] "(\S+) (\S+) HTTP/[\d.]+" (\d{3}) ')
+_MANIFEST_PATH = re.compile(r"^/v2/(.+)/manifests/([^/]+)$")
+_BLOB_PATH = re.compile(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$")
+_UPLOAD_PATH = re.compile(r"^/v2/(.+)/blobs/uploads/")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request the registry served, as its access log shows it."""
+
+    method: str
+    path: str  # without the query string
+    query: str  # what follows `?`, or ""
+    status: int
+
+
+class LoggedRegistry:
+    """Debian's `docker-registry serve CONFIG` on a free 127.0.0.1 port, with its own
+    storage folder and log file, deletes enabled and, if `auth` is given, an htpasswd
+    login. Every request it serves is logged; `mark()` and `requests(since)` count them.
+
+        with LoggedRegistry(tmp_path) as registry:
+            mark = registry.mark()
+            ...  # push, pull
+            assert registry.manifest_puts(mark) == {"ns/x": ["v1"]}
+    """
+
+    def __init__(self, folder: Path, auth: tuple[str, str] | None = None) -> None:
+        self.folder = folder
+        self.address = f"127.0.0.1:{free_port()}"
+        self.api = RegistryAPI(self.address, auth)
+        self.log_path = folder / "registry.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("docker-registry") is not None
+
+    def start(self) -> None:
+        import bcrypt  # a test dependency, needed only with a login
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = [
+            "version: 0.1",
+            "log: {level: info}",
+            f"storage: {{filesystem: {{rootdirectory: '{self.folder / 'data'}'}}, "
+            "delete: {enabled: true}}",
+            f"http: {{addr: '{self.address}'}}",
+        ]
+        if self.api.auth:
+            username, password = self.api.auth
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+            (self.folder / "htpasswd").write_text(f"{username}:{hashed}\n")
+            htpasswd = self.folder / "htpasswd"
+            config.append(f"auth: {{htpasswd: {{realm: paitasks-test, path: '{htpasswd}'}}}}")
+        (self.folder / "config.yml").write_text("\n".join(config) + "\n")
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                ["docker-registry", "serve", str(self.folder / "config.yml")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 10
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"registry on {self.address} did not start:\n"
+                                     + self.log_path.read_text(errors="replace"))
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        """GET /v2/ gets an HTTP answer (200, or 401 when a login is required)."""
+        try:
+            with _opener.open(f"http://{self.address}/v2/", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            os.kill(self._process.pid, signal.SIGTERM)
+            self._process.wait(timeout=10)
+        self._process = None
+
+    def __enter__(self) -> LoggedRegistry:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- counting requests ---------------------------------------------------------
+
+    def _settled_size(self) -> int:
+        """The log's size once it has stopped growing for 0.1 s (at most 2 s): the
+        registry writes a request's line right after serving it, so a request whose
+        response the client has already received may still be a moment from the log."""
+        size = self.log_path.stat().st_size
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.log_path.stat().st_size
+            if now == size:
+                break
+            size = now
+        return size
+
+    def mark(self) -> int:
+        """A position in the log: `requests(mark)` are those served after this call."""
+        return self._settled_size()
+
+    def requests(self, since: int = 0) -> list[Request]:
+        """Every request served after `since` (a `mark()`), in the order served.
+        Requests that completed before this call are all included."""
+        end = self._settled_size()
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            text = log.read(end - since).decode(errors="replace")
+        found = []
+        for line in text.splitlines():
+            match = _ACCESS_LINE.match(line)
+            if match:
+                method, target, status = match.groups()
+                path, _, query = target.partition("?")
+                found.append(Request(method, path, query, int(status)))
+        return found
+
+    def manifest_puts(self, since: int = 0) -> dict[str, list[str]]:
+        """Repository -> the references (tags or digests) of its manifests pushed
+        (successful PUTs) since `since`, in order. One `docker push` of a tag is one PUT."""
+        puts: dict[str, list[str]] = {}
+        for request in self.requests(since):
+            match = _MANIFEST_PATH.match(request.path)
+            if match and request.method == "PUT" and request.status == 201:
+                puts.setdefault(match.group(1), []).append(match.group(2))
+        return puts
+
+    def blob_gets(self, since: int = 0, digests: Iterable[str] | None = None) -> list[str]:
+        """Digests of the blobs downloaded (successful GETs) since `since`, in order, one
+        per GET; only those in `digests` if given (`api.layers(...)` are an image's
+        layers, so these GETs are its pulls: an engine fetches a layer it lacks once)."""
+        wanted = None if digests is None else set(digests)
+        found = []
+        for request in self.requests(since):
+            match = _BLOB_PATH.match(request.path)
+            if not match or request.method != "GET" or request.status != 200:
+                continue
+            if wanted is None or match.group(2) in wanted:
+                found.append(match.group(2))
+        return found
+
+    def blob_uploads(self, since: int = 0) -> list[Request]:
+        """The upload requests (POST, PATCH, PUT under /blobs/uploads/) since `since`.
+        A cross-repository mount is a single POST with `mount=` in its query."""
+        return [
+            request
+            for request in self.requests(since)
+            if _UPLOAD_PATH.match(request.path) and request.method in ("POST", "PATCH", "PUT")
+        ]
+
+    def uploaded_blobs(self, since: int = 0) -> list[str]:
+        """Digests of the blobs whose upload completed (PUT ...?digest=, 201) since `since`."""
+        found = []
+        for request in self.blob_uploads(since):
+            if request.method == "PUT" and request.status == 201:
+                for item in request.query.split("&"):
+                    key, _, value = item.partition("=")
+                    if key == "digest":
+                        found.append(urllib.parse.unquote(value))
+        return found
+
+
+# -- engine 2, the "other machine" of scripts/dev-engine ---------------------------
+
+CONTEXT = "paitasks-engine2"
+ENGINE2_SOCKET = os.environ.get("PAITASKS_ENGINE2_SOCKET", "/var/run/paitasks-engine2.sock")
+ENGINE2_HOST = f"unix://{ENGINE2_SOCKET}"
+# Run paitasks (or docker, docker-buildx, the docker SDK) against engine 2 as a fresh
+# runner would: `run_doit(..., env=ENGINE2_ENV)`.
+ENGINE2_ENV = {"DOCKER_HOST": ENGINE2_HOST}
+
+
+def engine2(*arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`docker --context paitasks-engine2 ARGUMENTS`, as a user types it."""
+    command = ["docker", "--context", CONTEXT, *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stderr.strip()}"
+        )
+    return result
+
+
+def on_engine2(reference: str) -> bool:
+    return engine2("image", "inspect", reference, check=False).returncode == 0
+
+
+def engine2_images(prefix: str) -> dict[str, str]:
+    """Engine 2's images whose name carries `prefix`: reference -> image ID, for every
+    `repo:tag` and every `repo@sha256:...` (an image pulled by digest has no tag)."""
+    listing = engine2("image", "ls", "--digests", "--no-trunc", "--format", "{{json .}}")
+    images = {}
+    for line in listing.stdout.splitlines():
+        entry = json.loads(line)
+        if prefix not in entry["Repository"]:
+            continue
+        if entry["Tag"] != "<none>":
+            images[f"{entry['Repository']}:{entry['Tag']}"] = entry["ID"]
+        if entry["Digest"] != "<none>":
+            images[f"{entry['Repository']}@{entry['Digest']}"] = entry["ID"]
+    return images
+
+
+def engine_events(host: str | None, since: float, until: float) -> list[dict[str, Any]]:
+    """The events one engine reported between two `time.time()` values: `host` is a
+    DOCKER_HOST such as ENGINE2_HOST, None for engine 1. Call it once `until` has passed
+    (otherwise `docker events` waits for it). Each event is docker's JSON: `Type`
+    ("image", "container", ...), `Action` ("pull", "push", "tag", "untag", "delete", ...),
+    `id`, `Actor.Attributes`, `timeNano`."""
+    command = ["docker", *(["--host", host] if host else []), "events"]
+    command += ["--since", f"{since:.9f}", "--until", f"{until:.9f}", "--format", "{{json .}}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def image_actions(events: Iterable[dict[str, Any]], contains: str = "") -> list[tuple[str, str]]:
+    """(action, name) of each image event whose name holds `contains`, in order. The name
+    is the reference for `pull` and `push` (as typed), the new name for `tag`, but only the
+    image ID for `untag` and `delete`: dockerd 20.10 names nothing else there. Engines are
+    shared with other tests: filter on the test's prefix."""
+    found = []
+    for event in events:
+        name = event.get("id", "")
+        if event["Action"] == "tag":  # its id is the image ID; the new name is an attribute
+            name = event["Actor"]["Attributes"].get("name", name)
+        if event["Type"] == "image" and contains in name:
+            found.append((event["Action"], name))
+    return found
+
+
+# -- a host name for 127.0.0.1 -----------------------------------------------------
+
+# `scripts/dev-engine up` keeps it in /etc/hosts and in the engines' NO_PROXY.
+REGISTRY_HOST_NAME = "paitasks-registry.test"

@@ -7,9 +7,7 @@ shared registry. Engine 1 is the one the docker CLI and SDK reach by default.
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -17,26 +15,9 @@ import docker.errors
 import pytest
 
 from paitasks.engine import Engine
-from tests.support import RegistryAPI, busybox_context
+from tests.support import RegistryAPI, busybox_context, engine2, on_engine2
 
 pytestmark = pytest.mark.engine
-
-CONTEXT = "paitasks-engine2"
-
-
-def engine2(*arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`docker --context paitasks-engine2 ARGUMENTS`, as a user types it."""
-    command = ["docker", "--context", CONTEXT, *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"`{' '.join(command)}` failed ({result.returncode}):\n{result.stderr.strip()}"
-        )
-    return result
-
-
-def on_engine2(reference: str) -> bool:
-    return engine2("image", "inspect", reference, check=False).returncode == 0
 
 
 def hello_context(folder: Path, text: str) -> Path:
@@ -44,42 +25,6 @@ def hello_context(folder: Path, text: str) -> Path:
     dockerfile = busybox_context(folder)
     dockerfile.write_text(dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8")
     return dockerfile
-
-
-@pytest.fixture(scope="session")
-def engine2_up(docker_client: docker.DockerClient) -> None:
-    """Engine 2 answers through its context: skip locally, fail in CI, otherwise.
-
-    Shared by nothing else yet: it belongs in tests/conftest.py once other tests need
-    engine 2 (conftest's _unavailable does the same skip-or-fail).
-    """
-    result = engine2("info", "--format", "{{.ID}}", check=False)
-    if result.returncode != 0:
-        reason = f"docker context {CONTEXT} does not answer ({result.stderr.strip()[:200]})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: engine tests must run)", pytrace=False)
-        pytest.skip(f"{reason}: run `scripts/dev-engine up` first")
-
-
-@pytest.fixture
-def engine2_cleanup(prefix: str, engine2_up: None) -> Iterator[None]:
-    """Remove engine 2's images whose repository carries this test's prefix, by
-    reference (tag or digest), so an identical image of another test stays."""
-    yield
-    listing = engine2(
-        "images", "--digests", "--format", "{{.Repository}}\t{{.Tag}}\t{{.Digest}}"
-    ).stdout
-    references = []
-    for line in listing.splitlines():
-        repository, tag, digest = line.split("\t")
-        if prefix not in repository:
-            continue
-        if tag != "<none>":
-            references.append(f"{repository}:{tag}")
-        if digest != "<none>":
-            references.append(f"{repository}@{digest}")
-    if references:
-        engine2("rmi", "--force", *references, check=False)
 
 
 def test_engine2_answers_through_its_context_and_is_another_engine(
