@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -33,7 +33,14 @@ import dockerfile
 from paitasks import reference
 from paitasks.errors import DockerfileError
 
-__all__ = ["DockerfileInfo", "ImageRef", "RefKind", "parse_dockerfile", "parse_dockerfile_text"]
+__all__ = [
+    "DockerfileInfo",
+    "ImageRef",
+    "RefKind",
+    "parse_dockerfile",
+    "parse_dockerfile_text",
+    "rewrite_images",
+]
 
 RefKind = Literal["FROM", "COPY --from", "RUN --mount"]
 
@@ -463,3 +470,117 @@ def parse_dockerfile(path: Path, build_args: dict[str, str] | None = None) -> Do
         line = data.count(b"\n", 0, exc.start) + 1
         raise DockerfileError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from exc
     return parse_dockerfile_text(text, path, build_args)
+
+
+# -- rewriting image references ----------------------------------------------------------
+
+_WORD_RE = re.compile(r"[^\t\v\f\r ]+")
+_Word = tuple[int, int, str]  # (line index, column, word)
+_Span = tuple[int, int, int]  # (line index, start column, end column)
+
+
+def _words(lines: Sequence[str], command: dockerfile.Command, escape: str) -> list[_Word]:
+    """The words of `command` where they stand in `lines`: continuation lines followed
+    (comment and blank lines between them skipped), heredoc bodies left out."""
+    continuation = re.compile(re.escape(escape) + r"[ \t]*\r?$")
+    words: list[_Word] = []
+    for index in range(command.start_line - 1, command.end_line):
+        line = lines[index]
+        if index >= command.start_line and line.strip(_GO_SPACE)[:1] in ("", "#"):
+            continue
+        match = continuation.search(line)
+        body = line if match is None else line[: match.start()]
+        words += [(index, word.start(), word.group()) for word in _WORD_RE.finditer(body)]
+        if match is None:
+            break
+    return words
+
+
+def _spans(ref: ImageRef, command: dockerfile.Command, words: list[_Word]) -> list[_Span]:
+    """Where `ref` is written among its instruction's words, as (line index, start, end)."""
+    flags: list[_Word] = []
+    for word in words[1:]:
+        if not word[2].startswith("--") or word[2] == "--":
+            break
+        flags.append(word)
+    if ref.kind == "FROM":
+        rest = words[1 + len(flags) :]
+        if rest and command.value and rest[0][2] == command.value[0]:
+            return [(rest[0][0], rest[0][1], rest[0][1] + len(rest[0][2]))]
+        return []
+    if ref.kind == "COPY --from":
+        flag = "--from=" + ref.reference
+        skip = len("--from=")
+        return [(line, at + skip, at + len(flag)) for line, at, text in flags if text == flag]
+    spans: list[_Span] = []
+    for line, column, text in flags:
+        if not text.startswith("--mount="):
+            continue
+        start = column + len("--mount=")
+        for field in text[len("--mount=") :].split(","):
+            key, _, value = field.partition("=")
+            if key.lower() == "from" and value == ref.reference:
+                spans.append((line, start + len(key) + 1, start + len(field)))
+            start += len(field) + 1
+    return spans
+
+
+def rewrite_images(
+    text: str,
+    path: Path,
+    replace: Callable[[str], str | None],
+    build_args: Mapping[str, str] | None = None,
+) -> str:
+    """`text` (the dockerfile at `path`) with image references replaced, for a build that
+    must use, say, a base pinned by digest instead of its local name.
+
+    Each ref parse_dockerfile_text reports (FROM after ARG substitution, COPY --from,
+    RUN --mount from=) is passed to `replace`; where it returns a reference, that is
+    written in place of the word (`FROM ${BASE}` becomes `FROM <literal>`; flags and
+    `AS name` stay). Stages and `scratch` are never refs. Only those words change: the
+    result has the same lines, the others byte-identical, so BuildKit's line numbers
+    still match the user's file. ONBUILD triggers are left as they are and not passed
+    to `replace` (nor is a base image's ONBUILD that names a tree image rewritten).
+
+    A replacement that is not a valid reference (a bug in the caller), or a ref written
+    in a form this cannot locate exactly (quotes, escapes, a word split by a
+    continuation), is a DockerfileError naming file and line; so is a result that would
+    not parse to the intended refs.
+    """
+    args = dict(build_args or {})
+    refs = parse_dockerfile_text(text, path, args).refs
+    commands = {command.start_line: command for command in dockerfile.parse_string(text)}
+    escape = _escape_token(text)
+    lines = text.split("\n")
+    edits: dict[_Span, str] = {}
+    expected: list[ImageRef] = []
+    for ref in refs:
+        command = commands[ref.line]
+        new = None if _instruction(command) == "ONBUILD" else replace(ref.reference)
+        expected.append(ref if new is None else ImageRef(new, ref.line, ref.kind))
+        if new is None:
+            continue
+        try:
+            reference.parse(new)
+        except reference.ReferenceError as exc:
+            raise DockerfileError(
+                f"{path}:{ref.line}: cannot rewrite {ref.kind} {ref.reference!r} to {new!r}:"
+                f" not a valid image reference ({exc}); this is a bug in the caller"
+            ) from exc
+        spans = _spans(ref, command, _words(lines, command, escape))
+        if not spans:
+            raise DockerfileError(
+                f"{path}:{ref.line}: cannot rewrite {ref.kind} {ref.reference!r}: it is not"
+                " written as one plain word (quotes, escapes or a word split over lines)"
+            )
+        edits |= dict.fromkeys(spans, new)
+    for (index, start, end), new in sorted(edits.items(), reverse=True):
+        lines[index] = lines[index][:start] + new + lines[index][end:]
+    result = "\n".join(lines)
+    got = parse_dockerfile_text(result, path, args).refs
+    if got != tuple(sorted(dict.fromkeys(expected), key=lambda ref: ref.line)):
+        raise DockerfileError(
+            f"{path}: cannot rewrite its image references: the result would refer to"
+            f" {[ref.reference for ref in got]} (a replacement names a stage, or a bug)"
+        )
+    return result

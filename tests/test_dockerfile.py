@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from paitasks.dockerfile import (
     ImageRef,
     parse_dockerfile,
     parse_dockerfile_text,
+    rewrite_images,
 )
 from paitasks.errors import DockerfileError
 
@@ -854,3 +856,201 @@ def test_declared_args_are_collected_from_every_stage() -> None:
     assert parse(text).args == ("A", "B", "BASE", "VERSION")
     assert parse("FROM scratch\n").args == ()
 
+
+# --------------------------------------------------------------------------------------
+# rewrite_images
+# --------------------------------------------------------------------------------------
+
+
+def pinned(ref: str) -> str:
+    """The pinned reference the tests rewrite `ref` to: a registry name and a digest."""
+    name = ref.split("@")[0].split("/")[-1].split(":")[0]
+    return f"127.0.0.1:5000/ns/{name}@sha256:{hashlib.sha256(ref.encode()).hexdigest()}"
+
+
+def rewrite(text: str, only: set[str] | None = None, **build_args: str) -> str:
+    """`text` with every ref (or those in `only`) pinned; checks the line count."""
+    seen: list[str] = []
+
+    def replace(ref: str) -> str | None:
+        seen.append(ref)
+        return pinned(ref) if only is None or ref in only else None
+
+    result = rewrite_images(text, PATH, replace, build_args or None)
+    assert seen == [ref.reference for ref in parse(text, **build_args).refs]
+    assert result.count("\n") == text.count("\n")
+    return result
+
+
+def test_rewrite_plain_from_and_platform_flag_and_stage_name() -> None:
+    assert rewrite("FROM base-image\n") == f"FROM {pinned('base-image')}\n"
+    text = "FROM  --platform=$BUILDPLATFORM\tgolang:1.20   AS Build # no comment\nRUN x\n"
+    first = f"FROM  --platform=$BUILDPLATFORM\t{pinned('golang:1.20')}   AS Build # no comment"
+    assert rewrite(text) == f"{first}\nRUN x\n"
+
+
+def test_rewrite_from_an_arg_writes_the_literal() -> None:
+    text = "ARG BASE=base-image\nARG TAG\nFROM ${BASE}:${TAG:-1.0} AS b\n"
+    expected = "ARG BASE=base-image\nARG TAG\nFROM {} AS b\n"
+    assert rewrite(text) == expected.format(pinned("base-image:1.0"))
+    assert rewrite(text, BASE="other", TAG="2") == expected.format(pinned("other:2"))
+    assert rewrite('ARG B=x\nFROM "$B"\n') == f"ARG B=x\nFROM {pinned('x')}\n"
+
+
+def test_rewrite_leaves_stages_scratch_and_other_images_alone() -> None:
+    text = (
+        "FROM golang:1.20 AS builder\n"
+        "FROM scratch AS empty\n"
+        "FROM base-image\n"
+        "COPY --from=builder /a /a\n"
+        "COPY --from=0 /b /b\n"
+        "COPY --chown=0:0 --from=drivers:418 /d /d\n"
+        "COPY --from=base-image /base-image /base-image\n"
+        "FROM builder\n"
+    )
+    result = rewrite(text, only={"base-image", "drivers:418"})
+    lines = text.split("\n")
+    lines[2] = f"FROM {pinned('base-image')}"
+    lines[5] = f"COPY --chown=0:0 --from={pinned('drivers:418')} /d /d"
+    lines[6] = f"COPY --from={pinned('base-image')} /base-image /base-image"
+    assert result == "\n".join(lines)
+
+
+def test_rewrite_run_mounts_in_any_key_order_with_a_heredoc() -> None:
+    text = (
+        "FROM alpine AS build\n"
+        "RUN --mount=type=bind,from=tools:1,target=/t \\\n"
+        "    --mount=target=/c,type=cache,From=cache-seed \\\n"
+        "    --mount=from=build,target=/b --mount=from=tools:1 <<EOF\n"
+        "FROM tools:1\n"
+        "--mount=from=tools:1\n"
+        "EOF\n"
+    )
+    assert rewrite(text, only={"tools:1", "cache-seed"}) == (
+        "FROM alpine AS build\n"
+        f"RUN --mount=type=bind,from={pinned('tools:1')},target=/t \\\n"
+        f"    --mount=target=/c,type=cache,From={pinned('cache-seed')} \\\n"
+        f"    --mount=from=build,target=/b --mount=from={pinned('tools:1')} <<EOF\n"
+        "FROM tools:1\n"
+        "--mount=from=tools:1\n"
+        "EOF\n"
+    )
+
+
+def test_rewrite_on_continuation_lines_keeps_every_other_byte() -> None:
+    text = (
+        "# escape=`\r\n"
+        "from `\r\n"
+        "  # base-image in a comment`\r\n"
+        "\r\n"
+        "  --platform=linux/amd64 `\r\n"
+        "  base-image `\r\n"
+        "  AS base\r\n"
+        "COPY `\r\n"
+        "  --from=base-image base-image /x\r\n"
+    )
+    lines = text.split("\n")
+    lines[5] = f"  {pinned('base-image')} `\r"
+    lines[8] = f"  --from={pinned('base-image')} base-image /x\r"
+    assert rewrite(text) == "\n".join(lines)
+
+
+def test_rewrite_to_none_keeps_the_text_byte_identical() -> None:
+    text = "\ufeff# syntax=docker/dockerfile:1\nARG B=a\nFROM $B\r\nCOPY --from=c / /\n\n"
+    assert rewrite(text, only=set()) == text
+    # Returning the reference itself still writes the literal in place of the ARGs.
+    assert rewrite_images(text, PATH, lambda ref: ref) == text.replace("$B", "a")
+
+
+def test_rewrite_leaves_onbuild_triggers_alone() -> None:
+    text = "FROM a AS p\nONBUILD COPY --from=seed:1 / /\nFROM p\n"
+    seen: list[str] = []
+
+    def replace(ref: str) -> str:
+        seen.append(ref)
+        return pinned(ref)
+
+    result = rewrite_images(text, PATH, replace)
+    assert result == f"FROM {pinned('a')} AS p\nONBUILD COPY --from=seed:1 / /\nFROM p\n"
+    assert seen == ["a"]
+
+
+def test_rewrite_to_an_invalid_reference_names_file_and_line() -> None:
+    with pytest.raises(DockerfileError) as caught:
+        rewrite_images("FROM a\nCOPY --from=b / /\n", PATH, lambda ref: "Bad:Ref:x")
+    assert str(caught.value).startswith(f"{PATH}:1: cannot rewrite FROM 'a' to 'Bad:Ref:x'")
+    assert "bug in the caller" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('FROM a\nCOPY --from="b" / /\n', 2),
+        ("FROM a\nCOPY --from=b\\\nc / /\n", 2),
+        ('FROM a\nRUN --mount="from=b,target=/b" true\n', 2),
+        ("FROM a\nRUN --mount=type=bind,\\\nfrom=b true\n", 2),
+        ("FROM a\nRUN --mount=from=b\\c true\n", 2),
+        ("FROM al\\\npine\n", 1),
+    ],
+)
+def test_rewrite_refuses_what_it_cannot_locate(text: str, line: int) -> None:
+    with pytest.raises(DockerfileError, match=rf"^{PATH}:{line}: cannot rewrite "):
+        rewrite_images(text, PATH, pinned)
+
+
+def test_rewrite_checks_the_result() -> None:
+    text = "FROM a AS b\nFROM c\n"
+    with pytest.raises(DockerfileError, match=rf"^{PATH}: .* refer to \['a'\] \(a replacement"):
+        rewrite_images(text, PATH, lambda ref: "b" if ref == "c" else None)
+
+
+def test_rewrite_reports_parse_errors() -> None:
+    with pytest.raises(DockerfileError, match=rf"^{PATH}:1: "):
+        rewrite_images("FROM Alpine\n", PATH, pinned)
+
+
+# Image names the generators below draw at random, besides the sample ones.
+random_images = st.from_regex(
+    r"(?:[a-z0-9]{1,6}\.[a-z]{2,3}(?::[0-9]{2,5})?/)?[a-z][a-z0-9]{0,6}(?:[._-][a-z0-9]{1,3})?"
+    r"(?:/[a-z0-9]{1,5}){0,2}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,6})?",
+    fullmatch=True,
+).filter(lambda name: name != "scratch" and not name.startswith("stage"))
+
+
+@st.composite
+def rewritable(draw: st.DrawFn) -> Generated:
+    """A few FROM, COPY --from and RUN --mount lines naming random images."""
+    images = st.sampled_from(IMAGES) | random_images
+    lines: list[str] = []
+    for index in range(draw(st.integers(1, 3))):
+        gaps = st.sampled_from([" ", "\t", " \\\n  ", " \\\n# c\n\n "])
+        lines += f"FROM{draw(gaps)}{draw(images)}{draw(gaps)}AS stage{index}".split("\n")
+        for _ in range(draw(st.integers(0, 3))):
+            image, gap = draw(images), draw(gaps)
+            line = draw(
+                st.sampled_from(
+                    [
+                        f"COPY --from={image}{gap}/a /b",
+                        f"RUN --mount=type=bind,from={image},target=/m{gap}true",
+                        f"RUN --mount=target=/m,from={image}{gap}--mount=from=stage{index} <<EOF",
+                        f"COPY{gap}--from=stage{index} /a /b",
+                    ]
+                )
+            )
+            lines += line.split("\n") + (["FROM x", "EOF"] if "EOF" in line else [])
+    return Generated("\n".join(lines) + "\n", {}, [], [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(dockerfiles() | rewritable())
+def test_rewriting_every_ref_gives_the_pinned_refs(case: Generated) -> None:
+    before = parse_dockerfile_text(case.text, PATH, case.build_args).refs
+    result = rewrite_images(case.text, PATH, pinned, case.build_args)
+    after = parse_dockerfile_text(result, PATH, case.build_args)
+    assert [(ref.reference, ref.line, ref.kind) for ref in after.refs] == [
+        (pinned(ref.reference), ref.line, ref.kind) for ref in before
+    ]
+    old_lines, new_lines = case.text.split("\n"), result.split("\n")
+    assert len(new_lines) == len(old_lines)
+    for old, new in zip(old_lines, new_lines, strict=True):
+        assert old == new or "127.0.0.1:5000/ns/" in new
