@@ -8,15 +8,19 @@ reads as one clear paragraph instead of a traceback.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
 
 from paitasks import freshness
+from paitasks.dockerfile import rewrite_images
 from paitasks.errors import PaiTasksError
 from paitasks.hooks import run_hook
 from paitasks.inputs import LABEL, ImageSpec, save_record
+from paitasks.reference import local_image_name
+from paitasks.registry import fingerprint_tag
 from paitasks.run import Run
 from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
 
@@ -71,11 +75,16 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
 
     The image carries the fingerprint of its inputs as a label: the next run compares
     it with what it would build, also on a machine without this tree's `.paitasks/`.
+    With a registry, the tree bases it uses come from the registry by digest wherever
+    the registry holds them, and its layers may come from the registry's cache. An
+    image the registry holds already is pulled instead (pull=1).
     """
     verbose = run.settings.verbose
     try:
         run.check_same_process()
         assessment = run.take_assessment(spec.name) or freshness.assess(run, spec)
+        if assessment.fresh and assessment.where == "registry":
+            return _pull(run, spec, assessment)
         # The temp folders are made only when the build reads something in them: what
         # it does not read cannot change the image (and the fingerprint leaves it out).
         if (
@@ -88,45 +97,141 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
             run.printer(spec.name)(f"building: {'; '.join(assessment.reasons)}")
         from paitasks.engine import LocalImage
 
-        image_id = run.engine(spec.builder, spec.network).build(
+        engine = run.engine(spec.builder, spec.network)
+        remote = run.remote
+        image_id = engine.build(
             tag=spec.name,
-            dockerfile=Path(spec.dockerfile),
+            dockerfile=_dockerfile_for(run, spec),
             context=Path(spec.context),
             labels={LABEL: assessment.fingerprint},
             build_args=dict(spec.build_args),
             platform=spec.platform,
+            cache_from=(remote.by_tag(spec.name),) if remote is not None else (),
             on_line=run.printer(spec.name) if verbose else None,
         )
         run.images.update(spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint}))
+        run.record(spec.name, dataclasses.replace(assessment, fresh=True, where="engine"))
         save_record(run.state, spec.name, assessment.inputs, image_id)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
     return {"image": spec.name, "id": image_id, "fingerprint": assessment.fingerprint}
 
 
+def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
+    """pull=1: bring the registry's image for these inputs in, under the image's name."""
+    remote = run.remote
+    assert remote is not None and assessment.digest is not None
+    source = remote.by_digest(spec.name, assessment.digest)
+    engine = run.engine()
+    on_line = run.printer(f"pull {spec.name}") if run.settings.verbose else None
+    pulled = engine.pull(source, remote.auth, on_line)
+    engine.tag(source, f"{spec.name}:latest")
+    run.images.update(spec.name, pulled)
+    run.record(spec.name, dataclasses.replace(assessment, where="engine"))
+    return {
+        "image": spec.name, "id": pulled.id, "fingerprint": assessment.fingerprint,
+        "pulled": source,
+    }
+
+
+def _dockerfile_for(run: Run, spec: ImageSpec) -> Path:
+    """The dockerfile to build `spec` from: its own, or, where a tree base must come
+    from the registry, a copy in `.paitasks/dockerfiles/` naming that base by digest."""
+    dockerfile = Path(spec.dockerfile)
+    bases = base_references(run, spec)
+    if not bases:
+        return dockerfile
+    text = dockerfile.read_text(encoding="utf-8-sig")
+    rewritten = rewrite_images(
+        text, dockerfile, lambda ref: bases.get(local_image_name(ref) or ""),
+        dict(spec.build_args),
+    )
+    folder = run.state / "dockerfiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{spec.name}.dockerfile"
+    target.write_text(rewritten, encoding="utf-8")
+    ignore = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    if ignore.is_file():  # BuildKit reads it next to the dockerfile it is given
+        shutil.copyfile(ignore, target.with_name(target.name + ".dockerignore"))
+    return target
+
+
+def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
+    """The tree bases of `spec` to take from the registry, each by digest: those the
+    registry holds for their fingerprint, unless the engine's image is that one."""
+    remote = run.remote
+    if remote is None:
+        return {}
+    taken: dict[str, str] = {}
+    for base in spec.uses:
+        found = run.result(base)
+        if found is None:
+            continue
+        digest = found.digest
+        if digest is None:
+            digest = remote.digest(remote.by_fingerprint(base, found.fingerprint))
+        if digest is None:
+            continue  # the registry has none: the engine's, built in this run or before
+        reference = remote.by_digest(base, digest)
+        local = run.images.get(base)
+        if local is not None and reference in local.repo_digests:
+            continue
+        taken[base] = reference
+    return taken
+
+
 def push_image(run: Run, image: str) -> Any:
-    """Tag an image with its registry name and push it; return the name and digest."""
+    """Publish an image under its fingerprint tag and its `:tag`; return name and digest.
+
+    The registry's image for the current inputs is the one published: this engine's
+    when the registry has none yet, else the registry's own (a runner that holds
+    another build of the same inputs moves `:tag` to the registry's, pulling it).
+    """
     try:
         run.check_same_process()
         settings = run.registry()
-        auth = None
-        if settings.username and settings.password:
-            auth = {"username": settings.username, "password": settings.password}
+        remote = run.remote
+        assert remote is not None
+        auth = remote.auth
+        if auth is not None:
             run.check_login_once(settings.registry, **auth)
-        digest = run.engine().push(
-            image,
-            settings.repository(image),
-            settings.tag,
-            auth=auth,
-            on_line=run.printer(f"push {image}") if run.settings.verbose else None,
-        )
+        wanted = run.fingerprint(image)
+        if wanted is None:
+            raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
+        engine = run.engine()
+        on_line = run.printer(f"push {image}") if run.settings.verbose else None
+        repository = settings.repository(image)
+        by_fingerprint = remote.by_fingerprint(image, wanted)
+        canonical = remote.digest(by_fingerprint)
+        local = run.images.get(image)
+        built_here = local is not None and local.labels.get(LABEL) == wanted
+        if canonical is None:
+            if not built_here:
+                raise PaiTasksError(f"image {image}: not in the engine, build it first")
+            canonical = engine.push(
+                image, repository, fingerprint_tag(wanted), auth, on_line=on_line
+            )
+            remote.learn(by_fingerprint, canonical)
+            engine.remove_images([by_fingerprint])  # the local tag only; the image stays
+            source = image
+        elif local is not None and built_here and f"{repository}@{canonical}" in local.repo_digests:
+            source = image
+        else:
+            source = remote.by_digest(image, canonical)
+            engine.pull(source, auth, on_line)
+        digest = engine.push(source, repository, settings.tag, auth, on_line=on_line)
+        remote.learn(remote.by_tag(image), digest)
+        if digest != canonical:
+            raise PaiTasksError(
+                f"image {image}: pushed {settings.image_name(image)} as {digest}, but the "
+                f"registry serves {canonical} for its fingerprint"
+            )
         # The engine now records repository@digest on the image: keep the view in step
         # rather than listing every image again after each push.
-        pushed = run.images.get(image)
-        if pushed is not None:
-            entry = f"{settings.repository(image)}@{digest}"
+        if source == image and local is not None:
+            entry = f"{repository}@{digest}"
             run.images.update(
-                image, dataclasses.replace(pushed, repo_digests=(*pushed.repo_digests, entry))
+                image, dataclasses.replace(local, repo_digests=(*local.repo_digests, entry))
             )
     except PaiTasksError as exc:
         return TaskFailed(str(exc))

@@ -1,8 +1,8 @@
 """`pai-build`: OpenPAI's `pai_build.py` command line, running paitasks' doit tasks.
 
-    pai-build build [-c CONFIG_DIR] [-s COMPONENT ...] [--src DIR] [-j N]
-    pai-build push -c CONFIG_DIR [-i IMAGE ...] [--src DIR] [-j N]
-    pai-build plan [--src DIR]
+    pai-build build [-c CONFIG_DIR] [-s COMPONENT ...] [--src DIR] [-j N] [--pull]
+    pai-build push -c CONFIG_DIR [-i IMAGE ...] [--src DIR] [-j N] [--pull]
+    pai-build plan [-c CONFIG_DIR] [--src DIR]
     pai-build graph [--src DIR] [--format json|dot|mermaid]
 
 Each command is a short list of steps: read settings, plan the tree (every input error
@@ -54,6 +54,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variables["builder"] = args.builder
     if getattr(args, "verbose", False):
         variables["verbose"] = "1"
+    if getattr(args, "pull", False):
+        variables["pull"] = "1"
     for name in ("build_args", "platform"):
         if getattr(args, name, None):
             variables[name] = getattr(args, name)
@@ -108,7 +110,7 @@ def push(args: argparse.Namespace) -> int:
     owners = dict.fromkeys(graph.tree.images[name].component for name in images)
     code = run_doit(settings, [f"build:{owner}" for owner in owners], args.jobs)
     if code != 0:
-        print("pai-build: a build failed: nothing was pushed", file=sys.stderr)
+        print("pai-build: the build step failed: nothing was pushed", file=sys.stderr)
         return code
     return run_doit(settings, [f"push:{name}" for name in images], args.jobs)
 
@@ -118,20 +120,26 @@ def plan_command(args: argparse.Namespace) -> int:
     """Say which images a build would rebuild, and why, without building anything."""
     settings = settings_from(args)
     plan = load(settings)
-    predictions = Predictions(Run(settings))
+    run = Run(settings)
+    predictions = Predictions(run)
     for image in plan.graph.tree.images:
         predictions.add(image_spec(plan, image, settings))
-    stale = 0
+    stale = remote = 0
     for image in image_order(plan.graph):
         fresh, reasons = predictions.predict(image)
+        found = run.result(image)
         if not fresh:
             stale += 1
             print(f"rebuild {image}: {'; '.join(reasons)}")
+        elif found is not None and found.where == "registry":
+            remote += 1
+            print(f"up to date in the registry: {image}")
     total = len(plan.graph.tree.images)
     kept = total - stale
+    where = f" ({remote} in the registry only)" if remote else ""
     print(
         f"{stale} of {total} image{'s' if total != 1 else ''} would be rebuilt; "
-        f"{kept} {'is' if kept == 1 else 'are'} up to date"
+        f"{kept} {'is' if kept == 1 else 'are'} up to date{where}"
     )
     return 0
 
@@ -160,6 +168,10 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--build-args", metavar="FILE", help="KEY=VALUE lines: build args")
     sub.add_argument("--platform", help="target platform, e.g. linux/amd64")
     sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")
+    sub.add_argument(
+        "--pull", action="store_true",
+        help="with a registry: bring images that are up to date there into the engine",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -182,6 +194,9 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(push_parser)
     plan_parser = sub.add_parser("plan", help="say what a build would rebuild, and why")
+    plan_parser.add_argument(
+        "-c", "--config", help="folder with services-configuration.yaml: look in its registry too"
+    )
     _common(plan_parser)
     graph_parser = sub.add_parser("graph", help="print the component and image graph")
     graph_parser.add_argument("--format", choices=sorted(FORMATS), default="mermaid")

@@ -90,6 +90,8 @@ class BuildRequest:
     labels: Mapping[str, str]
     build_args: Mapping[str, str]
     platform: str | None
+    cache_from: tuple[str, ...] = ()  # registry images whose inline cache to reuse
+    inline_cache: bool = False  # write the cache metadata into the image (BuildKit)
 
 
 class Engine:
@@ -281,6 +283,60 @@ class Engine:
             return None, "the engine reported no digest"
         return digest, ""
 
+    def registry_digest(self, reference: str, auth: Mapping[str, str] | None = None) -> str | None:
+        """The digest the registry serves for `reference`, or None when it serves none.
+
+        The engine asks the registry (`GET /distribution/<name>/json`), so the registry
+        is reached the way a pull reaches it: its `insecure-registries` (plain HTTP),
+        certificates and mirrors apply. Without `auth`, the docker SDK sends what the
+        docker CLI's config holds for that registry (`docker login`: auths, credsStore,
+        credHelpers).
+        """
+        import docker.errors
+
+        try:
+            answer = self.client.api.inspect_distribution(  # type: ignore[no-untyped-call]
+                reference, auth_config=dict(auth) if auth else None
+            )
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(registry_problem(reference, exc)) from None
+        digest = (answer.get("Descriptor") or {}).get("digest")
+        return str(digest) if digest else None
+
+    def pull(
+        self, reference: str, auth: Mapping[str, str] | None = None,
+        on_line: LineSink | None = None,
+    ) -> LocalImage:
+        """Pull `reference` (by digest) and return the image."""
+        import docker.errors
+
+        try:
+            for chunk in self.client.api.pull(
+                reference, stream=True, decode=True, auth_config=dict(auth) if auth else None
+            ):
+                if "error" in chunk:
+                    raise EngineError(f"pulling {reference} failed: {str(chunk['error']).strip()}")
+                if on_line is not None and chunk.get("status"):
+                    on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"pulling {reference} failed: {_short(exc)}") from None
+        pulled = self.image(reference)
+        if pulled is None:
+            raise EngineError(f"pulling {reference}: the engine reported success but has no image")
+        return pulled
+
+    def tag(self, image: str, name: str) -> None:
+        """Tag `image` (a name or a reference by digest) as `name` (`repository:tag`)."""
+        import docker.errors
+
+        repository, _, tag = name.rpartition(":")
+        try:
+            self.client.api.tag(image, repository, tag, force=True)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot tag {image} as {name}: {_short(exc)}") from None
+
     # -- builds -----------------------------------------------------------------------
 
     def build(
@@ -292,9 +348,15 @@ class Engine:
         labels: Mapping[str, str] | None = None,
         build_args: Mapping[str, str] | None = None,
         platform: str | None = None,
+        cache_from: tuple[str, ...] = (),
         on_line: LineSink | None = None,
     ) -> str:
-        """Build `dockerfile` in `context` as `tag` and return the new image id."""
+        """Build `dockerfile` in `context` as `tag` and return the new image id.
+
+        With `cache_from` (registry images), BuildKit reuses their layers where it can
+        and writes its own cache metadata into the new image (inline cache), so a build
+        on another machine can reuse its layers in turn. The classic builder ignores it.
+        """
         tail: deque[str] = deque(maxlen=TAIL_LINES)
 
         def sink(line: str) -> None:
@@ -303,7 +365,8 @@ class Engine:
                 on_line(line)
 
         request = BuildRequest(
-            tag, dockerfile, context, dict(labels or {}), dict(build_args or {}), platform
+            tag, dockerfile, context, dict(labels or {}), dict(build_args or {}), platform,
+            cache_from, bool(cache_from),
         )
         command: list[str] = []  # none for the classic builder: it is an API call
         if self.builder == "buildx":
@@ -376,6 +439,10 @@ def buildx_command(request: BuildRequest, network: str | None) -> tuple[list[str
         command += ["--platform", request.platform]
     for key, value in request.labels.items():
         command += ["--label", f"{key}={value}"]
+    for image in request.cache_from:
+        command += ["--cache-from", f"type=registry,ref={image}"]
+    if request.inline_cache:
+        command += ["--cache-to", "type=inline"]
     environment: dict[str, str] = {}
     if "BUILDX_GIT_INFO" not in os.environ:
         # Git details only go into provenance, which a loaded image does not carry; the
@@ -498,6 +565,22 @@ def _api_get(path: str, timeout: float = 60, missing_ok: bool = False) -> Any:
     if (response.getheader("Content-Type") or "").startswith("application/json"):
         return json.loads(body)
     return body.decode("utf-8", "replace")
+
+
+def registry_problem(reference: str, exc: BaseException) -> str:
+    """One line on why the engine could not read `reference` from its registry."""
+    text = _short(exc)
+    explanation = str(getattr(exc, "explanation", "") or text)
+    host = reference.split("/", 1)[0]
+    lowered = explanation.lower()
+    if "unauthorized" in lowered or "authentication required" in lowered or "denied" in lowered:
+        return (
+            f"registry {host}: access to {reference} refused ({explanation}); log in with "
+            "`docker login`, or set username and password in the registry settings"
+        )
+    if "dial tcp" in lowered or "connection refused" in lowered or "no such host" in lowered:
+        return f"registry {host} is unreachable: {explanation}"
+    return f"registry {host}: cannot read {reference}: {explanation}"
 
 
 def _short(exc: BaseException) -> str:

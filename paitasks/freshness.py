@@ -1,9 +1,10 @@
 """The one policy for "up to date": doit's uptodate checks for images and pushes.
 
 An image is up to date when the engine holds `<image>:latest` with a fingerprint label
-equal to the fingerprint of what a build would see now (inputs.py gathers it). A push is
-up to date when the registry serves, for name:tag, the digest this engine recorded when
-it last pushed the same image.
+equal to the fingerprint of what a build would see now (inputs.py gathers it), or, with a
+registry (`config=`), when the registry serves an image under that fingerprint's tag
+(registry.py): a fresh runner then builds nothing. A push is up to date when the
+registry's `<image>:<tag>` serves what the fingerprint tag serves.
 
 Each check keeps its reason in words, which `doit info` and `doit list --status` show and
 the build step prints.
@@ -27,6 +28,10 @@ class Assessment:
     fingerprint: str
     fresh: bool
     reasons: tuple[str, ...]
+    # Where an image built from these inputs is: "engine" (under its name here) or
+    # "registry" (under its fingerprint tag, at `digest`); "" when nowhere.
+    where: str = ""
+    digest: str | None = None
 
     @property
     def reads_temp_folders(self) -> bool:
@@ -35,29 +40,41 @@ class Assessment:
 
 
 def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Assessment:
-    """Gather the inputs now, fingerprint them, and compare with the engine's image.
-    `predict` (default: when the run is not executing tasks) predicts what hooks make."""
+    """Gather the inputs now, fingerprint them, and look for an image built from them:
+    in the engine under the image's name, else (with a registry) under its fingerprint
+    tag in the registry. `predict` (default: when the run is not executing tasks)
+    predicts what hooks make."""
     if predict is None:
         predict = not run.executing
     gathered = gather(run, spec, predict)
     inputs, previous = gathered.inputs, gathered.previous
     wanted = fingerprint(inputs)
     current = run.images.get(spec.name)
-    if current is None:
-        result = Assessment(inputs, wanted, False, ("not in the engine",))
-    elif current.labels.get(LABEL) == wanted:
-        result = Assessment(inputs, wanted, True, ())
-    elif LABEL not in current.labels:
-        reason = "the engine's image was not built by paitasks"
-        result = Assessment(inputs, wanted, False, (reason,))
+    remote = run.remote
+    if current is not None and current.labels.get(LABEL) == wanted:
+        result = Assessment(inputs, wanted, True, (), "engine")
     else:
-        previous = previous or load_record(run.state, spec.name)
-        if previous is not None and fingerprint(previous) != current.labels.get(LABEL):
-            previous = None  # the record is of another build than the engine's image
-        result = Assessment(inputs, wanted, False, tuple(explain(previous, inputs)))
+        if current is not None and remote is not None and not predict:
+            run.note_stale_name(spec.name)  # current after this run, or untagged
+        reference = remote.by_fingerprint(spec.name, wanted) if remote is not None else ""
+        served = remote.digest(reference) if remote is not None else None
+        if served is not None:
+            reason = f"up to date in the registry ({reference.rpartition(':')[0]}@{served})"
+            result = Assessment(inputs, wanted, True, (reason,), "registry", served)
+        elif current is None:
+            result = Assessment(inputs, wanted, False, ("not in the engine",))
+        elif LABEL not in current.labels:
+            reason = "the engine's image was not built by paitasks"
+            result = Assessment(inputs, wanted, False, (reason,))
+        else:
+            previous = previous or load_record(run.state, spec.name)
+            if previous is not None and fingerprint(previous) != current.labels.get(LABEL):
+                previous = None  # the record is of another build than the engine's image
+            result = Assessment(inputs, wanted, False, tuple(explain(previous, inputs)))
     if gathered.assumed and previous is not None:
         note = "assuming copy-deps and hooks make the same files as last time"
         result = dataclasses.replace(result, reasons=(*result.reasons, note))
+    run.record(spec.name, result)
     if not predict:
         run.keep_assessment(spec.name, result)
     return result
@@ -91,10 +108,16 @@ class ImageUpToDate:
         predictions.add(spec)
 
     def __call__(self, task: Any, values: Any) -> bool:
+        run = self.run
         try:
-            if self.run.executing:
-                result = assess(self.run, self.spec)
+            if run.executing:
+                for base in self.spec.uses:  # checked first, unless doit was told -s
+                    if run.fingerprint(base) is None:
+                        self.predictions.predict(base)
+                result = assess(run, self.spec)
                 fresh, reasons = result.fresh, result.reasons
+                if fresh and result.where == "registry" and run.settings.pull:
+                    fresh, reasons = False, (*reasons, "pull=1: bringing it into the engine")
             else:
                 fresh, reasons = self.predictions.predict(self.spec.name)
         except PaiTasksError as exc:
@@ -134,20 +157,19 @@ class Predictions:
                 stack.extend(pending)
                 continue
             result = assess(self.run, spec, predict=True)
-            stale = [
-                f"uses {used}, which rebuilds"
-                for used in spec.uses
-                if used in memo and not memo[used][0]
-            ]
-            if not result.fresh:
-                stale += result.reasons
-            memo[current] = (False, tuple(stale)) if stale else (True, result.reasons)
+            if result.fresh:
+                memo[current] = (True, result.reasons)
+            else:
+                rebuilt = [used for used in spec.uses if used in memo and not memo[used][0]]
+                reasons = [f"uses {used}, which rebuilds" for used in rebuilt]
+                memo[current] = (False, (*reasons, *result.reasons))
             stack.pop()
         return memo[name]
 
 
 class PushUpToDate:
-    """doit uptodate check for a push: the registry already serves this image."""
+    """doit uptodate check for a push: the registry's `:tag` already serves the image
+    built from the current inputs."""
 
     def __init__(self, run: Run, image: str) -> None:
         self.run = run
@@ -167,26 +189,24 @@ class PushUpToDate:
 
 
 def pushed_already(run: Run, image: str) -> tuple[bool, str]:
-    settings = run.registry()
-    local = run.images.get(image)
-    if local is None:
-        return False, "image not built yet"
-    repository = settings.repository(image)
-    known = {
-        entry.split("@", 1)[1]
-        for entry in local.repo_digests
-        if entry.split("@", 1)[0] == repository
-    }
-    if not known:
-        return False, f"this image was never pushed to {repository}"
-    path = repository.removeprefix(f"{settings.domain}/")
-    from paitasks.registry import Registry  # urllib: only when pushing
-
-    served = Registry(settings.registry, settings.username, settings.password).manifest_digest(
-        path, settings.tag
+    """Whether `<image>:<tag>` serves what the image's fingerprint tag serves."""
+    run.registry()  # a clear error without config=
+    remote = run.remote
+    assert remote is not None
+    wanted = run.fingerprint(image)
+    if wanted is None:
+        return False, f"image {image} was not checked in this run"
+    # Every push check of the run needs these: ask for them all at once.
+    remote.prefetch(
+        remote.by_fingerprint(name, found) for name, found in run.fingerprints().items()
     )
+    name = remote.by_tag(image)
+    served = remote.digest(name)
     if served is None:
-        return False, f"{settings.image_name(image)} is not in the registry"
-    if served not in known:
-        return False, f"{settings.image_name(image)} in the registry is another image"
-    return True, f"{settings.image_name(image)} already serves {served}"
+        return False, f"{name} is not in the registry"
+    canonical = remote.digest(remote.by_fingerprint(image, wanted))
+    if canonical is None:
+        return False, "the registry holds no image built from the current inputs"
+    if served != canonical:
+        return False, f"{name} serves another build ({served})"
+    return True, f"{name} already serves {served}"

@@ -2,10 +2,13 @@
 fingerprint, and the record of its last build.
 
 `gather` reads the inputs: the context files the engine would be sent (context.py), with
-the temp folders as they are or will be (tempfolders.py), the dockerfile, the ids of the
-images it uses and its build settings. `fingerprint` hashes them; the hash is stored on
-the image as a label, so whether an image is up to date is a question for the engine
-(freshness.py decides), not for a local database that can be lost. The last build's
+the temp folders as they are or will be (tempfolders.py), the dockerfile, the images it
+uses (a tree base by its fingerprint, another image by its digest) and its build
+settings. `fingerprint` hashes them, so the fingerprints of a whole tree are known
+before anything is built or pulled. The hash is stored on the image as a label and
+names a tag in the registry (registry.py), so whether an image is up to date is a
+question for the engine and the registry (freshness.py decides), not for a local
+database that can be lost. The last build's
 inputs are kept in `.paitasks/images/<image>.json` only to explain a rebuild in words.
 """
 
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paitasks.context import ignore_patterns, ignored, reads, reads_under, scan_context
+from paitasks.errors import PaiTasksError
 from paitasks.reference import engine_name
 from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, temporary
 
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from paitasks.run import Run
 
 LABEL = "org.paitasks.fingerprint"
-VERSION = "paitasks-fingerprint-1"
+VERSION = "paitasks-fingerprint-2"
 MAX_REASONS = 5
 RECORDS_DIR = "images"
 
@@ -39,7 +43,8 @@ class BuildInputs:
 
     dockerfile: str  # path of the dockerfile inside the context
     files: Mapping[str, str] = field(default_factory=dict)  # context path -> entry digest
-    images: Mapping[str, str] = field(default_factory=dict)  # used image -> its id ("" absent)
+    # used image -> tree base: "built from <its fingerprint>"; other: its digest or id
+    images: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)  # builder, variant, build args
 
     def to_json(self) -> dict[str, Any]:
@@ -100,10 +105,10 @@ def explain(old: BuildInputs | None, new: BuildInputs, limit: int = MAX_REASONS)
     return reasons
 
 
-def _short(image_id: str) -> str:
-    if not image_id:
+def _short(value: str) -> str:
+    if not value:
         return "absent"
-    return image_id.removeprefix("sha256:")[:12]
+    return value.removeprefix("built from ").removeprefix("sha256:")[:12]
 
 
 @dataclass(frozen=True)
@@ -154,16 +159,56 @@ def gather(run: Run, spec: ImageSpec, predict: bool) -> Gathered:
     except ValueError:  # a dockerfile outside the context is not in `files`
         dockerfile_name = str(dockerfile)
         files["<dockerfile>"] = run.hashes.digest(str(dockerfile), os.stat(dockerfile))
-    images = {}
-    for name in (*spec.uses, *spec.external):
-        found = run.images.get(name if name in spec.uses else engine_name(name))
-        images[name] = found.id if found else ""
+    images = {name: _base(run, spec.name, name) for name in spec.uses}
+    images.update((name, external_digest(run, name)) for name in spec.external)
     # The variant only chooses dockerfiles, and the dockerfile is an input already.
     settings = {"builder": builder}
     settings.update({f"build-arg {key}": value for key, value in spec.build_args})
     if spec.platform:
         settings["platform"] = spec.platform
     return Gathered(BuildInputs(dockerfile_name, files, images, settings), previous, assumed)
+
+
+def _base(run: Run, image: str, base: str) -> str:
+    """A tree base counts by its fingerprint: known before anything is built, the same
+    on every runner, and what the registry finds its image by."""
+    found = run.fingerprint(base)
+    if found is None:
+        raise PaiTasksError(
+            f"image {image}: the fingerprint of its base {base} is not known yet (check "
+            f"build-image:{base} first)"
+        )
+    return f"built from {found}"
+
+
+def external_digest(run: Run, name: str) -> str:
+    """An image from outside the tree counts by its registry digest: the one the local
+    image was pulled by, else the one its registry serves now (with a registry set up,
+    so a fresh runner decides without pulling), else the local image's id; "" when
+    none is known."""
+    local = run.images.get(engine_name(name))
+    repository = _repository(name)
+    if local is not None:
+        for entry in local.repo_digests:
+            named, _, digest = entry.partition("@")
+            if named == repository:
+                return digest
+        return local.id
+    remote = run.remote
+    if remote is None:
+        return ""
+    try:
+        return remote.digest(name) or ""
+    except PaiTasksError:
+        return ""  # the build will say why it cannot pull it
+
+
+def _repository(name: str) -> str:
+    """`name`'s repository as the engine lists it in RepoDigests (`ubuntu`, `acme/x`)."""
+    familiar = engine_name(name)
+    if "@" in familiar:
+        return familiar.partition("@")[0]
+    return familiar.rpartition(":")[0] if ":" in familiar.rsplit("/", 1)[-1] else familiar
 
 
 def _context_files(

@@ -1,118 +1,106 @@
-"""Ask a registry, over its HTTP API, which digest it serves for a name and tag.
+"""What the registry serves, asked through the engine, remembered for one run.
 
-This is how a push is skipped: when the registry already serves the digest the local
-image was last pushed with, there is nothing to publish. Basic auth and the bearer-token
-flow (Docker Hub and most hosted registries) are both handled; credentials go in
-headers only.
+The registry is where built images live and are found: an image is published under its
+`:tag` and under a fingerprint tag, `paitasks-<the 64 hex digits of its fingerprint>`,
+so any runner finds the image built from the same inputs by asking for that tag, even
+after `:tag` moved on to another build.
+
+Every question goes through the engine (`Engine.registry_digest`), which reaches the
+registry as a pull does (plain HTTP for its insecure registries, its certificates) with
+docker's own credentials unless the registry settings name a user. Answers are kept for
+the run; many can be asked at once in the background (`prefetch`).
 """
 
 from __future__ import annotations
 
-import base64
-import ipaddress
-import json
-import re
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass, field
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from paitasks.errors import EngineError
+from paitasks.errors import PaiTasksError
 
-TIMEOUT = 10.0
-MANIFEST_TYPES = ", ".join(
-    [
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-    ]
-)
-DOCKER_HUB_API = "registry-1.docker.io"
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+if TYPE_CHECKING:
+    from paitasks.config import RegistrySettings
+    from paitasks.engine import Engine
+
+FINGERPRINT_TAG = "paitasks-"  # + the fingerprint's hex digits
+PREFETCH_THREADS = 8
 
 
-@dataclass(frozen=True)
-class Registry:
-    """One registry host, with optional credentials (never printed)."""
+def fingerprint_tag(fingerprint: str) -> str:
+    """The tag an image built from inputs with this fingerprint is published under."""
+    return FINGERPRINT_TAG + fingerprint.removeprefix("sha256:")
 
-    host: str  # "127.0.0.1:5000", "docker.io", ...
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
+
+class RegistryView:
+    """The digests the registry serves, asked once per reference per run (thread-safe)."""
+
+    def __init__(self, settings: RegistrySettings, engine: Callable[[], Engine]) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._known: dict[str, str | None] = {}
+        self._pending: dict[str, Future[str | None]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
-    def base_url(self) -> str:
-        host = DOCKER_HUB_API if self.host in ("docker.io", "index.docker.io") else self.host
-        scheme = "http" if _is_loopback(host) else "https"
-        return f"{scheme}://{host}"
+    def auth(self) -> dict[str, str] | None:
+        """The settings' credentials, if they name a user; else docker's own are used."""
+        if self.settings.username and self.settings.password:
+            return {"username": self.settings.username, "password": self.settings.password}
+        return None
 
-    def manifest_digest(self, repository: str, tag: str) -> str | None:
-        """The digest served for repository:tag (repository without host), or None."""
-        url = f"{self.base_url}/v2/{repository}/manifests/{urllib.parse.quote(tag)}"
-        try:
-            response = self._request(url, repository)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise EngineError(
-                f"registry {self.host}: asking for {repository}:{tag} gave HTTP {exc.code}"
-            ) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise EngineError(f"registry {self.host} is unreachable: {reason}") from None
-        digest = response.headers.get("Docker-Content-Digest")
-        return str(digest) if digest else None
+    def by_fingerprint(self, image: str, fingerprint: str) -> str:
+        """`<registry>/<namespace>/<image>:paitasks-<hex>`."""
+        return f"{self.settings.repository(image)}:{fingerprint_tag(fingerprint)}"
 
-    def _request(self, url: str, repository: str) -> Any:
-        headers = {"Accept": MANIFEST_TYPES}
-        if self.username and self.password:
-            headers["Authorization"] = "Basic " + _basic(self.username, self.password)
-        try:
-            return _open(url, "HEAD", headers)
-        except urllib.error.HTTPError as exc:
-            challenge = exc.headers.get("WWW-Authenticate", "")
-            if exc.code != 401 or not challenge.lower().startswith("bearer"):
-                raise
-        token = self._token(challenge, repository)
-        headers["Authorization"] = f"Bearer {token}"
-        return _open(url, "HEAD", headers)
+    def by_tag(self, image: str) -> str:
+        return self.settings.image_name(image)
 
-    def _token(self, challenge: str, repository: str) -> str:
-        params = dict(_CHALLENGE.findall(challenge))
-        realm = params.pop("realm", "")
-        if not realm:
-            raise EngineError(f"registry {self.host}: unusable auth challenge")
-        params.setdefault("scope", f"repository:{repository}:pull")
-        headers = {}
-        if self.username and self.password:
-            headers["Authorization"] = "Basic " + _basic(self.username, self.password)
-        url = realm + "?" + urllib.parse.urlencode(params)
-        with _open(url, "GET", headers) as response:
-            body = json.load(response)
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            raise EngineError(f"registry {self.host}: no token in the auth answer")
-        return str(token)
+    def by_digest(self, image: str, digest: str) -> str:
+        return f"{self.settings.repository(image)}@{digest}"
 
+    def digest(self, reference: str) -> str | None:
+        """What the registry serves for `reference`, None for nothing; EngineError when
+        it cannot be asked (unreachable, refused)."""
+        with self._lock:
+            if reference in self._known:
+                return self._known[reference]
+            pending = self._pending.get(reference)
+        if pending is not None:
+            try:
+                return pending.result()
+            except PaiTasksError:
+                pass  # ask again below, so the error is this caller's
+        found = self._engine().registry_digest(reference, self.auth)
+        self.learn(reference, found)
+        return found
 
-def _open(url: str, method: str, headers: dict[str, str]) -> Any:
-    request = urllib.request.Request(url, method=method, headers=headers)
-    return urllib.request.urlopen(request, timeout=TIMEOUT)
+    def learn(self, reference: str, digest: str | None) -> None:
+        """Remember what the registry serves now (after a push, say)."""
+        with self._lock:
+            self._known[reference] = digest
+            self._pending.pop(reference, None)
 
+    def prefetch(self, references: Iterable[str]) -> None:
+        """Start asking for `references` in the background; `digest` waits for them."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PREFETCH_THREADS, "registry")
+            for reference in references:
+                if reference in self._known or reference in self._pending:
+                    continue
+                self._pending[reference] = self._pool.submit(self._ask, reference)
 
-def _basic(username: str, password: str) -> str:
-    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    def _ask(self, reference: str) -> str | None:
+        found = self._engine().registry_digest(reference, self.auth)
+        with self._lock:
+            self._known[reference] = found
+        return found
 
-
-def _is_loopback(host: str) -> bool:
-    if host.startswith("["):  # "[::1]:5000"
-        name = host[1 : host.find("]")]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -26,14 +26,20 @@ from paitasks.run import Run
 ENGINE_TASKS = ("build-image:", "push:", "_publish:")
 PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
 REPORT_FILE = "report.json"
-COLOURS = {"done": "32", "reused": "32", "failed": "31", "not built": "33", "interrupted": "33"}
+REGISTRY_UP_TO_DATE = "up to date in the registry"
+COLOURS = {
+    "done": "32", "reused": "32", "pulled": "32", "failed": "31", "not built": "33",
+    "interrupted": "33",
+}
 
 
 @dataclass
 class Outcome:
     """What happened to one task in this run."""
 
-    status: str = "pending"  # running, done, reused, up to date, failed, not built
+    # running, done, reused, pulled, up to date, up to date in the registry, failed,
+    # not built
+    status: str = "pending"
     started: float | None = None
     seconds: float | None = None
     values: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +75,10 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         try:
             # With engine tasks and no engine, say so before any hook runs (doit reports
             # InvalidTask and stops).
-            removed = self.run.begin(check_engine=any(n.startswith(ENGINE_TASKS) for n in planned))
+            images = sorted(n.split(":", 1)[1] for n in planned if n.startswith("build-image:"))
+            removed = self.run.begin(
+                check_engine=any(n.startswith(ENGINE_TASKS) for n in planned), images=images
+            )
         except PaiTasksError as exc:
             raise InvalidTask(str(exc)) from None
         for path in removed:
@@ -100,7 +109,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
 
     def skip_uptodate(self, task: Any) -> None:
         if task.actions:
-            self._outcomes[task.name] = Outcome(status="up to date")
+            self._outcomes[task.name] = Outcome(status=self._up_to_date(task.name))
             self._done += 1
         if task.name.startswith(PUBLISH):
             self.write(f"-- {display_name(task.name)}\n")
@@ -115,6 +124,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         outcome.values = dict(getattr(task, "values", None) or {})
         # A hook skipped on its declared inputs reused what it made last time.
         outcome.status = "reused" if outcome.values.get("skipped") else "done"
+        if outcome.values.get("pulled"):
+            outcome.status = "pulled"
         self._finished(task.name, outcome)
         super().add_success(task)
 
@@ -130,6 +141,14 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             outcome.status = "failed"
         self._finished(task.name, outcome)
         super().add_failure(task, fail)
+
+    def _up_to_date(self, name: str) -> str:
+        """"up to date", or "up to date in the registry" for an image found only there."""
+        if name.startswith("build-image:"):
+            found = self.run.result(name.split(":", 1)[1])
+            if found is not None and found.where == "registry":
+                return REGISTRY_UP_TO_DATE
+        return "up to date"
 
     def _finished(self, name: str, outcome: Outcome) -> None:
         if outcome.started is not None:
@@ -167,7 +186,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 continue
             if outcome.status == "done":
                 return f"pushed {outcome.values.get('name')}@{outcome.values.get('digest')}"
-            if outcome.status == "up to date":
+            if outcome.status.startswith("up to date"):
                 return "already in the registry"
             return "push " + _report_status(outcome.status)
         return ""
@@ -206,8 +225,10 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             if kind == "build-image":
                 local = _safe_get(self.run, subject)
                 entry["id"] = outcome.values.get("id") or (local.id if local else None)
-                entry["fingerprint"] = outcome.values.get("fingerprint") or (
-                    local.labels.get(LABEL) if local else None
+                entry["fingerprint"] = (
+                    outcome.values.get("fingerprint")
+                    or self.run.fingerprint(subject)
+                    or (local.labels.get(LABEL) if local else None)
                 )
                 images.setdefault(subject, {}).update(entry)
             elif kind == "push":

@@ -22,19 +22,21 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from paitasks import tempfolders
 from paitasks.context import HashCache
 from paitasks.errors import ConfigError, PaiTasksError
+from paitasks.inputs import LABEL
 from paitasks.settings import Settings
 
 if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
     from paitasks.freshness import Assessment
+    from paitasks.registry import RegistryView
 
 HASH_CACHE_FILE = "file-hashes.json"
 LOCK_FILE = "lock"
@@ -56,20 +58,29 @@ class Run:
         self._images: ImageView | None = None
         self._hashes: HashCache | None = None
         self._registry: RegistrySettings | None = None
+        self._remote: RegistryView | None = None
         self._logins: set[tuple[str, str]] = set()
         self._tree_lock = RunLock(self.state)
         self._locked = False
         # What an up-to-date check found, for the build that follows it.
         self._assessments: dict[str, Assessment] = {}
+        # The latest finding of each image checked in this run (its fingerprint, and
+        # where an image built from those inputs is), kept for the images built on it.
+        self._results: dict[str, Assessment] = {}
+        # Images whose local name points at a stale image while the registry holds the
+        # current one: untagged at the end unless this run brought the current one in.
+        self._stale_names: set[str] = set()
         self.temp = tempfolders.TempFolders(self.root, self.state)
         self._output_lock = threading.Lock()
 
     # -- start and end (called by the reporter) ---------------------------------------
 
-    def begin(self, check_engine: bool) -> list[Path]:
+    def begin(self, check_engine: bool, images: Sequence[str] = ()) -> list[Path]:
         """Take the tree's lock (waiting for another run), tidy the temp folders a killed
         run left (returned, to be reported), and check the engine answers if the run has
-        engine tasks."""
+        engine tasks. With a registry, start asking it for the `images` of the run and
+        check the first answer, so an unreachable registry or refused credentials stop
+        the run before any work."""
         self._tree_lock.acquire(wait=True)
         self._locked = True
         self.images.run_started(self._tree_lock.previous, self._tree_lock.written)
@@ -78,6 +89,11 @@ class Run:
         removed = self.temp.remove()
         if check_engine:
             self.engine().check()
+            remote = self.remote
+            if remote is not None and images:
+                references = [remote.by_tag(image) for image in images]
+                remote.prefetch(references)
+                remote.digest(references[0])
         return removed
 
     def end(self) -> None:
@@ -87,7 +103,10 @@ class Run:
             if self._hashes is not None:
                 with contextlib.suppress(OSError):
                     self._hashes.save()
+            if self._remote is not None:
+                self._remote.close()
             if self._locked:
+                self._untag_stale()
                 self.temp.remove()
         finally:
             if self._locked:
@@ -149,6 +168,58 @@ class Run:
 
                 self._registry = load_settings(config)
             return self._registry
+
+    @property
+    def remote(self) -> RegistryView | None:
+        """The registry of `config=`, asked through the engine; None without `config=`."""
+        if self.settings.config is None:
+            return None
+        settings = self.registry()
+        with self._lock:
+            if self._remote is None:
+                from paitasks.registry import RegistryView
+
+                self._remote = RegistryView(settings, self.engine)
+            return self._remote
+
+    def record(self, name: str, assessment: Assessment) -> None:
+        """What this run found or made of image `name`; `fingerprint` and `result` read it."""
+        with self._lock:
+            self._results[name] = assessment
+
+    def result(self, name: str) -> Assessment | None:
+        with self._lock:
+            return self._results.get(name)
+
+    def fingerprint(self, name: str) -> str | None:
+        """The fingerprint of image `name` as this run knows it, if it checked it yet."""
+        found = self.result(name)
+        return found.fingerprint if found is not None else None
+
+    def fingerprints(self) -> dict[str, str]:
+        """Every image this run checked, with its fingerprint."""
+        with self._lock:
+            return {name: found.fingerprint for name, found in self._results.items()}
+
+    def note_stale_name(self, name: str) -> None:
+        with self._lock:
+            self._stale_names.add(name)
+
+    def _untag_stale(self) -> None:
+        """Rule: after a run, a local name of the run's images is current or absent."""
+        with self._lock:
+            names = sorted(self._stale_names)
+            self._stale_names.clear()
+        stale = []
+        for name in names:
+            current, wanted = self.images.get(name), self.fingerprint(name)
+            if current is not None and current.labels.get(LABEL) != wanted:
+                stale.append(name)
+        if stale:
+            try:
+                self.engine().remove_images(stale)
+            except PaiTasksError as exc:
+                print(f"paitasks: could not untag stale images: {exc}", file=sys.stderr)
 
     def check_login_once(self, registry: str, username: str, password: str) -> None:
         """Fail fast and clearly on refused credentials, once per registry and user."""

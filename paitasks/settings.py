@@ -24,6 +24,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "verbose": ("verbose", "PAI_VERBOSE"),
     "build_args": ("build_args", "PAI_BUILD_ARGS"),
     "platform": ("platform", "PAI_PLATFORM"),
+    "pull": ("pull", "PAI_PULL"),
 }
 BUILDERS = ("buildx", "classic")
 TRUE = ("1", "true", "yes", "on")
@@ -41,6 +42,8 @@ class Settings:
     # --build-arg values from a KEY=VALUE file; each image gets the ones it declares (ARG)
     build_args: tuple[tuple[str, str], ...] = ()
     platform: str | None = None  # target platform, e.g. linux/amd64; None: the engine's
+    # With a registry: bring images that are up to date there into the local engine too.
+    pull: bool = False
 
     @property
     def root(self) -> Path:
@@ -88,6 +91,7 @@ def resolve_settings(
         verbose=(pick("verbose") or "").lower() in TRUE,
         build_args=read_build_args(base / args_file, environ) if args_file else (),
         platform=pick("platform"),
+        pull=(pick("pull") or "").lower() in TRUE,
     )
 
 

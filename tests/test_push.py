@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
 import docker
 import pytest
 
-from tests.support import FIXTURES, PAI_BUILD, RegistryAPI, prefixed_tree
+from paitasks.engine import Engine
+from tests.support import (
+    FIXTURES,
+    PAI_BUILD,
+    LoggedRegistry,
+    RegistryAPI,
+    free_port,
+    prefixed_tree,
+)
 from tests.support import run_doit as doit
 
 PASSWORD = "s3cret-Pa55-do-not-leak"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(folder: Path, domain: str, namespace: str, tag: str, **extra: str) -> Path:
@@ -57,39 +54,8 @@ def tree(tmp_path: Path, prefix: str, cleanup: None) -> tuple[Path, dict[str, st
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryAPI]:
     """Debian's registry with an htpasswd file, on its own loopback port."""
     folder = tmp_path_factory.mktemp("auth-registry")
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
-    (folder / "htpasswd").write_text(f"ci-user:{hashed}\n")
-    address = f"127.0.0.1:{free_port()}"
-    (folder / "config.yml").write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, "
-        "delete: {enabled: true}}\n"
-        f"http: {{addr: '{address}'}}\n"
-        f"auth: {{htpasswd: {{realm: paitasks-test, path: {folder / 'htpasswd'}}}}}\n"
-    )
-    log = open(folder / "registry.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(folder / "config.yml")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api = RegistryAPI(address)
-    try:
-        for _ in range(80):
-            try:
-                socket.create_connection(("127.0.0.1", int(address.split(":")[1])), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError((folder / "registry.log").read_text())
-        yield api
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-        log.close()
+    with LoggedRegistry(folder, auth=("ci-user", PASSWORD)) as started:
+        yield started.api
 
 
 @pytest.mark.engine
@@ -149,7 +115,8 @@ def test_old_settings_schema_and_image_selection(
     # tools and the images it is built on (tools-base, base-image), nothing else.
     pushed = {name for name in names.values() if registry.tags(f"{prefix}/{name}")}
     assert pushed == {names["tools"], names["tools-base"], names["base-image"]}
-    assert registry.tags(f"{prefix}/{names['tools']}") == ["old"]
+    tags = registry.tags(f"{prefix}/{names['tools']}")
+    assert [tag for tag in tags if not tag.startswith("paitasks-")] == ["old"]
 
 
 @pytest.mark.engine
@@ -208,7 +175,7 @@ def test_wrong_password_fails_clearly(
 
 @pytest.mark.engine
 def test_unreachable_registry_fails_clearly(
-    tree: tuple[Path, dict[str, str]], prefix: str, tmp_path: Path, engine: object
+    tree: tuple[Path, dict[str, str]], prefix: str, tmp_path: Path, engine: Engine
 ) -> None:
     src, names = tree
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
@@ -218,8 +185,11 @@ def test_unreachable_registry_fails_clearly(
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"{address}/{prefix}/{names['base-image']}:v1" in output
+    assert f"registry {address} is unreachable" in output, output
     assert "Traceback" not in output
+    # Said before any work: no hook ran, nothing was built.
+    assert engine.image(names["base-image"]) is None
+    assert not list(src.glob("*/generated")) and not list(src.glob("*/dependency"))
 
 
 @pytest.mark.engine

@@ -28,6 +28,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "builder": ("classic", "buildx", "classic", "buildx", None),
     "verbose": ("1", "yes", True, True, False),
     "platform": ("linux/amd64", "linux/arm64", "linux/amd64", "linux/arm64", None),
+    "pull": ("1", "no", True, False, False),
 }
 
 
