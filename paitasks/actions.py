@@ -35,7 +35,7 @@ def copy_deps(run: Run, round_: RoundSpec) -> Any:
     return {"copied": [dep.name for dep in round_.copies]}
 
 
-def hook(run: Run, round_: RoundSpec, script: str, images: list[str]) -> Any:
+def hook(run: Run, round_: RoundSpec, script: str) -> Any:
     """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines.
 
     With declared inputs (build/hook-inputs), a hook whose inputs are unchanged since
@@ -56,12 +56,7 @@ def hook(run: Run, round_: RoundSpec, script: str, images: list[str]) -> Any:
 
     try:
         run.check_same_process()
-        ids = {}
-        if round_.declared is not None:
-            for name in images:
-                found = run.images.get(name)
-                ids[name] = found.id if found else ""
-        if run.temp.run_hook(round_, path, execute, run.hashes, ids):
+        if run.temp.run_hook(round_, path, execute, run.hashes):
             return {"hook": path.name, "skipped": "declared inputs unchanged"}
     except PaiTasksError as exc:
         return TaskFailed(str(exc))

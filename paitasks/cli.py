@@ -124,22 +124,26 @@ def plan_command(args: argparse.Namespace) -> int:
     predictions = Predictions(run)
     for image in plan.graph.tree.images:
         predictions.add(image_spec(plan, image, settings))
-    stale = remote = 0
+    stale = remote = undecided = 0
     for image in image_order(plan.graph):
         fresh, reasons = predictions.predict(image)
         found = run.result(image)
-        if not fresh:
+        if image in predictions.undecided:
+            undecided += 1
+            print(f"decided when its hooks run: {image}: {'; '.join(reasons)}")
+        elif not fresh:
             stale += 1
             print(f"rebuild {image}: {'; '.join(reasons)}")
         elif found is not None and found.where == "registry":
             remote += 1
             print(f"up to date in the registry: {image}")
     total = len(plan.graph.tree.images)
-    kept = total - stale
+    kept = total - stale - undecided
     where = f" ({remote} in the registry only)" if remote else ""
+    later = f"; {undecided} decided when hooks run" if undecided else ""
     print(
         f"{stale} of {total} image{'s' if total != 1 else ''} would be rebuilt; "
-        f"{kept} {'is' if kept == 1 else 'are'} up to date{where}"
+        f"{kept} {'is' if kept == 1 else 'are'} up to date{where}{later}"
     )
     return 0
 

@@ -305,6 +305,16 @@ class Engine:
         digest = (answer.get("Descriptor") or {}).get("digest")
         return str(digest) if digest else None
 
+    def insecure_registry(self, host: str) -> bool:
+        """Whether the engine reaches registry `host` over plain HTTP (its
+        `insecure-registries`, 127.0.0.0/8 by default)."""
+        from paitasks.registry import is_insecure
+
+        info = _api_get("/info")
+        if info is None:
+            info = self.client.info()
+        return is_insecure(host, (info or {}).get("RegistryConfig") or {})
+
     def pull(
         self, reference: str, auth: Mapping[str, str] | None = None,
         on_line: LineSink | None = None,

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from paitasks.errors import PaiTasksError
-from paitasks.inputs import LABEL, BuildInputs, ImageSpec, explain, fingerprint, gather, load_record
+from paitasks.inputs import (
+    LABEL,
+    BuildInputs,
+    ImageSpec,
+    explain,
+    fingerprint,
+    gather,
+    load_record,
+    record_path,
+    save_record,
+)
 from paitasks.run import Run
 from paitasks.tempfolders import temporary
 
@@ -32,6 +42,9 @@ class Assessment:
     # "registry" (under its fingerprint tag, at `digest`); "" when nowhere.
     where: str = ""
     digest: str | None = None
+    # Outside a run: the fingerprint is a guess, since what copy-deps and hooks make is
+    # not known before they run (no record here of what they made).
+    unknown: bool = False
 
     @property
     def reads_temp_folders(self) -> bool:
@@ -74,9 +87,18 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Assessment
     if gathered.assumed and previous is not None:
         note = "assuming copy-deps and hooks make the same files as last time"
         result = dataclasses.replace(result, reasons=(*result.reasons, note))
+    elif gathered.assumed and not result.fresh:
+        reason = (
+            "what copy-deps and the hooks make is not known before they run (no record "
+            "of a previous build here; a hook can declare its inputs in build/hook-inputs)"
+        )
+        result = dataclasses.replace(result, reasons=(reason,), unknown=True)
     run.record(spec.name, result)
     if not predict:
         run.keep_assessment(spec.name, result)
+        if result.fresh and not record_path(run.state, spec.name).exists():
+            # What the hooks made, for predictions (`pai-build plan`) on this machine.
+            save_record(run.state, spec.name, inputs, current.id if current else "")
     return result
 
 
@@ -138,6 +160,7 @@ class Predictions:
         self.run = run
         self.specs: dict[str, ImageSpec] = {}
         self.memo: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        self.undecided: set[str] = set()  # decided only once hooks have run
 
     def add(self, spec: ImageSpec) -> None:
         self.specs[spec.name] = spec
@@ -161,8 +184,15 @@ class Predictions:
                 memo[current] = (True, result.reasons)
             else:
                 rebuilt = [used for used in spec.uses if used in memo and not memo[used][0]]
-                reasons = [f"uses {used}, which rebuilds" for used in rebuilt]
+                unknown = [used for used in rebuilt if used in self.undecided]
+                reasons = [
+                    f"uses {used}, which "
+                    + ("is decided when its hooks run" if used in unknown else "rebuilds")
+                    for used in rebuilt
+                ]
                 memo[current] = (False, (*reasons, *result.reasons))
+                if result.unknown or unknown:
+                    self.undecided.add(current)
             stack.pop()
         return memo[name]
 

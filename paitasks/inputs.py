@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from paitasks.context import ignore_patterns, ignored, reads, reads_under, scan_context
 from paitasks.errors import PaiTasksError
 from paitasks.reference import engine_name
-from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, temporary
+from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, hook_output, temporary
 
 if TYPE_CHECKING:
     from paitasks.run import Run
@@ -128,9 +128,10 @@ class ImageSpec:
     round: RoundSpec | None = None  # its component's copy-deps and hooks
 
     @property
-    def prepared(self) -> bool:
-        """Whether copy-deps or a pre-build hook put files into the context first."""
-        return self.round is not None and bool(self.round.copies or self.round.pre_hook)
+    def guessed(self) -> bool:
+        """Whether, outside a run, what its context holds is a guess: a hook that
+        declares no inputs makes part of it (known only once the hook ran)."""
+        return self.round is not None and self.round.guessed_at("pre")
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def gather(run: Run, spec: ImageSpec, predict: bool) -> Gathered:
     hooks make is taken to be what they made for the last build.
     """
     builder = run.engine(spec.builder, spec.network).builder
-    assumed = predict and spec.prepared
+    assumed = predict and spec.guessed
     # The record only explains a rebuild, or stands in for hook output outside a run.
     previous = load_record(run.state, spec.name) if assumed else None
     files = _context_files(run, spec, builder, predict, previous)
@@ -214,17 +215,22 @@ def _repository(name: str) -> str:
 def _context_files(
     run: Run, spec: ImageSpec, builder: str, predict: bool, previous: BuildInputs | None
 ) -> dict[str, str]:
-    """What the build reads of its context, with temp folders not made yet counted as
-    what they would hold. In a run they are made first where that cannot be told
-    exactly (a .dockerignore, or links, which the build follows)."""
+    """What the build reads of its context, with its temp folders counted the way
+    `TempFolders.entries` counts them: what copy-deps makes, and what a hook with
+    declared inputs makes by that hook's key, are counted the same whether made or not,
+    on any machine. Only after a hook that declares no inputs are the folders scanned
+    as that hook left them (outside a run: predicted from the last build); where that
+    cannot be told exactly without them (a .dockerignore, or links, which the build
+    follows), a run makes them first."""
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     round_ = spec.round
     if round_ is None or not round_.has_temp:
         return scan_context(context, dockerfile, builder, run.hashes, spec.sources)
     temp = run.temp
+    scanned = round_.pre_hook is not None and round_.declared is None
     with temp.settled(round_):  # another image's build may be making them right now
         files = scan_context(context, dockerfile, builder, run.hashes, spec.sources)
-        if temp.is_real(round_) and not predict:
+        if scanned and temp.is_real(round_) and not predict:
             return files
     files = {path: entry for path, entry in files.items() if not temporary(path)}
     virtual: dict[str, str] = {}
@@ -235,10 +241,10 @@ def _context_files(
         virtual = {
             path: entry
             for path, entry in temp.entries(round_, "pre", run.hashes, last).items()
-            if reads(path, spec.sources)
+            if reads(path, spec.sources) or path == hook_output("pre")
         }
     patterns = ignore_patterns(context, dockerfile, builder) if virtual else []
-    if predict:
+    if predict or not scanned:
         virtual = {path: entry for path, entry in virtual.items() if not ignored(path, patterns)}
     elif patterns or any(entry.startswith("l ") for entry in (*files.values(), *virtual.values())):
         with temp.settled(round_):

@@ -70,7 +70,7 @@ class Run:
         # Images whose local name points at a stale image while the registry holds the
         # current one: untagged at the end unless this run brought the current one in.
         self._stale_names: set[str] = set()
-        self.temp = tempfolders.TempFolders(self.root, self.state)
+        self.temp = tempfolders.TempFolders(self.root, self.state, self.fingerprint)
         self._output_lock = threading.Lock()
 
     # -- start and end (called by the reporter) ---------------------------------------

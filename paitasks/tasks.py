@@ -135,7 +135,7 @@ def component_tasks(
 
     if component.pre_hook is not None:
         task = f"prebuild:{name}"
-        yield _hook_task("prebuild", round_, run, str(component.pre_hook), chain, [])
+        yield _hook_task("prebuild", round_, run, str(component.pre_hook), chain)
         chain, own = [task], [*own, task]
 
     images = [f"build-image:{image.name}" for image in component.images]
@@ -154,8 +154,7 @@ def component_tasks(
 
     if component.post_hook is not None:
         task = f"postbuild:{name}"
-        images_of = [image.name for image in component.images]
-        yield _hook_task("postbuild", round_, run, str(component.post_hook), chain, images_of)
+        yield _hook_task("postbuild", round_, run, str(component.post_hook), chain)
         chain, own = [task], [*own, task]
 
     yield {
@@ -212,6 +211,7 @@ def round_spec(plan: Plan, name: str, made: dict[str, RoundSpec]) -> RoundSpec:
             pre_hook=str(component.pre_hook) if component.pre_hook else None,
             post_hook=str(component.post_hook) if component.post_hook else None,
             declared=component.hook_inputs,
+            images=tuple(image.name for image in component.images),
         )
     return made[name]
 
@@ -222,7 +222,6 @@ def _hook_task(
     run: Run,
     script: str,
     task_dep: list[str],
-    images: list[str],
 ) -> TaskDict:
     skip = "; skipped while build/hook-inputs are unchanged" if round_.declared else ""
     where = display_path(Path(round_.folder), run.root)
@@ -230,7 +229,7 @@ def _hook_task(
         "basename": kind,
         "name": round_.name,
         "doc": f"run {where}/build/build-{'pre' if kind == 'prebuild' else 'post'}.sh{skip}",
-        "actions": [(actions.hook, [run, round_, script, images])],
+        "actions": [(actions.hook, [run, round_, script])],
         "task_dep": task_dep,
     }
 

@@ -48,7 +48,7 @@ TEMP_FOLDERS = ("dependency", "generated")
 RECORD_FILE = "temp-folders"
 ROUNDS_DIR = "rounds"
 LOCKS_DIR = "locks"
-KEY_VERSION = "paitasks-round-2"
+KEY_VERSION = "paitasks-round-3"
 DEPENDENCY_MODE = 0o755  # fixed, so that what a build sees of `dependency/` is predictable
 
 Stage = Literal["copies", "pre", "post"]
@@ -64,6 +64,7 @@ class RoundSpec:
     pre_hook: str | None = None
     post_hook: str | None = None
     declared: tuple[str, ...] | None = None  # build/hook-inputs; None: hooks always run
+    images: tuple[str, ...] = ()  # its images (a build-post.sh key counts them)
 
     @property
     def has_temp(self) -> bool:
@@ -75,6 +76,13 @@ class RoundSpec:
             return "post"
         return "pre" if stage != "copies" and self.pre_hook else None
 
+    def guessed_at(self, stage: Stage) -> bool:
+        """Whether, before its hooks run, what the folders hold at `stage` can only be
+        guessed: a hook that declares no inputs makes part of it, here or in a copy."""
+        if self.hook_before(stage) is not None:
+            return self.declared is None
+        return any(dep.guessed_at("post") for dep in self.copies)
+
 
 def temporary(path: str) -> bool:
     """Whether a context path lies in a temp folder."""
@@ -84,9 +92,15 @@ def temporary(path: str) -> bool:
 class TempFolders:
     """The temp folders of one tree, for one run (shared by its worker threads)."""
 
-    def __init__(self, root: Path, state: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        state: Path,
+        fingerprint: Callable[[str], str | None] = lambda image: None,
+    ) -> None:
         self.root = root
         self.state = state
+        self._fingerprint = fingerprint  # of an image of the run, once it was checked
         self._record_lock = threading.Lock()
         self._held = threading.local()  # the component locks this thread holds
         self._finished: dict[str, dict[str, str]] = {}
@@ -169,31 +183,33 @@ class TempFolders:
         cache: HashCache,
         last: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        """What the temp folders hold at `stage` (entries in `inputs.scan_context`'s form,
-        relative to the component): as they are once made; else the saved output of a
-        hook skipped on its declared inputs; else what copy-deps makes.
+        """What the temp folders hold at `stage`, as fingerprints count it (entries in
+        `inputs.scan_context`'s form, relative to the component), the same whether they
+        are made or not, on any machine:
 
-        Outside a run a hook that declares no inputs has not run yet: `last` (the
-        component's folder as the image's last build saw it) stands in for what it
-        makes, with the copies as they would be made now on top. In a run such a hook
-        has always run before anything asks."""
+        * after a hook with declared inputs: one entry, the hook's key (`hook_key`), which
+          stands for all it makes: known before it runs, or where it never ran;
+        * with no hook before `stage`: what copy-deps makes (each dependency's folder
+          as it is after its round, counted the same way);
+        * after a hook that declares no inputs: the folders as that hook left them. Outside
+          a run it has not run yet: `last` (the component's folder as the image's last
+          build saw it) stands in for what it makes, with the copies as they would be
+          made now on top. In a run it has always run before anything asks."""
         if not spec.has_temp:
             return {}
         with self.settled(spec):
-            if self.is_real(spec):
+            real = self.is_real(spec)
+        if not real:  # a folder of that name that no run made is the user's: refused
+            self.refuse_unrecorded(Path(spec.folder), spec.name)
+        hook_stage = spec.hook_before(stage)
+        if hook_stage is not None and spec.declared is not None:
+            return {hook_output(hook_stage): "key " + self.hook_key(spec, hook_stage, cache)}
+        if hook_stage is None:
+            return self.copies_entries(spec, cache, last)
+        if real:
+            with self.settled(spec):
                 return folder_temp_entries(Path(spec.folder), cache)
-        self.refuse_unrecorded(Path(spec.folder), spec.name)
-        saved = self._saved(spec, stage)
-        if saved is not None:
-            if not saved.has_saved():
-                raise PaiTasksError(
-                    f"component {spec.name}: the folders its {saved.stage} hook made are "
-                    f"missing from {saved.base}; run again to remake them"
-                )
-            return folder_temp_entries(saved.base / "saved", cache)
         copies = self.copies_entries(spec, cache, last)
-        if not spec.hook_before(stage):
-            return copies
         # What the copies hold now replaces what they held.
         copied = [f"{TEMP_FOLDERS[0]}/{dep.name}" for dep in spec.copies]
         guess = {
@@ -286,13 +302,27 @@ class TempFolders:
             self.ensure_real(dep, "post")
             copy_component(Path(dep.folder), target / dep.name)
 
+    def hook_key(self, spec: RoundSpec, stage: Stage, cache: HashCache) -> str:
+        """The key of a hook with declared inputs: the hook, its declared inputs, the
+        component's folder as the hook finds it and, for build-post.sh, the fingerprints
+        of the component's images."""
+        hook = spec.pre_hook if stage == "pre" else spec.post_hook
+        assert hook is not None and spec.declared is not None
+        images = None
+        if stage == "post":
+            images = {image: self._fingerprint(image) or "" for image in spec.images}
+        return stage_key(
+            stage=stage,
+            hook=Path(hook),
+            component=self.component_entries(spec, "copies" if stage == "pre" else "pre", cache),
+            root=self.root,
+            patterns=spec.declared,
+            cache=cache,
+            images=images,
+        )
+
     def run_hook(
-        self,
-        spec: RoundSpec,
-        hook: Path,
-        run: Callable[[], None],
-        cache: HashCache,
-        images: dict[str, str] | None = None,
+        self, spec: RoundSpec, hook: Path, run: Callable[[], None], cache: HashCache
     ) -> bool:
         """Run a hook where it finds its folders real; with declared inputs, skip it when
         its stage key is the last run's. True when it was skipped."""
@@ -301,15 +331,7 @@ class TempFolders:
         saved = SavedStage(self.state, spec.name, stage)
         key = None
         if spec.declared is not None:
-            key = stage_key(
-                stage=stage,
-                hook=hook,
-                component=self.component_entries(spec, before, cache),
-                root=self.root,
-                patterns=spec.declared,
-                cache=cache,
-                images=images if stage == "post" else None,
-            )
+            key = self.hook_key(spec, stage, cache)
             if saved.matches(key):
                 with self._component_lock(spec):
                     if self.is_real(spec):  # someone reads the folders already: keep them exact
@@ -438,6 +460,19 @@ def declared_files(root: Path, patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
+def hook_output(stage: Stage) -> str:
+    """The entry that stands for what a hook with declared inputs makes, in the form of
+    a path in a temp folder (so it counts as temp-folder content)."""
+    return f"{TEMP_FOLDERS[1]}/<what build-{stage}.sh makes>"
+
+
+def _from_root(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:  # an absolute pattern outside the tree
+        return str(path)
+
+
 def stage_key(
     *,
     stage: str,
@@ -450,12 +485,14 @@ def stage_key(
 ) -> str:
     """The key of one hook stage ("pre" or "post"): the hook, the component's folder as
     the hook finds it (`component`: entries of its files and temp folders), the declared
-    inputs and, after the build, the ids of its images."""
+    inputs (by their path from the tree's root, so a checkout elsewhere has the same key)
+    and, after the build, the fingerprints of its images."""
     inputs: dict[str, object] = {"version": KEY_VERSION, "stage": stage}
     try:
         inputs["hook"] = hashlib.sha256(hook.read_bytes()).hexdigest()
         inputs["declared"] = {
-            str(path): describe(str(path), cache) for path in declared_files(root, patterns)
+            _from_root(path, root): describe(str(path), cache)
+            for path in declared_files(root, patterns)
         }
     except OSError as exc:
         raise PaiTasksError(f"cannot read the inputs of {hook}: {exc}") from None

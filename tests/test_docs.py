@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
+from paitasks.cli import parser
 from tests.support import REPO, RegistryAPI
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -96,3 +99,21 @@ def test_walkthrough_commands_work(registry: RegistryAPI) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert ".  build-image:" not in again.stdout
+
+
+def test_ci_example_is_valid_and_its_commands_parse() -> None:
+    workflow = yaml.safe_load((REPO / "examples" / "github-actions.yml").read_text())
+    steps = workflow["jobs"]["build"]["steps"]
+    commands = [
+        line.strip()
+        for step in steps
+        for line in str(step.get("run", "")).splitlines()
+        if line.strip().startswith(("pai-build", "doit"))
+    ]
+    assert any(line.startswith("pai-build plan") for line in commands), commands
+    for line in commands:
+        if line.startswith("pai-build"):
+            parser().parse_args(shlex.split(line)[1:])  # exits on an unknown option
+    # Hosted runners start empty: the registry is read on pull requests too.
+    login = next(step for step in steps if "login-action" in str(step.get("uses")))
+    assert "if" not in login

@@ -299,8 +299,18 @@ def change_hook_input(tree: Tree) -> None:
 
 
 def hook_writes_unread_file(tree: Tree) -> None:
-    # base-image's pre hook also writes generated/extra.txt: sent with the context, but
-    # its dockerfile copies only generated/busybox, so the image cannot change.
+    # componentB's pre hook (no declared inputs) also writes dependency/extra.txt: sent
+    # with the context, but its dockerfile copies other folders, so nothing can change.
+    append(
+        tree.src / "componentB" / "build" / "build-pre.sh",
+        'echo extra > "$(dirname "$0")/../dependency/extra.txt"\n',
+    )
+
+
+def declared_hook_changed(tree: Tree) -> None:
+    # base-image's pre hook declares its inputs: what it makes counts by its key (known
+    # before it runs, on any machine), and the hook is one of its inputs. So a change to
+    # it rebuilds what reads its output, even if it then makes the same files.
     append(
         tree.src / "base-image" / "build" / "build-pre.sh",
         'echo extra > "$(dirname "$0")/../generated/extra.txt"\n',
@@ -360,6 +370,7 @@ CHANGES: dict[str, tuple[Callable[[Tree], None], frozenset[str]]] = {
     "dependency-folder": (change_dependency_folder, frozenset({"component-b"})),
     "hook-copies-changed-file": (change_hook_input, frozenset({"component-b"})),
     "hook-writes-unread-file": (hook_writes_unread_file, frozenset()),
+    "declared-hook-changed": (declared_hook_changed, EVERYTHING),
     "hook-changes-copied-file": (hook_changes_copied_file, EVERYTHING),
     "hook-writes-copied-file": (hook_writes_copied_file, frozenset({"component-b"})),
     "base-image-dockerfile": (change_base_image_dockerfile, EVERYTHING),

@@ -1,0 +1,788 @@
+"""The registry as the source of truth, with two real engines and real registries.
+
+Engine 1 builds and pushes a prefixed copy of src-fixtures once (`published`); engine 2
+stands for a fresh CI runner: a fresh copy of the tree (no `.paitasks/`) and an engine
+that holds none of the tree's images. What the runs did is read the way a user would:
+`docker run` an image and read a file, ask the registry's HTTP API, count the requests
+in the registry's access log.
+
+The published namespace is shared by the tests that use it, in file order: the no-op and
+pull runs first, then the leaf change (which moves component-b's `:v1`), the run that
+moves it back, the stale-name run, and the base change last. Tests that need a registry
+state of their own use their own namespace (the per-test `prefix`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import paitasks.registry as registry_module
+from paitasks import reference
+from paitasks.config import RegistrySettings
+from paitasks.engine import LocalImage
+from paitasks.errors import EngineError
+from paitasks.inputs import external_digest
+from paitasks.reference import engine_name
+from paitasks.registry import RegistryView, _split, is_insecure
+from tests.support import (
+    BUSYBOX,
+    ENGINE2_ENV,
+    FIXTURES,
+    PAI_BUILD,
+    LoggedRegistry,
+    RegistryAPI,
+    engine2,
+    engine2_images,
+    free_port,
+    prefixed_tree,
+    run_doit,
+)
+from tests.test_push import PASSWORD, write_config
+
+pytestmark = pytest.mark.engine
+
+TAG = "v1"
+REGISTRY_FRESH = "up to date in the registry"
+# A file each image of src-fixtures holds, and what it starts with.
+MARKERS = {
+    "base-image": ("/etc/paitasks-base", "base-image"),
+    "tools-base": ("/etc/tools-base", "tools-base"),
+    "tools": ("/etc/tools", "tools"),
+    "argbase": ("/etc/argbase", "argbase on tools"),
+    "drivers": ("/etc/drivers", "drivers"),
+    "component-b": ("/usr/local/componentA/generated/version.txt", "componentA 1.0"),
+    "rest-server": ("/opt/rest-server/app/server.sh", "#!/bin/sh"),
+    "watchdog": ("/etc/watchdog-build", "built-by-stage"),
+}
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    """The tree engine 1 built and pushed to `registry` under namespace `ns`."""
+
+    src: Path  # engine 1's copy (its `.paitasks/` is next to it)
+    names: dict[str, str]  # fixture name -> prefixed image name
+    ns: str
+    config: Path
+    registry: LoggedRegistry
+    fingerprints: dict[str, str]  # prefixed image name -> fingerprint
+    digests: dict[str, str]  # prefixed image name -> digest of :v1 (= its fingerprint tag)
+
+    def repository(self, image: str) -> str:
+        return f"{self.ns}/{image}"
+
+    @property
+    def images(self) -> list[str]:
+        return sorted(self.fingerprints)
+
+
+def user_environ() -> dict[str, str]:
+    """The environment a user runs pai-build in: no PAI_* settings of the tests."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
+
+
+def doit(src: Path, *arguments: str, engine2: bool = False,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`doit ARGUMENTS src=SRC` from the tree's root, on engine 1 or engine 2."""
+    environ = {**(ENGINE2_ENV if engine2 else {}), **(env or {})}
+    return run_doit(*arguments, f"src={src}", cwd=src.parent, env=environ)
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, output(result)
+    return result.stdout
+
+
+def report(src: Path) -> dict[str, Any]:
+    return dict(json.loads((src.parent / ".paitasks" / "report.json").read_text()))
+
+
+def statuses(src: Path) -> dict[str, str]:
+    """Image -> its status in the last run's report.json."""
+    return {name: entry["status"] for name, entry in report(src)["images"].items()}
+
+
+def summary_rows(stdout: str, images: list[str]) -> dict[str, str]:
+    """Image -> its row of the console's summary table."""
+    rows = {}
+    for line in stdout.splitlines():
+        first = line.split("  ", 1)[0]
+        if first in images:
+            rows[first] = line
+    return rows
+
+
+def image_of(reference: str) -> str:
+    """The image name in a reference: `host:port/ns/name:tag` or `...@sha256:...` -> name."""
+    name = reference.split("@", 1)[0]
+    repository, colon, tag = name.rpartition(":")
+    if colon and "/" not in tag:
+        name = repository
+    return name.rsplit("/", 1)[-1]
+
+
+def fresh_copy(src: Path, root: Path) -> Path:
+    """A fresh clone of the tree: the source folder only, no `.paitasks/`."""
+    copy = root / "src"
+    shutil.copytree(src, copy, symlinks=True)
+    assert not (root / ".paitasks").exists()
+    return copy
+
+
+def fingerprint_tag(fingerprint: str) -> str:
+    return "paitasks-" + fingerprint.removeprefix("sha256:")
+
+
+def registry_json(api: RegistryAPI, path: str) -> Any:
+    """GET a JSON document (a config blob, say) from the registry's API."""
+    with _opener.open(f"http://{api.address}{path}", timeout=10) as response:
+        return json.load(response)
+
+
+def config_diff_ids(api: RegistryAPI, repository: str, reference: str) -> list[str]:
+    """The layer diff_ids in the config of the image the registry serves."""
+    manifest = api.manifest(repository, reference)
+    config = registry_json(api, f"/v2/{repository}/blobs/{manifest['config']['digest']}")
+    return list(config["rootfs"]["diff_ids"])
+
+
+def all_layers(published: Published) -> set[str]:
+    return {
+        layer
+        for image in published.images
+        for layer in published.registry.api.layers(published.repository(image), TAG)
+    }
+
+
+def on_engine1(docker_client: docker.DockerClient, reference: str) -> bool:
+    try:
+        docker_client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def run_on_engine1(image: str, *command: str) -> str:
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", image, *command],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def run_on_engine2(image: str, *command: str) -> str:
+    return engine2("run", "--rm", "--network", "none", image, *command).stdout
+
+
+def run_on_engine1_busybox(image: str, path: str) -> str:
+    return _docker_cat([], image, path)
+
+
+def run_engine2_busybox(image: str, path: str) -> str:
+    return _docker_cat(["--host", ENGINE2_ENV["DOCKER_HOST"]], image, path)
+
+
+def _docker_cat(host: list[str], image: str, path: str) -> str:
+    result = subprocess.run(
+        ["docker", *host, "run", "--rm", "--network", "none", "--entrypoint", "/bin/busybox",
+         image, "cat", path],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def clear_engine2(prefix: str) -> None:
+    """Remove engine 2's images whose repository carries `prefix` (tags and digests)."""
+    references = sorted(engine2_images(prefix))
+    if references:
+        engine2("rmi", "--force", *references, check=False)
+
+
+def clear_engine1(docker_client: docker.DockerClient, prefix: str) -> None:
+    for entry in docker_client.api.images():
+        for tag in entry.get("RepoTags") or ():
+            if prefix in tag:
+                with contextlib.suppress(docker.errors.APIError):
+                    docker_client.api.remove_image(tag, force=True)
+
+
+def small_tree(root: Path, prefix: str, note: str = "first") -> tuple[Path, str, str]:
+    """A two-image tree: `<prefix>-base` (FROM scratch, busybox) and `<prefix>-app`
+    (FROM the base, with a note). Returns the source folder and the two names."""
+    src = root / "src"
+    base, app = f"{prefix}-base", f"{prefix}-app"
+    (src / "base" / "build").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, src / "base" / "busybox")
+    (src / "base" / "build" / f"{base}.dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+    )
+    (src / "app" / "build").mkdir(parents=True)
+    (src / "app" / "note").write_text(note + "\n")
+    (src / "app" / "build" / f"{app}.dockerfile").write_text(
+        f"FROM {base}\nCOPY note /note\n"
+    )
+    return src, base, app
+
+
+# -- fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
+    """The published tree's prefix and namespace; its images leave both engines after
+    the module."""
+    prefix = f"pt{secrets.token_hex(4)}"
+    clear_engine2(prefix)
+    yield prefix
+    clear_engine1(docker_client, prefix)
+    clear_engine2(prefix)
+
+
+@pytest.fixture(scope="module")
+def published(
+    ns: str, logged_registry: LoggedRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Published:
+    """Engine 1 builds the whole tree and pushes it to `logged_registry` (`:v1`)."""
+    root = tmp_path_factory.mktemp("published")
+    src = root / "src"
+    names = prefixed_tree(FIXTURES, src, ns)
+    config = write_config(root / "cfg", logged_registry.address, ns, TAG)
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={config}"))
+    images = report(src)["images"]
+    fingerprints = {name: entry["fingerprint"] for name, entry in images.items()}
+    assert len(fingerprints) == len(MARKERS), sorted(fingerprints)
+    digests = {}
+    for image, found in fingerprints.items():
+        repository = f"{ns}/{image}"
+        digest = logged_registry.api.manifest_digest(repository, TAG)
+        assert digest is not None, f"{repository}:{TAG} was not pushed"
+        assert logged_registry.api.manifest_digest(repository, fingerprint_tag(found)) == digest
+        digests[image] = digest
+    return Published(src, names, ns, config, logged_registry, fingerprints, digests)
+
+
+@pytest.fixture
+def fresh_runner(ns: str, tmp_path: Path) -> Path:
+    """Engine 2 without any image of the published tree, and a fresh root folder."""
+    clear_engine2(ns)
+    assert engine2_images(ns) == {}
+    return tmp_path / "runner"
+
+
+@dataclass(frozen=True)
+class LeafChange:
+    src: Path
+    image: str  # component-b, prefixed
+    line: str  # the line added to start.sh
+    result: subprocess.CompletedProcess[str]
+    puts: dict[str, list[str]]
+    engine2_images: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def leaf_change(
+    published: Published, tmp_path_factory: pytest.TempPathFactory
+) -> LeafChange:
+    """On a fresh runner, component-b's start.sh (copied in by its build-pre.sh) gets a
+    new line; the runner builds and pushes. This moves component-b's `:v1`."""
+    clear_engine2(published.ns)
+    src = fresh_copy(published.src, tmp_path_factory.mktemp("leaf-change"))
+    line = f'echo "leaf change {secrets.token_hex(4)}"'
+    script = src / "componentB" / "test-build" / "start.sh"
+    script.write_text(script.read_text() + line + "\n")
+    mark = published.registry.mark()
+    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    succeeded(result)
+    return LeafChange(
+        src, published.names["component-b"], line, result,
+        published.registry.manifest_puts(mark), engine2_images(published.ns),
+    )
+
+
+# -- the published tree on a fresh runner --------------------------------------------
+
+
+def test_plan_on_a_fresh_runner_finds_everything_in_the_registry(
+    published: Published, fresh_runner: Path
+) -> None:
+    src = fresh_copy(published.src, fresh_runner)
+    plan = subprocess.run(
+        [PAI_BUILD, "plan", "-c", str(published.config), "--src", str(src)],
+        cwd=fresh_runner, capture_output=True, text=True, timeout=300,
+        env={**user_environ(), **ENGINE2_ENV},
+    )
+    assert plan.returncode == 0, output(plan)
+    lines = plan.stdout.splitlines()
+    # component-b's build-pre.sh declares no inputs: what it makes is known only once it
+    # has run (the run then finds the image in the registry); base-image's hook declares
+    # them, so its image and everything built on it are decided from the registry.
+    later = published.names["component-b"]
+    assert any(line.startswith(f"decided when its hooks run: {later}: ") for line in lines)
+    for image in published.images:
+        if image != later:
+            assert f"{REGISTRY_FRESH}: {image}" in lines, plan.stdout
+    total = len(published.images)
+    assert f"0 of {total} images would be rebuilt; {total - 1} are up to date " \
+        f"({total - 1} in the registry only); 1 decided when hooks run" in lines, plan.stdout
+    assert engine2_images(published.ns) == {}
+
+
+def test_fresh_runner_finds_everything_in_the_registry(
+    published: Published, fresh_runner: Path
+) -> None:
+    src = fresh_copy(published.src, fresh_runner)
+    registry = published.registry
+    layers = all_layers(published)
+    mark = registry.mark()
+    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    stdout = succeeded(result)
+
+    assert statuses(src) == dict.fromkeys(published.images, REGISTRY_FRESH)
+    rows = summary_rows(stdout, published.images)
+    for image in published.images:
+        assert REGISTRY_FRESH in rows[image] and "already in the registry" in rows[image], stdout
+        assert report(src)["images"][image]["push"]["status"].startswith("up to date")
+    assert registry.manifest_puts(mark) == {}
+    assert registry.blob_uploads(mark) == []
+    assert registry.blob_gets(mark, layers) == []
+    assert engine2_images(published.ns) == {}
+    # One HEAD per question, asked by paitasks itself (the engine would also GET the
+    # manifest and its config): 2 per image, and the one probe of the registry.
+    asked = [(request.method, request.path) for request in registry.requests(mark)]
+    heads = [path for method, path in asked if method == "HEAD"]
+    assert sorted(asked) == sorted([("GET", "/v2/"), *(("HEAD", path) for path in heads)])
+    assert len(heads) == 2 * len(published.images), asked
+
+
+def test_pull_brings_every_image_to_a_fresh_runner(
+    published: Published, fresh_runner: Path
+) -> None:
+    src = fresh_copy(published.src, fresh_runner)
+    result = doit(src, "-n", "4", "build", f"config={published.config}", "pull=1", engine2=True)
+    stdout = succeeded(result)
+    assert statuses(src) == dict.fromkeys(published.images, "pulled")
+    rows = summary_rows(stdout, published.images)
+    address = published.registry.address
+    for old, (path, content) in MARKERS.items():
+        image = published.names[old]
+        assert "pulled" in rows[image], stdout
+        assert run_on_engine2(image, "cat", path).startswith(content)
+        inspected = json.loads(engine2("image", "inspect", image).stdout)[0]
+        served = f"{address}/{published.repository(image)}@{published.digests[image]}"
+        assert served in inspected["RepoDigests"]
+
+
+# -- a change on a fresh runner -----------------------------------------------------
+
+
+def test_leaf_change_builds_only_that_image_on_its_registry_base(
+    published: Published, leaf_change: LeafChange
+) -> None:
+    image, registry = leaf_change.image, published.registry
+    base = published.names["base-image"]
+    # Built on engine 2: that image only (under its name and the name it was pushed as).
+    assert leaf_change.engine2_images, "engine 2 holds nothing"
+    assert {image_of(ref) for ref in leaf_change.engine2_images} == {image}, \
+        leaf_change.engine2_images
+    found = statuses(leaf_change.src)
+    assert found == {**dict.fromkeys(published.images, REGISTRY_FRESH), image: "done"}
+    # Pushed: its fingerprint tag and :v1, nothing else.
+    fingerprint = report(leaf_change.src)["images"][image]["fingerprint"]
+    assert fingerprint != published.fingerprints[image]
+    puts = leaf_change.puts
+    assert list(puts) == [published.repository(image)], puts
+    assert sorted(puts[published.repository(image)]) == sorted([fingerprint_tag(fingerprint), TAG])
+    repository = published.repository(image)
+    new_digest = registry.api.manifest_digest(repository, fingerprint_tag(fingerprint))
+    assert new_digest is not None and new_digest != published.digests[image]
+    # It runs the changed script.
+    assert leaf_change.line.split('"')[1] in run_on_engine2(image)
+    # Built on the base the registry serves: its first layers are the base's.
+    dockerfile = leaf_change.src.parent / ".paitasks" / "dockerfiles" / f"{image}.dockerfile"
+    base_by_digest = f"{registry.address}/{published.repository(base)}@{published.digests[base]}"
+    assert f"FROM {base_by_digest}" in dockerfile.read_text()
+    base_layers = config_diff_ids(registry.api, published.repository(base), TAG)
+    inspected = json.loads(engine2("image", "inspect", f"{image}:latest").stdout)[0]
+    layers = inspected["RootFS"]["Layers"]
+    assert layers[: len(base_layers)] == base_layers and len(layers) > len(base_layers)
+
+
+def test_push_moves_the_tag_back_to_this_branch_build(
+    published: Published, leaf_change: LeafChange
+) -> None:
+    """Another branch (the leaf change) moved component-b's :v1; engine 1, with the
+    unchanged tree, builds nothing and moves :v1 back without uploading a layer."""
+    image, registry = leaf_change.image, published.registry
+    repository = published.repository(image)
+    assert registry.api.manifest_digest(repository, TAG) != published.digests[image]
+    mark = registry.mark()
+    result = doit(published.src, "-n", "4", "build", "push", f"config={published.config}")
+    succeeded(result)
+    for name, status in statuses(published.src).items():
+        assert status.startswith("up to date"), (name, status)
+    assert registry.api.manifest_digest(repository, TAG) == published.digests[image]
+    assert registry.api.manifest_digest(
+        repository, fingerprint_tag(published.fingerprints[image])
+    ) == published.digests[image]
+    assert registry.manifest_puts(mark) == {repository: [TAG]}
+    assert registry.uploaded_blobs(mark) == []
+    assert [r for r in registry.blob_uploads(mark) if "mount=" not in r.query] == []
+    push = report(published.src)["images"][image]["push"]
+    assert push["status"] == "done" and push["digest"] == published.digests[image]
+
+
+def test_stale_local_name_is_untagged_or_replaced(
+    published: Published,
+    leaf_change: LeafChange,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    """Engine 1 holds component-b built from the old inputs; the registry holds the new
+    build (pushed from engine 2). Building the changed tree on engine 1 leaves no stale
+    image under the bare name; with pull=1 the name is the new build."""
+    image = leaf_change.image
+    old_id = docker_client.images.get(image).id
+    assert docker_client.images.get(image).labels["org.paitasks.fingerprint"] == \
+        published.fingerprints[image]
+    src = fresh_copy(leaf_change.src, tmp_path / "engine1")
+
+    stdout = succeeded(doit(src, "-n", "4", "build", f"config={published.config}"))
+    found = statuses(src)
+    assert found[image] == REGISTRY_FRESH, stdout
+    assert {found[name] for name in published.images if name != image} == {"up to date"}
+    assert not on_engine1(docker_client, image), "the stale image is still named " + image
+    # Only the name went: the old image, still tagged as it was pushed, stays.
+    assert on_engine1(docker_client, old_id)
+
+    succeeded(doit(src, "-n", "4", "build", f"config={published.config}", "pull=1"))
+    assert statuses(src)[image] == "pulled"
+    assert leaf_change.line.split('"')[1] in run_on_engine1(image)
+
+
+def test_base_change_rebuilds_the_base_and_what_is_built_on_it(
+    published: Published, fresh_runner: Path
+) -> None:
+    """tools-base changes: tools-base, tools (FROM it) and argbase (FROM tools) are
+    rebuilt and pushed; every other image is up to date in the registry. (Every image
+    of src-fixtures is built on base-image, so a change there would leave no "rest".)"""
+    names, registry = published.names, published.registry
+    src = fresh_copy(published.src, fresh_runner)
+    token = secrets.token_hex(4)
+    dockerfile = src / "tools" / "build" / f"{names['tools-base']}.dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {token} > /etc/base-change\n")
+    rebuilt = {names["tools-base"], names["tools"], names["argbase"]}
+
+    mark = registry.mark()
+    stdout = succeeded(
+        doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    )
+    expected = {image: "done" if image in rebuilt else REGISTRY_FRESH
+                for image in published.images}
+    assert statuses(src) == expected, stdout
+    images = report(src)["images"]
+    puts = registry.manifest_puts(mark)
+    assert set(puts) == {published.repository(image) for image in rebuilt}, puts
+    for image in rebuilt:
+        fingerprint = images[image]["fingerprint"]
+        assert fingerprint != published.fingerprints[image]
+        assert sorted(puts[published.repository(image)]) == \
+            sorted([fingerprint_tag(fingerprint), TAG])
+        assert images[image]["push"]["status"] == "done"
+    assert {image_of(ref) for ref in engine2_images(published.ns)} == rebuilt
+    assert run_on_engine2(names["argbase"], "cat", "/etc/base-change").strip() == token
+    assert run_on_engine2(names["argbase"], "cat", "/etc/argbase").startswith("argbase on tools")
+
+
+# -- the layer cache -----------------------------------------------------------------
+
+
+def test_rebuild_on_a_fresh_runner_reuses_the_registry_layer_cache(
+    prefix: str,
+    cleanup: None,
+    engine2_cleanup: None,
+    logged_registry: LoggedRegistry,
+    tmp_path: Path,
+) -> None:
+    image = f"{prefix}-slow"
+    src = tmp_path / "first" / "src"
+    build = src / "slow" / "build"
+    build.mkdir(parents=True)
+    shutil.copy2(BUSYBOX, src / "slow" / "busybox")
+    (src / "slow" / "note").write_text("first note\n")
+    # The prefix in the command keeps engine 2's own build cache out of it.
+    (build / f"{image}.dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox echo '
+        + prefix
+        + ' $(/bin/busybox date +%s) $(/bin/busybox cat /proc/sys/kernel/random/uuid)'
+        ' > /stamp && /bin/busybox sleep 2"]\n'
+        "COPY note /note\n"
+    )
+    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+    succeeded(doit(src, "build", "push", f"config={config}"))
+    stamp = run_on_engine1_busybox(image, "/stamp")
+    assert stamp.startswith(prefix)
+
+    second = fresh_copy(src, tmp_path / "second")
+    (second / "slow" / "note").write_text("second note\n")
+    result = doit(second, "build", f"config={config}", "verbose=1", engine2=True)
+    stdout = succeeded(result)
+    assert statuses(second) == {image: "done"}
+    assert run_engine2_busybox(image, "/note") == "second note\n"
+    assert run_engine2_busybox(image, "/stamp") == stamp
+    assert "CACHED" in stdout
+
+
+# -- credentials and addresses ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def login_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedRegistry]:
+    """A registry of its own with an htpasswd login (user ci-user), requests counted."""
+    folder = tmp_path_factory.mktemp("login-registry")
+    with LoggedRegistry(folder, auth=("ci-user", PASSWORD)) as started:
+        yield started
+
+
+def test_docker_login_credentials_are_used(
+    prefix: str, cleanup: None, login_registry: LoggedRegistry, tmp_path: Path
+) -> None:
+    """No username/password in the settings: `docker login`'s credentials (in
+    DOCKER_CONFIG) are what the engine asks and pushes with."""
+    src, base, app = small_tree(tmp_path / "tree", prefix)
+    config = write_config(tmp_path / "cfg", login_registry.address, prefix, TAG)
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    plugins = Path.home() / ".docker" / "cli-plugins"
+    if plugins.is_dir():  # the user's docker CLI plugins (buildx), as before
+        (docker_config / "cli-plugins").symlink_to(plugins)
+    login = subprocess.run(
+        ["docker", "--config", str(docker_config), "login", "-u", "ci-user",
+         "--password-stdin", login_registry.address],
+        input=PASSWORD, capture_output=True, text=True, timeout=60,
+    )
+    assert login.returncode == 0, output(login)
+    env = {"DOCKER_CONFIG": str(docker_config)}
+
+    first = doit(src, "build", "push", f"config={config}", env=env)
+    succeeded(first)
+    assert PASSWORD not in output(first)
+    for image in (base, app):
+        assert login_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is not None
+
+    mark = login_registry.mark()
+    second = doit(src, "build", "push", f"config={config}", env=env)
+    stdout = succeeded(second)
+    assert login_registry.manifest_puts(mark) == {}
+    rows = summary_rows(stdout, [base, app])
+    for image in (base, app):
+        assert "already in the registry" in rows[image], stdout
+
+
+def test_registry_by_host_name_over_plain_http(
+    prefix: str,
+    cleanup: None,
+    engine2_cleanup: None,
+    logged_registry: LoggedRegistry,
+    registry_host_name: str,
+    tmp_path: Path,
+) -> None:
+    port = logged_registry.address.rsplit(":", 1)[1]
+    domain = f"{registry_host_name}:{port}"
+    src, base, app = small_tree(tmp_path / "tree", prefix)
+    config = write_config(tmp_path / "cfg", domain, prefix, TAG)
+
+    succeeded(doit(src, "build", "push", f"config={config}"))
+    for image in (base, app):
+        assert logged_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is not None
+
+    mark = logged_registry.mark()
+    succeeded(doit(src, "build", "push", f"config={config}"))
+    assert logged_registry.manifest_puts(mark) == {}
+
+    runner = fresh_copy(src, tmp_path / "runner")
+    succeeded(doit(runner, "build", "push", f"config={config}", engine2=True))
+    assert statuses(runner) == {base: REGISTRY_FRESH, app: REGISTRY_FRESH}
+    assert logged_registry.manifest_puts(mark) == {}
+    assert engine2_images(prefix) == {}
+
+
+def test_unreachable_registry_stops_a_fresh_runner_before_any_work(
+    prefix: str, engine2_cleanup: None, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    names = prefixed_tree(FIXTURES, src, prefix)
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    config = write_config(tmp_path / "cfg", address, prefix, TAG)
+    result = doit(src, "-n", "4", "build", "push", f"config={config}", engine2=True)
+    text = output(result)
+    assert result.returncode != 0
+    assert f"registry {address} is unreachable" in text, text
+    assert "Traceback" not in text
+    assert engine2_images(prefix) == {}
+    assert not any(engine2("image", "inspect", name, check=False).returncode == 0
+                   for name in names.values())
+    assert not list(src.glob("*/generated")) and not list(src.glob("*/dependency"))
+
+
+# -- pure logic: fingerprint tags, the run's registry answers, external digests ---------
+
+
+class FakeEngine:
+    """Answers registry questions from a dict, counting them; no Docker."""
+
+    def __init__(self, served: dict[str, str | None], fail: set[str] = frozenset()) -> None:
+        self.served = served
+        self.fail = set(fail)
+        self.asked: list[str] = []
+        self.lock = threading.Lock()
+
+    def insecure_registry(self, host: str) -> bool:
+        return True  # nothing listens on its port 1: the direct probe fails at once
+
+    def registry_digest(self, reference: str, auth: object = None) -> str | None:
+        with self.lock:
+            self.asked.append(reference)
+        if reference in self.fail:
+            raise EngineError(f"registry x is unreachable: {reference}")
+        return self.served.get(reference)
+
+
+SETTINGS = RegistrySettings("ns", "127.0.0.1:1", "v1")
+
+
+@given(st.text("0123456789abcdef", min_size=64, max_size=64))
+def test_fingerprint_tag_is_a_valid_tag_naming_the_fingerprint(hex_digits: str) -> None:
+    tag = registry_module.fingerprint_tag(f"sha256:{hex_digits}")
+    assert tag == f"paitasks-{hex_digits}"
+    ref = reference.parse(f"127.0.0.1:5000/ns/image:{tag}")
+    assert ref.tag == tag
+
+
+def test_each_reference_is_asked_once_and_errors_are_not_remembered() -> None:
+    engine = FakeEngine({"a": "sha256:1"}, fail={"bad"})
+    view = RegistryView(SETTINGS, lambda: engine)  # type: ignore[arg-type, return-value]
+    assert view.digest("a") == "sha256:1"
+    assert view.digest("a") == "sha256:1"
+    assert view.digest("missing") is None
+    assert view.digest("missing") is None
+    assert engine.asked == ["a", "missing"]
+    for _ in range(2):
+        with pytest.raises(EngineError, match="unreachable"):
+            view.digest("bad")
+    assert engine.asked.count("bad") == 2
+    view.learn("missing", "sha256:2")  # after a push
+    assert view.digest("missing") == "sha256:2"
+
+
+def test_prefetched_answers_serve_later_questions() -> None:
+    engine = FakeEngine({f"r{i}": f"sha256:{i}" for i in range(20)}, fail={"bad"})
+    view = RegistryView(SETTINGS, lambda: engine)  # type: ignore[arg-type, return-value]
+    view.prefetch([*(f"r{i}" for i in range(20)), "bad"])
+    assert [view.digest(f"r{i}") for i in range(20)] == [f"sha256:{i}" for i in range(20)]
+    with pytest.raises(EngineError):  # the caller gets the error, asked again
+        view.digest("bad")
+    view.close()
+    assert sorted(engine.asked.count(f"r{i}") for i in range(20)) == [1] * 20
+
+
+def test_names_in_the_registry() -> None:
+    view = RegistryView(SETTINGS, lambda: FakeEngine({}))  # type: ignore[arg-type, return-value]
+    assert view.by_tag("x") == "127.0.0.1:1/ns/x:v1"
+    assert view.by_fingerprint("x", "sha256:ab") == "127.0.0.1:1/ns/x:paitasks-ab"
+    assert view.by_digest("x", "sha256:cd") == "127.0.0.1:1/ns/x@sha256:cd"
+    assert view.auth is None
+    login = RegistryView(
+        RegistrySettings("ns", "h.io", "v1", "u", "p"), lambda: FakeEngine({})  # type: ignore[arg-type, return-value]
+    )
+    assert login.auth == {"username": "u", "password": "p"}
+
+
+class FakeRun:
+    def __init__(self, images: dict[str, LocalImage], remote: RegistryView | None) -> None:
+        self.images = images
+        self.remote = remote
+
+
+@pytest.mark.parametrize(
+    ("name", "local", "served", "expected"),
+    [
+        # pulled: the digest it was pulled by, whatever the registry serves now
+        ("ubuntu:20.04", LocalImage("sha256:id", {}, ("ubuntu@sha256:d1",)), "sha256:d2",
+         "sha256:d1"),
+        ("127.0.0.1:5000/a/b:1", LocalImage("sha256:id", {}, ("127.0.0.1:5000/a/b@sha256:d1",)),
+         None, "sha256:d1"),
+        # a digest of another repository does not count; built here: its id
+        ("acme/x:1", LocalImage("sha256:id", {}, ("acme/y@sha256:d1",)), None, "sha256:id"),
+        # not here: what the registry serves, else unknown
+        ("acme/x:1", None, "sha256:d3", "sha256:d3"),
+        ("acme/x:1", None, None, ""),
+    ],
+)
+def test_an_external_image_counts_by_its_digest(
+    name: str, local: LocalImage | None, served: str | None, expected: str
+) -> None:
+    engine = FakeEngine({name: served})
+    remote = RegistryView(SETTINGS, lambda: engine)  # type: ignore[arg-type, return-value]
+    images = {engine_name(name): local} if local else {}
+    run = FakeRun(images, remote)
+    assert external_digest(run, name) == expected  # type: ignore[arg-type]
+
+
+def test_without_a_registry_an_absent_external_image_is_unknown() -> None:
+    assert external_digest(FakeRun({}, None), "acme/x:1") == ""  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("host", "config", "insecure"),
+    [
+        ("lan:5000", {"IndexConfigs": {"lan:5000": {"Secure": False}}}, True),
+        ("127.0.0.1:5000", {"InsecureRegistryCIDRs": ["127.0.0.0/8"]}, True),
+        ("localhost:5000", {"InsecureRegistryCIDRs": ["127.0.0.0/8"]}, True),
+        ("10.1.2.3:5000", {"InsecureRegistryCIDRs": ["127.0.0.0/8"]}, False),
+        ("10.1.2.3:5000", {"InsecureRegistryCIDRs": ["10.0.0.0/8"]}, True),
+        ("[::1]:5000", {"InsecureRegistryCIDRs": ["::1/128"]}, True),
+        ("127.0.0.1:5000", {}, False),
+        ("docker.io", {"IndexConfigs": {"docker.io": {"Secure": True}}}, False),
+    ],
+)
+def test_insecure_registries_as_the_engine_has_them(
+    host: str, config: dict[str, object], insecure: bool
+) -> None:
+    assert is_insecure(host, config) is insecure
+
+
+def test_references_split_into_repository_and_tag_or_digest() -> None:
+    assert _split("ns/x:paitasks-ab") == ("ns/x", "paitasks-ab")
+    assert _split("ns/deep/x@sha256:cd") == ("ns/deep/x", "sha256:cd")
+    assert _split("ns/x:v1") == ("ns/x", "v1")
