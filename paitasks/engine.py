@@ -583,7 +583,8 @@ def registry_problem(reference: str, exc: BaseException) -> str:
     explanation = str(getattr(exc, "explanation", "") or text)
     host = reference.split("/", 1)[0]
     lowered = explanation.lower()
-    if "unauthorized" in lowered or "authentication required" in lowered or "denied" in lowered:
+    refused = ("unauthorized", "authentication required", "denied", "no basic auth credentials")
+    if any(marker in lowered for marker in refused):
         return (
             f"registry {host}: access to {reference} refused ({explanation}); log in with "
             "`docker login`, or set username and password in the registry settings"

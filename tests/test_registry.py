@@ -609,6 +609,33 @@ def test_docker_login_credentials_are_used(
         assert "already in the registry" in rows[image], stdout
 
 
+def test_a_registry_that_refuses_stops_the_run_before_any_work(
+    prefix: str, cleanup: None, login_registry: LoggedRegistry, tmp_path: Path
+) -> None:
+    """No login anywhere (an empty DOCKER_CONFIG): the registry refuses, and the run
+    says so, naming it, before any hook or build; no image is built or pushed."""
+    src, base, app = small_tree(tmp_path / "tree", prefix)
+    config = write_config(tmp_path / "cfg", login_registry.address, prefix, TAG)
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    plugins = Path.home() / ".docker" / "cli-plugins"
+    if plugins.is_dir():
+        (docker_config / "cli-plugins").symlink_to(plugins)
+    mark = login_registry.mark()
+    result = doit(src, "build", "push", f"config={config}",
+                  env={"DOCKER_CONFIG": str(docker_config)})
+    text = output(result)
+    assert result.returncode != 0, text
+    assert f"registry {login_registry.address}: access to" in text, text
+    assert "refused" in text and "docker login" in text, text
+    assert "Traceback" not in text
+    assert login_registry.manifest_puts(mark) == {}
+    client = docker.from_env()
+    for image in (base, app):
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(image)
+
+
 def test_registry_by_host_name_over_plain_http(
     prefix: str,
     cleanup: None,
