@@ -60,6 +60,7 @@ class TreeSpec:
     seed: str = "0"  # goes into every file; a new seed means nothing is cached
     sleep: float = 0.0  # seconds every image but the base sleeps in a RUN step
     stamp: bool = False  # COPY stamp.txt first: rewrite it (write_stamps) to force a rebuild
+    run_first: bool = False  # the RUN step before the COPY steps (reused while files change)
     label: str = ""  # value of the org.paitasks.bench label; default: the prefix
 
     def __post_init__(self) -> None:
@@ -200,15 +201,18 @@ def _write_component(folder: Path, component: GenComponent, spec: TreeSpec) -> N
             (build / "hook-inputs").write_text("", encoding="ascii")
     for image, parent in zip(component.images, component.parents, strict=True):
         lines = [f"FROM {parent}", f'LABEL {LABEL}="{label}"']
+        work = f"echo {image} > /opt/{image}.txt"
+        if spec.sleep > 0:
+            work += f" && sleep {spec.sleep:g}"
+        if spec.run_first:
+            lines.append(f"RUN {work}")
         if spec.stamp:
             lines.append(f"COPY {STAMP_FILE} /opt/{image}.stamp")
         lines.append(f"COPY files/ /opt/{component.name}/files/")
         if component.hooks:
             lines.append(f"COPY generated/ /opt/{component.name}/generated/")
-        work = f"echo {image} > /opt/{image}.txt"
-        if spec.sleep > 0:
-            work += f" && sleep {spec.sleep:g}"
-        lines.append(f"RUN {work}")
+        if not spec.run_first:
+            lines.append(f"RUN {work}")
         (build / f"{image}.dockerfile").write_text("\n".join(lines) + "\n", encoding="ascii")
 
 
@@ -278,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", default="0")
     parser.add_argument("--sleep", type=float, default=0.0, help="RUN sleep in each image")
     parser.add_argument("--stamp", action="store_true", help="COPY stamp.txt into each image")
+    parser.add_argument("--run-first", action="store_true", help="RUN before the COPY steps")
     args = parser.parse_args(argv)
     try:
         spec = TreeSpec(
@@ -294,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             sleep=args.sleep,
             stamp=args.stamp,
+            run_first=args.run_first,
         )
         tree = generate(args.dest, spec)
     except (ValueError, OSError) as exc:

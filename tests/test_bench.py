@@ -1,7 +1,8 @@
 """Smoke test of the benchmarks: `python bench/run.py --quick` still runs every scenario.
 
 Not a measurement (nothing is timed here): it keeps the benchmark working as paitasks
-changes, and checks that it leaves no images and no temp trees behind.
+changes, and checks that it leaves no images (on both engines), no registry images and no
+temp trees behind.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, RegistryAPI, engine2
 
 SCENARIOS = (
     "1. planning",
@@ -24,11 +25,16 @@ SCENARIOS = (
     "4. parallelism: independent images",
     "4. parallelism: chain",
     "5. cold build",
+    "6. fresh CI runner, nothing changed",
+    "6. fresh CI runner, one leaf changed",
+    "6. fresh CI runner, slow RUN before a changed COPY",
 )
 
 
 @pytest.mark.engine
-def test_quick_benchmark_runs_every_scenario(docker_client: docker.DockerClient) -> None:
+def test_quick_benchmark_runs_every_scenario(
+    docker_client: docker.DockerClient, engine2_up: None, registry: RegistryAPI
+) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick"],
         cwd=REPO,
@@ -50,4 +56,13 @@ def test_quick_benchmark_runs_every_scenario(docker_client: docker.DockerClient)
     assert run_id and work, result.stderr
     left = docker_client.api.images(all=True, filters={"label": f"org.paitasks.bench={run_id[1]}"})
     assert left == [], "the benchmark left images behind"
+    label = f"label=org.paitasks.bench={run_id[1]}"
+    assert engine2("images", "--all", "--quiet", "--filter", label).stdout.strip() == "", (
+        "the benchmark left images behind on engine 2"
+    )
+    # The catalog keeps a repository's name until the registry's garbage collection;
+    # what the benchmark must delete is every tag (manifest) it pushed.
+    repositories = registry.repositories(f"{run_id[1]}/")
+    assert repositories, "the fresh-runner scenario pushed nothing"
+    assert all(registry.tags(name) == [] for name in repositories), "registry images left"
     assert not Path(work[1]).exists(), "the benchmark left its temp trees behind"
