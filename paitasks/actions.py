@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import TaskFailed
 
@@ -22,6 +22,9 @@ from paitasks.inputs import LABEL, ImageSpec, save_record
 from paitasks.reference import local_image_name
 from paitasks.registry import fingerprint_tag
 from paitasks.run import Run
+
+if TYPE_CHECKING:
+    from paitasks.engines import Engines
 from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
 
 
@@ -90,6 +93,9 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
             assessment = freshness.assess(run, spec)  # now read what the build will send
         if verbose and assessment.reasons:
             run.printer(spec.name)(f"building: {'; '.join(assessment.reasons)}")
+        several = run.several
+        if several is not None:
+            return _build_elsewhere(run, spec, assessment, several)
         from paitasks.engine import LocalImage
 
         engine = run.engine(spec.builder, spec.network)
@@ -110,6 +116,38 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
     return {"image": spec.name, "id": image_id, "fingerprint": assessment.fingerprint}
+
+
+def _build_elsewhere(
+    run: Run, spec: ImageSpec, assessment: freshness.Assessment, several: Engines
+) -> Any:
+    """engines=: build on the least busy engine, pushed from there under the image's
+    fingerprint tag; nothing comes back to this machine's engine."""
+    remote = run.remote
+    assert remote is not None
+    reference = remote.by_fingerprint(spec.name, assessment.fingerprint)
+    dockerfile = _dockerfile_for(run, spec)
+    with several.choose() as name:
+        digest = several.build(
+            name,
+            tag=reference,
+            dockerfile=dockerfile,
+            context=Path(spec.context),
+            labels={LABEL: assessment.fingerprint},
+            build_args=dict(spec.build_args),
+            platform=spec.platform,
+            network=spec.network,
+            cache_from=(remote.by_tag(spec.name),),
+            on_line=run.printer(f"{spec.name} on {name}") if run.settings.verbose else None,
+        )
+    remote.learn(reference, digest)
+    run.built_on(spec.name, name)
+    run.record(spec.name, dataclasses.replace(assessment, where="registry", digest=digest))
+    save_record(run.state, spec.name, assessment.inputs, digest, engine=name)
+    return {
+        "image": spec.name, "digest": digest, "engine": name,
+        "fingerprint": assessment.fingerprint,
+    }
 
 
 def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
@@ -157,6 +195,7 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
     remote = run.remote
     if remote is None:
         return {}
+    elsewhere = run.several is not None  # engines=: they see only the registry
     taken: dict[str, str] = {}
     for base in spec.uses:
         found = run.result(base)
@@ -165,11 +204,16 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
         digest = found.digest
         if digest is None:
             digest = remote.digest(remote.by_fingerprint(base, found.fingerprint))
+        if digest is None and elsewhere:
+            raise PaiTasksError(
+                f"image {spec.name}: its base {base} is only in this machine's engine, which "
+                f"engines= do not see: push it first (doit push:{base} config=...)"
+            )
         if digest is None:
             continue  # the registry has none: the engine's, built in this run or before
         reference = remote.by_digest(base, digest)
         local = run.images.get(base)
-        if local is not None and reference in local.repo_digests:
+        if not elsewhere and local is not None and reference in local.repo_digests:
             continue
         taken[base] = reference
     return taken
@@ -200,6 +244,7 @@ def push_image(run: Run, image: str) -> Any:
         canonical = remote.digest(by_fingerprint)
         local = run.images.get(image)
         built_here = local is not None and local.labels.get(LABEL) == wanted
+        several, built_on = run.several, run.built_on(image)
         if canonical is None:
             if not built_here:
                 raise PaiTasksError(f"image {image}: not in the engine, build it first")
@@ -211,10 +256,17 @@ def push_image(run: Run, image: str) -> Any:
             source = image
         elif local is not None and built_here and f"{repository}@{canonical}" in local.repo_digests:
             source = image
-        else:
+        elif several is not None and built_on is not None:
+            engine = several.engine(built_on)  # it holds what it built and pushed
+            source = by_fingerprint
+        else:  # bring the registry's image for these inputs in, to tag it
+            if several is not None:
+                engine = several.engine(several.names[0])
             source = remote.by_digest(image, canonical)
             engine.pull(source, auth, on_line)
         digest = engine.push(source, repository, settings.tag, auth, on_line=on_line)
+        if source == by_fingerprint:  # on the engine that built it: keep its tags few
+            engine.remove_images([by_fingerprint])
         remote.learn(remote.by_tag(image), digest)
         if digest != canonical:
             raise PaiTasksError(

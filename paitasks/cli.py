@@ -24,6 +24,7 @@ from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
 from paitasks.freshness import Predictions
 from paitasks.graph import image_order, select
+from paitasks.inputs import last_engine
 from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
 from paitasks.run import Run
@@ -56,6 +57,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variables["verbose"] = "1"
     if getattr(args, "pull", False):
         variables["pull"] = "1"
+    if getattr(args, "engines", None):
+        variables["engines"] = args.engines
     for name in ("build_args", "platform"):
         if getattr(args, name, None):
             variables[name] = getattr(args, name)
@@ -125,9 +128,14 @@ def plan_command(args: argparse.Namespace) -> int:
     for image in plan.graph.tree.images:
         predictions.add(image_spec(plan, image, settings))
     stale = remote = undecided = 0
+    if settings.engines:
+        print(f"engines: {', '.join(settings.engines)} (each build goes to the least busy)")
     for image in image_order(plan.graph):
         fresh, reasons = predictions.predict(image)
         found = run.result(image)
+        engine = last_engine(settings.state, image)
+        if engine is not None:
+            reasons = (*reasons, f"last built on engine {engine}")
         if image in predictions.undecided:
             undecided += 1
             print(f"decided when its hooks run: {image}: {'; '.join(reasons)}")
@@ -136,7 +144,7 @@ def plan_command(args: argparse.Namespace) -> int:
             print(f"rebuild {image}: {'; '.join(reasons)}")
         elif found is not None and found.where == "registry":
             remote += 1
-            print(f"up to date in the registry: {image}")
+            print(f"up to date in the registry: {image}" + (f" ({reasons[-1]})" if engine else ""))
     total = len(plan.graph.tree.images)
     kept = total - stale - undecided
     where = f" ({remote} in the registry only)" if remote else ""
@@ -172,6 +180,9 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--build-args", metavar="FILE", help="KEY=VALUE lines: build args")
     sub.add_argument("--platform", help="target platform, e.g. linux/amd64")
     sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")
+    sub.add_argument(
+        "--engines", metavar="NAME,...", help="docker contexts that build (needs a registry)"
+    )
     sub.add_argument(
         "--pull", action="store_true",
         help="with a registry: bring images that are up to date there into the engine",

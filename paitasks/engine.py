@@ -97,11 +97,14 @@ class BuildRequest:
 class Engine:
     """A Docker engine reached from this process (safe to share between threads)."""
 
-    def __init__(self, builder: str | None = None, network: str | None = "host") -> None:
+    def __init__(
+        self, builder: str | None = None, network: str | None = "host", host: str | None = None
+    ) -> None:
         if builder is not None and builder not in BUILDERS:
             raise EngineError(f"unknown builder {builder!r}: choose one of {', '.join(BUILDERS)}")
         self._builder = builder
         self.network = network or None
+        self.host = host  # a docker endpoint (unix://, tcp://, ssh://); None: DOCKER_HOST
         self._lock = threading.Lock()
         self._clients = threading.local()  # .by_host: {DOCKER_HOST: client}, per thread
 
@@ -114,11 +117,16 @@ class Engine:
         import docker
 
         clients: dict[str, docker.DockerClient] = vars(self._clients).setdefault("by_host", {})
-        host = os.environ.get("DOCKER_HOST", "")
+        host = self.host or os.environ.get("DOCKER_HOST", "")
         client = clients.get(host)
         if client is None:
             try:
-                client = docker.from_env(timeout=60)
+                if self.host:
+                    client = docker.DockerClient(
+                        base_url=self.host, timeout=60, use_ssh_client=self.host.startswith("ssh:")
+                    )
+                else:
+                    client = docker.from_env(timeout=60)
                 client.ping()
             except docker.errors.DockerException as exc:
                 raise EngineError(
@@ -129,7 +137,7 @@ class Engine:
 
     def check(self) -> None:
         """Fail early, within seconds, when no engine answers."""
-        if _api_get("/_ping") is None:
+        if _api_get("/_ping", self.host) is None:
             _ = self.client
 
     @property
@@ -147,7 +155,7 @@ class Engine:
 
         `name:latest` is also listed under the bare name, the way the tree names images.
         """
-        listing = _api_get("/images/json")
+        listing = _api_get("/images/json", self.host)
         if listing is None:
             import docker.errors
 
@@ -177,7 +185,7 @@ class Engine:
         """The image tagged `name` (`:latest`), or None."""
         path = f"/images/{urllib.parse.quote(name, safe='')}/json"
         try:
-            attrs = _api_get(path, missing_ok=True)
+            attrs = _api_get(path, self.host, missing_ok=True)
         except EngineError as exc:
             raise EngineError(f"cannot inspect image {name}: {exc}") from None
         if attrs is _MISSING:
@@ -310,7 +318,7 @@ class Engine:
         `insecure-registries`, 127.0.0.0/8 by default)."""
         from paitasks.registry import is_insecure
 
-        info = _api_get("/info")
+        info = _api_get("/info", self.host)
         if info is None:
             info = self.client.info()
         return is_insecure(host, (info or {}).get("RegistryConfig") or {})
@@ -545,10 +553,12 @@ class _UnixConnection(http.client.HTTPConnection):
 _MISSING = object()  # what _api_get returns for a 404 when asked to
 
 
-def _api_get(path: str, timeout: float = 60, missing_ok: bool = False) -> Any:
+def _api_get(
+    path: str, host: str | None = None, timeout: float = 60, missing_ok: bool = False
+) -> Any:
     """GET `path` from the engine's API and decode it (JSON, else text); None where only
     the docker SDK knows how to connect (TLS settings, ssh://, named pipes)."""
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     if os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CERT_PATH"):
         return None
     connection: http.client.HTTPConnection

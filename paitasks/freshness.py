@@ -24,6 +24,7 @@ from paitasks.inputs import (
     explain,
     fingerprint,
     gather,
+    last_engine,
     load_record,
     record_path,
     save_record,
@@ -74,8 +75,14 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Assessment
         if served is not None:
             reason = f"up to date in the registry ({reference.rpartition(':')[0]}@{served})"
             result = Assessment(inputs, wanted, True, (reason,), "registry", served)
-        elif current is None:
+        elif current is None and remote is None:
             result = Assessment(inputs, wanted, False, ("not in the engine",))
+        elif current is None:
+            # What changed since the last build here says more than where it is not.
+            previous = previous or load_record(run.state, spec.name)
+            reasons = tuple(explain(previous, inputs)) if previous is not None else ()
+            missing = "neither the engine nor the registry holds an image of these inputs"
+            result = Assessment(inputs, wanted, False, reasons or (missing,))
         elif LABEL not in current.labels:
             reason = "the engine's image was not built by paitasks"
             result = Assessment(inputs, wanted, False, (reason,))
@@ -142,6 +149,9 @@ class ImageUpToDate:
                     fresh, reasons = False, (*reasons, "pull=1: bringing it into the engine")
             else:
                 fresh, reasons = self.predictions.predict(self.spec.name)
+                engine = last_engine(run.state, self.spec.name)
+                if engine is not None:
+                    reasons = (*reasons, f"last built on engine {engine}")
         except PaiTasksError as exc:
             self.reason = str(exc)
             return False

@@ -267,7 +267,19 @@ def load_record(state: Path, image: str) -> BuildInputs | None:
         return None
 
 
-def save_record(state: Path, image: str, inputs: BuildInputs, image_id: str) -> None:
+def last_engine(state: Path, image: str) -> str | None:
+    """The engine of `engines=` that made the last build recorded here, if one did."""
+    try:
+        found = json.loads(record_path(state, image).read_text(encoding="utf-8")).get("engine")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(found) if found else None
+
+
+def save_record(
+    state: Path, image: str, inputs: BuildInputs, image_id: str, engine: str | None = None
+) -> None:
+    """Keep the inputs of a build (and, with engines=, the engine that made it)."""
     path = record_path(state, image)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
@@ -276,6 +288,8 @@ def save_record(state: Path, image: str, inputs: BuildInputs, image_id: str) -> 
         "fingerprint": fingerprint(inputs),
         "inputs": inputs.to_json(),
     }
+    if engine is not None:
+        data["engine"] = engine
     temporary_file = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     temporary_file.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(temporary_file, path)

@@ -175,6 +175,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             status = _report_status(outcome.status)
             if outcome.status == "not built":
                 status = f"not built ({', '.join(outcome.blocked_by)} failed)"
+            elif outcome.values.get("engine"):
+                status = f"{status} (on {outcome.values['engine']})"
             took = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
             rows.append((image, status, took, self._pushed(image)))
         return rows
@@ -222,6 +224,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             }
             if outcome.blocked_by:
                 entry["blocked_by"] = outcome.blocked_by
+            if outcome.values.get("engine"):
+                entry["engine"] = outcome.values["engine"]
             if kind == "build-image":
                 local = _safe_get(self.run, subject)
                 entry["id"] = outcome.values.get("id") or (local.id if local else None)

@@ -35,6 +35,7 @@ from paitasks.settings import Settings
 if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
+    from paitasks.engines import Engines
     from paitasks.freshness import Assessment
     from paitasks.registry import RegistryView
 
@@ -59,6 +60,8 @@ class Run:
         self._hashes: HashCache | None = None
         self._registry: RegistrySettings | None = None
         self._remote: RegistryView | None = None
+        self._several: Engines | None = None
+        self._built_on: dict[str, str] = {}  # image -> the engine of engines= that built it
         self._logins: set[tuple[str, str]] = set()
         self._tree_lock = RunLock(self.state)
         self._locked = False
@@ -89,6 +92,15 @@ class Run:
         removed = self.temp.remove()
         if check_engine:
             self.engine().check()
+            if self.settings.engines:
+                if self.settings.config is None:
+                    raise ConfigError(
+                        f"engines={','.join(self.settings.engines)} needs a registry (config=DIR "
+                        "or PAI_CONFIG): images built on other engines reach each other and "
+                        "this machine only through it"
+                    )
+                assert self.several is not None
+                self.several.check()
             remote = self.remote
             if remote is not None and images:
                 references = [remote.by_tag(image) for image in images]
@@ -181,6 +193,25 @@ class Run:
 
                 self._remote = RegistryView(settings, self.engine)
             return self._remote
+
+    @property
+    def several(self) -> Engines | None:
+        """The engines of `engines=` (docker contexts that build); None without it."""
+        if not self.settings.engines:
+            return None
+        with self._lock:
+            if self._several is None:
+                from paitasks.engines import Engines
+
+                self._several = Engines(self.settings.engines)
+            return self._several
+
+    def built_on(self, name: str, engine: str | None = None) -> str | None:
+        """The engine of `engines=` that built image `name` in this run (and note it)."""
+        with self._lock:
+            if engine is not None:
+                self._built_on[name] = engine
+            return self._built_on.get(name)
 
     def record(self, name: str, assessment: Assessment) -> None:
         """What this run found or made of image `name`; `fingerprint` and `result` read it."""

@@ -25,6 +25,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "build_args": ("build_args", "PAI_BUILD_ARGS"),
     "platform": ("platform", "PAI_PLATFORM"),
     "pull": ("pull", "PAI_PULL"),
+    "engines": ("engines", "PAI_ENGINES"),
 }
 BUILDERS = ("buildx", "classic")
 TRUE = ("1", "true", "yes", "on")
@@ -44,6 +45,8 @@ class Settings:
     platform: str | None = None  # target platform, e.g. linux/amd64; None: the engine's
     # With a registry: bring images that are up to date there into the local engine too.
     pull: bool = False
+    # Docker contexts that build (several machines); none: this process's engine.
+    engines: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -92,6 +95,11 @@ def resolve_settings(
         build_args=read_build_args(base / args_file, environ) if args_file else (),
         platform=pick("platform"),
         pull=(pick("pull") or "").lower() in TRUE,
+        engines=tuple(
+            dict.fromkeys(
+                name.strip() for name in (pick("engines") or "").split(",") if name.strip()
+            )
+        ),
     )
 
 

@@ -29,6 +29,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "verbose": ("1", "yes", True, True, False),
     "platform": ("linux/amd64", "linux/arm64", "linux/amd64", "linux/arm64", None),
     "pull": ("1", "no", True, False, False),
+    "engines": ("a,b,a", " m1 , ", ("a", "b"), ("m1",), ()),
 }
 
 
