@@ -1,4 +1,5 @@
-"""Every call paitasks makes to Docker goes through this module.
+"""Every call paitasks makes to one Docker engine goes through this module (engines.py
+drives the engines of `engines=` through python-on-whales).
 
 Builds go through buildx when the plugin is there, else through the classic builder via
 the engine's API (the docker SDK streams each step's output, which the classic CLI's
