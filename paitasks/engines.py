@@ -45,6 +45,7 @@ class Engines:
         self.names = names
         self._targets: dict[str, Target] = {}
         self._busy: dict[str, int] = dict.fromkeys(names, 0)
+        self._down: set[str] = set()  # stopped answering during the run
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
 
@@ -83,6 +84,18 @@ class Engines:
         if problems:
             raise EngineError("; ".join(problems))
 
+    def mark_down(self, name: str) -> None:
+        """Engine `name` stopped answering: later builds go to the others."""
+        with self._lock:
+            self._down.add(name)
+
+    def _answers(self, name: str) -> bool:
+        try:
+            self.engine(name).check()
+        except PaiTasksError:
+            return False
+        return True
+
     def engine(self, name: str) -> Engine:
         """The docker SDK's view of one engine (for pushes and pulls there)."""
         with self._lock:
@@ -92,9 +105,15 @@ class Engines:
 
     @contextlib.contextmanager
     def choose(self) -> Iterator[str]:
-        """Hold the engine with the fewest builds in flight (the first such, in order)."""
+        """Hold the engine with the fewest builds in flight (the first such, in order),
+        of those still answering."""
         with self._lock:
-            name = min(self.names, key=lambda candidate: self._busy[candidate])
+            alive = [name for name in self.names if name not in self._down]
+            if not alive:
+                raise EngineError(
+                    f"no engine of engines={','.join(self.names)} answers any more"
+                )
+            name = min(alive, key=lambda candidate: self._busy[candidate])
             self._busy[name] += 1
         try:
             yield name
@@ -147,9 +166,13 @@ class Engines:
                         on_line(line.rstrip("\n"))
             except DockerException as exc:
                 last = "\n".join(f"  | {line}" for line in tail)
+                gone = ""
+                if not self._answers(name):
+                    self.mark_down(name)
+                    gone = f" (engine {name} no longer answers)"
                 raise EngineError(
-                    f"building image {tag} on engine {name} failed (exit {exc.return_code}); "
-                    f"last output lines:\n{last}",
+                    f"building image {tag} on engine {name} failed (exit {exc.return_code})"
+                    f"{gone}; last output lines:\n{last}",
                     [str(part) for part in exc.docker_command],
                     exc.return_code,
                     "\n".join(tail),
