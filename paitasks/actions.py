@@ -54,7 +54,10 @@ def hook(run: Run, round_: RoundSpec, script: str) -> Any:
             folder=Path(round_.folder),
             src=settings.src,
             root=settings.root,
-            on_line=run.printer(f"{round_.name}/{path.name}") if settings.verbose else None,
+            on_line=run.output(
+                f"{'pre' if path.name == 'build-pre.sh' else 'post'}build:{round_.name}",
+                f"{round_.name}/{path.name}",
+            ),
         )
 
     try:
@@ -108,7 +111,7 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
             build_args=dict(spec.build_args),
             platform=spec.platform,
             cache_from=(remote.by_tag(spec.name),) if remote is not None else (),
-            on_line=run.printer(spec.name) if verbose else None,
+            on_line=run.output(f"build-image:{spec.name}", spec.name),
         )
         run.images.update(spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint}))
         run.record(spec.name, dataclasses.replace(assessment, fresh=True, where="engine"))
@@ -128,6 +131,7 @@ def _build_elsewhere(
     reference = remote.by_fingerprint(spec.name, assessment.fingerprint)
     dockerfile = _dockerfile_for(run, spec)
     with several.choose() as name:
+        run.tell_engine(f"build-image:{spec.name}", name)
         digest = several.build(
             name,
             tag=reference,
@@ -138,7 +142,7 @@ def _build_elsewhere(
             platform=spec.platform,
             network=spec.network,
             cache_from=(remote.by_tag(spec.name),),
-            on_line=run.printer(f"{spec.name} on {name}") if run.settings.verbose else None,
+            on_line=run.output(f"build-image:{spec.name}", f"{spec.name} on {name}"),
         )
     remote.learn(reference, digest)
     run.built_on(spec.name, name)
@@ -156,7 +160,7 @@ def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
     assert remote is not None and assessment.digest is not None
     source = remote.by_digest(spec.name, assessment.digest)
     engine = run.engine()
-    on_line = run.printer(f"pull {spec.name}") if run.settings.verbose else None
+    on_line = run.output(f"build-image:{spec.name}", f"pull {spec.name}")
     pulled = engine.pull(source, remote.auth, on_line)
     engine.tag(source, f"{spec.name}:latest")
     run.images.update(spec.name, pulled)
@@ -238,7 +242,7 @@ def push_image(run: Run, image: str) -> Any:
         if wanted is None:
             raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
         engine = run.engine()
-        on_line = run.printer(f"push {image}") if run.settings.verbose else None
+        on_line = run.output(f"push:{image}", f"push {image}")
         repository = settings.repository(image)
         by_fingerprint = remote.by_fingerprint(image, wanted)
         canonical = remote.digest(by_fingerprint)

@@ -4,6 +4,7 @@
     pai-build push -c CONFIG_DIR [-i IMAGE ...] [--src DIR] [-j N] [--pull]
     pai-build plan [-c CONFIG_DIR] [--src DIR]
     pai-build graph [--src DIR] [--format json|dot|mermaid]
+    pai-build report [--src DIR]
 
 Each command is a short list of steps: read settings, plan the tree (every input error
 surfaces here, before any work), then hand the selected tasks to doit.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,11 +29,14 @@ from paitasks.graph import image_order, select
 from paitasks.inputs import last_engine
 from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
+from paitasks.reporter import REPORT_FILE, summary_lines
 from paitasks.run import Run
 from paitasks.settings import Settings, resolve_settings
 from paitasks.tasks import image_spec
+from paitasks.timeline import TRACE_FILE, read_critical_path
 
 Command = Callable[[argparse.Namespace], int]
+SLOWEST = 5  # image builds `pai-build report` lists
 COMMANDS: dict[str, Command] = {}
 
 
@@ -156,6 +161,43 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("report")
+def report_command(args: argparse.Namespace) -> int:
+    """The last run's summary, and where its time went (`.paitasks/report.json` and
+    `.paitasks/trace.json`)."""
+    settings = settings_from(args)
+    folder = settings.state
+    try:
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PaiTasksError(f"no run has been reported in {folder} yet") from None
+    except (OSError, ValueError) as exc:
+        raise PaiTasksError(f"cannot read {folder / REPORT_FILE}: {exc}") from None
+    print(f"last run: {report.get('started')} to {report.get('finished')}, {report.get('result')}")
+    for line in summary_lines(report):
+        print(line)
+    try:
+        trace = json.loads((folder / TRACE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        trace = {}
+    path = read_critical_path(trace)
+    if path:
+        total = sum(seconds for _, seconds in path)
+        print(f"\ncritical path ({total:.1f}s of tasks, each waiting for the one before):")
+        for name, seconds in path:
+            print(f"  {seconds:6.1f}s  {name}")
+    timed = sorted(
+        ((entry["seconds"], image) for image, entry in (report.get("images") or {}).items()
+         if isinstance(entry.get("seconds"), int | float) and entry.get("status") == "done"),
+        reverse=True,
+    )
+    if timed:
+        print("\nslowest image builds:")
+        for seconds, image in timed[:SLOWEST]:
+            print(f"  {seconds:6.1f}s  {image}")
+    return 0
+
+
 @command("graph")
 def graph_command(args: argparse.Namespace) -> int:
     """Print the component and image graph (json, dot or mermaid)."""
@@ -213,6 +255,8 @@ def parser() -> argparse.ArgumentParser:
         "-c", "--config", help="folder with services-configuration.yaml: look in its registry too"
     )
     _common(plan_parser)
+    report_parser = sub.add_parser("report", help="the last run's summary and critical path")
+    report_parser.add_argument("--src", default="src", help="source folder (default: ./src)")
     graph_parser = sub.add_parser("graph", help="print the component and image graph")
     graph_parser.add_argument("--format", choices=sorted(FORMATS), default="mermaid")
     _common(graph_parser)

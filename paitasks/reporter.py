@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,9 @@ from doit.reporter import ConsoleReporter
 
 from paitasks.errors import PaiTasksError
 from paitasks.inputs import LABEL
+from paitasks.progress import Display, display_for
 from paitasks.run import Run
+from paitasks.timeline import Slice, write_trace
 
 ENGINE_TASKS = ("build-image:", "push:", "_publish:")
 PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
@@ -41,6 +44,7 @@ class Outcome:
     # not built
     status: str = "pending"
     started: float | None = None
+    ended: float | None = None
     seconds: float | None = None
     values: dict[str, Any] = field(default_factory=dict)
     blocked_by: list[str] = field(default_factory=list)
@@ -51,7 +55,7 @@ def display_name(name: str) -> str:
 
 
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
-    """Progress, a summary and a report; the run's start and end go to `run`."""
+    """Progress, a summary, a report and a timeline; the run's start and end go to `run`."""
 
     run: Run  # set by `reporter_for`: doit instantiates the class itself
 
@@ -59,18 +63,21 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         super().__init__(outstream, options)
         self._began_run = False
         self._outcomes: dict[str, Outcome] = {}
+        self._needs: dict[str, tuple[str, ...]] = {}
         self._total = 0
         self._done = 0
         self._began = time.time()
-        self._colour = bool(getattr(outstream, "isatty", lambda: False)()) and not os.environ.get(
-            "NO_COLOR"
-        )
+        terminal = bool(getattr(outstream, "isatty", lambda: False)())
+        self._colour = terminal and not os.environ.get("NO_COLOR") and _colour_term()
+        self._display: Display | None = None
 
     # -- start and end ----------------------------------------------------------------
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         planned = _closure(tasks, selected_tasks)
         self._total = len(planned)
+        memo: dict[str, tuple[str, ...]] = {}
+        self._needs = {name: _waits_for(tasks, name, memo) for name in planned}
         self._began_run = True
         try:
             # With engine tasks and no engine, say so before any hook runs (doit reports
@@ -83,42 +90,59 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             raise InvalidTask(str(exc)) from None
         for path in removed:
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
+        self._display = display_for(self.outstream, self._colour)
+        self.run.watch(self._display)
+        self._display.start(self._total)
         super().initialize(tasks, selected_tasks)
 
     def complete_run(self) -> None:
         try:
+            if self._display is not None:
+                self._display.stop()
+                self.run.watch(None)
+                self._display = None
             if self._began_run:
                 self.run.end()
             if self._outcomes:
-                self._summary()
-                self._write_report()
+                report = self._report()
+                for line in summary_lines(report, self._paint):
+                    self.write(line + "\n")
+                self._write_report(report)
+                self._write_trace()
         except OSError as exc:
             sys.stderr.write(f"paitasks: could not tidy up after the run: {exc}\n")
         finally:
             super().complete_run()
 
-    # -- task events ------------------------------------------------------------------
+    def write(self, text: str) -> None:
+        """Through the live display while it runs (lines above it), else straight out."""
+        if self._display is not None:
+            self._display.write(text)
+        else:
+            super().write(text)
+
+    # -- task events (doit's own `.  task` / `-- task` lines are not written) ----------
 
     def execute_task(self, task: Any) -> None:
         if task.actions:
             self._outcomes[task.name] = Outcome(status="running", started=time.time())
-        if task.actions and task.name.startswith(PUBLISH):
-            self.write(f".  {display_name(task.name)}\n")
-        else:
-            super().execute_task(task)
+            if self._display is not None:
+                self._display.started(display_name(task.name))
 
     def skip_uptodate(self, task: Any) -> None:
         if task.actions:
-            self._outcomes[task.name] = Outcome(status=self._up_to_date(task.name))
-            self._done += 1
-        if task.name.startswith(PUBLISH):
-            self.write(f"-- {display_name(task.name)}\n")
-        else:
-            super().skip_uptodate(task)
+            outcome = Outcome(status=self._up_to_date(task.name))
+            self._outcomes[task.name] = outcome
+            self._finished(task.name, outcome)
+
+    def skip_ignore(self, task: Any) -> None:
+        if task.actions:
+            outcome = Outcome(status="ignored")
+            self._outcomes[task.name] = outcome
+            self._finished(task.name, outcome)
 
     def add_success(self, task: Any) -> None:
         if not task.actions:  # groups (build, build:C, push) finish silently
-            super().add_success(task)
             return
         outcome = self._outcomes.setdefault(task.name, Outcome())
         outcome.values = dict(getattr(task, "values", None) or {})
@@ -127,7 +151,6 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         if outcome.values.get("pulled"):
             outcome.status = "pulled"
         self._finished(task.name, outcome)
-        super().add_success(task)
 
     def add_failure(self, task: Any, fail: Any) -> None:
         if not task.actions:
@@ -151,69 +174,30 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         return "up to date"
 
     def _finished(self, name: str, outcome: Outcome) -> None:
+        outcome.ended = time.time()
         if outcome.started is not None:
-            outcome.seconds = time.time() - outcome.started
+            outcome.seconds = outcome.ended - outcome.started
         self._done += 1
         took = f" {outcome.seconds:.1f}s" if outcome.seconds is not None else ""
         status = outcome.status
         if status == "not built":
             status = f"not built: {', '.join(outcome.blocked_by)} failed"
+        engine = outcome.values.get("engine")
+        where = f" on {engine}" if engine else ""
         width = len(str(self._total))
-        self.write(
+        line = (
             f"[{self._done:>{width}}/{self._total}] "
-            f"{self._paint(status, status.split(':')[0])} {display_name(name)}{took}\n"
+            f"{self._paint(status, status.split(':')[0])} {display_name(name)}{where}{took}\n"
         )
+        if self._display is not None:
+            self._display.finished(display_name(name), line)
+        else:
+            self.write(line)
 
     # -- summary and report -----------------------------------------------------------
 
-    def _image_rows(self) -> list[tuple[str, str, str, str]]:
-        rows = []
-        for name, outcome in sorted(self._outcomes.items()):
-            if not name.startswith("build-image:"):
-                continue
-            image = name.split(":", 1)[1]
-            status = _report_status(outcome.status)
-            if outcome.status == "not built":
-                status = f"not built ({', '.join(outcome.blocked_by)} failed)"
-            elif outcome.values.get("engine"):
-                status = f"{status} (on {outcome.values['engine']})"
-            took = f"{outcome.seconds:.1f}s" if outcome.seconds is not None else ""
-            rows.append((image, status, took, self._pushed(image)))
-        return rows
-
-    def _pushed(self, image: str) -> str:
-        for prefix in ("push:", PUBLISH):
-            outcome = self._outcomes.get(prefix + image)
-            if outcome is None:
-                continue
-            if outcome.status == "done":
-                return f"pushed {outcome.values.get('name')}@{outcome.values.get('digest')}"
-            if outcome.status.startswith("up to date"):
-                return "already in the registry"
-            return "push " + _report_status(outcome.status)
-        return ""
-
-    def _summary(self) -> None:
-        rows = self._image_rows()
-        if not rows:
-            return
-        width = max(len("image"), *(len(row[0]) for row in rows))
-        status_width = max(len("result"), *(len(row[1]) for row in rows))
-        header = f"{'image'.ljust(width)}  {'result'.ljust(status_width)}  {'time'.rjust(6)}"
-        self.write(f"\n{header}\n")
-        for image, status, took, pushed in rows:
-            painted = self._paint(status.ljust(status_width), status.split(" (")[0])
-            self.write(f"{image.ljust(width)}  {painted}  {took.rjust(6)}  {pushed}".rstrip())
-            self.write("\n")
-        counts: dict[str, int] = {}
-        for _, status, _, _ in rows:
-            key = status.split(" (")[0]
-            counts[key] = counts.get(key, 0) + 1
-        parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-        self.write(f"{len(rows)} images: {parts} ({time.time() - self._began:.1f}s)\n")
-
-    def _write_report(self) -> None:
-        """`.paitasks/report.json`: per image and component, what this run did."""
+    def _report(self) -> dict[str, Any]:
+        """What `.paitasks/report.json` holds: per image and component, what this run did."""
         images: dict[str, Any] = {}
         components: dict[str, Any] = {}
         for name, outcome in sorted(self._outcomes.items()):
@@ -241,24 +225,95 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 images.setdefault(subject, {})["push"] = push
             elif kind in ("copy-deps", "prebuild", "postbuild"):
                 components.setdefault(subject, {})[kind] = entry
-        report = {
+        return {
             "started": _iso(self._began),
             "finished": _iso(time.time()),
+            "seconds": round(time.time() - self._began, 3),
             "result": "failure" if self.failures else "success",
             "images": images,
             "components": components,
         }
+
+    def _write_report(self, report: dict[str, Any]) -> None:
         path = self.run.state / REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f"{REPORT_FILE}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         os.replace(temporary, path)
 
+    def _write_trace(self) -> None:
+        """`.paitasks/trace.json`: every task that ran or was checked, as a timeline."""
+        slices = []
+        now = time.time()
+        for name, outcome in self._outcomes.items():
+            start = outcome.started if outcome.started is not None else outcome.ended
+            if start is None:
+                continue
+            slices.append(
+                Slice(
+                    name=display_name(name),
+                    start=start,
+                    end=outcome.ended if outcome.ended is not None else now,  # interrupted
+                    result=_report_status(outcome.status),
+                    where=str(outcome.values.get("engine") or "this machine"),
+                    needs=tuple(display_name(n) for n in self._needs.get(name, ())),
+                )
+            )
+        write_trace(self.run.state, slices, self._began)
+
     def _paint(self, text: str, status: str) -> str:
         code = COLOURS.get(status)
         if not self._colour or code is None:
             return text
         return f"\033[{code}m{text}\033[0m"
+
+
+def summary_lines(
+    report: Mapping[str, Any], paint: Callable[[str, str], str] = lambda text, status: text
+) -> list[str]:
+    """The table of every image of a report (report.json's form), in its words, aligned
+    whatever the names; `paint(text, status)` may colour a status."""
+    rows = []
+    for image, entry in sorted((report.get("images") or {}).items()):
+        if "status" not in entry:  # only its push was part of the run
+            continue
+        status = str(entry["status"])
+        if status == "not built":
+            status = f"not built ({', '.join(entry.get('blocked_by') or ())} failed)"
+        elif entry.get("engine"):
+            status = f"{status} (on {entry['engine']})"
+        seconds = entry.get("seconds")
+        took = f"{seconds:.1f}s" if seconds is not None else ""
+        push = entry.get("push") or {}
+        pushed = ""
+        if push.get("status") == "done":
+            pushed = f"pushed {push.get('name')}@{push.get('digest')}"
+        elif str(push.get("status", "")).startswith("up to date"):
+            pushed = "already in the registry"
+        elif push:
+            pushed = f"push {push.get('status')}"
+        rows.append((image, status, took, pushed))
+    if not rows:
+        return []
+    width = max(len("image"), *(len(row[0]) for row in rows))
+    status_width = max(len("result"), *(len(row[1]) for row in rows))
+    lines = ["", f"{'image'.ljust(width)}  {'result'.ljust(status_width)}  {'time'.rjust(6)}"]
+    for image, status, took, pushed in rows:
+        painted = paint(status.ljust(status_width), status.split(" (")[0])
+        lines.append(f"{image.ljust(width)}  {painted}  {took.rjust(6)}  {pushed}".rstrip())
+    counts: dict[str, int] = {}
+    for _, status, _, _ in rows:
+        key = status.split(" (")[0]
+        counts[key] = counts.get(key, 0) + 1
+    parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    total = report.get("seconds")
+    took = f" ({total:.1f}s)" if isinstance(total, int | float) else ""
+    lines.append(f"{len(rows)} images: {parts}{took}")
+    return lines
+
+
+def _colour_term() -> bool:
+    return os.environ.get("TERM", "") != "dumb"
 
 
 def _report_status(status: str) -> str:
@@ -274,6 +329,19 @@ def _safe_get(run: Run, name: str) -> Any:
 
 def _iso(moment: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _waits_for(tasks: Any, name: str, memo: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The tasks with actions that `name` waits for, through groups (`build:C`...)."""
+    if name not in memo:
+        memo[name] = ()  # a loop cannot happen in doit; this only guards the recursion
+        found: list[str] = []
+        for dep in tasks[name].task_dep:
+            if dep not in tasks:
+                continue
+            found.extend((dep,) if tasks[dep].actions else _waits_for(tasks, dep, memo))
+        memo[name] = tuple(dict.fromkeys(found))
+    return memo[name]
 
 
 def _closure(tasks: Any, selected: Any) -> set[str]:

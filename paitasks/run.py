@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.engine import Engine, LocalImage
     from paitasks.engines import Engines
     from paitasks.freshness import Assessment
+    from paitasks.progress import Display
     from paitasks.registry import RegistryView
 
 HASH_CACHE_FILE = "file-hashes.json"
@@ -75,6 +76,7 @@ class Run:
         self._stale_names: set[str] = set()
         self.temp = tempfolders.TempFolders(self.root, self.state, self.fingerprint)
         self._output_lock = threading.Lock()
+        self._display: Display | None = None  # the reporter's, while it shows the run
 
     # -- start and end (called by the reporter) ---------------------------------------
 
@@ -271,16 +273,46 @@ class Run:
         with self._lock:
             return self._assessments.pop(name, None)
 
+    def watch(self, display: Display | None) -> None:
+        """While a reporter shows the run (progress.py), tasks tell it what they do."""
+        self._display = display
+
+    def output(self, task: str, label: str) -> Callable[[str], None] | None:
+        """Where the output lines of `task` go: to the display (which shows the last one
+        live on a terminal) and, with verbose=1, printed whole, labelled `label`."""
+        display = self._display
+        printer = self.printer(label) if self.settings.verbose else None
+        if display is None and printer is None:
+            return None
+
+        def sink(line: str) -> None:
+            if display is not None:
+                display.output(task, line)
+            if printer is not None:
+                printer(line)
+
+        return sink
+
+    def tell_engine(self, task: str, engine: str) -> None:
+        """Which engine of `engines=` runs `task`, for the display."""
+        if self._display is not None:
+            self._display.output(task, "", engine)
+
     def printer(self, label: str) -> Callable[[str], None]:
-        """Print live output lines, labelled, straight to the terminal.
+        """Print live output lines, labelled, through the display or straight to the
+        terminal.
 
         doit captures a python-action's output by swapping `sys.stdout`, which threads
         share, so under `-n` captured lines could land in another task's output; labelled
         whole lines on the real stdout never mix. Failures carry their own last lines.
         """
+        display = self._display
         stream = sys.__stdout__ or sys.stderr
 
         def emit(line: str) -> None:
+            if display is not None:
+                display.write(f"[{label}] {line}\n")
+                return
             with self._output_lock:
                 stream.write(f"[{label}] {line}\n")
                 stream.flush()

@@ -453,3 +453,187 @@ def image_actions(events: Iterable[dict[str, Any]], contains: str = "") -> list[
 
 # `scripts/dev-engine up` keeps it in /etc/hosts and in the engines' NO_PROXY.
 REGISTRY_HOST_NAME = "paitasks-registry.test"
+
+
+# -- an engine endpoint that can stop answering -------------------------------------
+
+# A byte relay: accepts on unix socket argv[1], relays each connection both ways to unix
+# socket argv[2] (HTTP upgrades for BuildKit's /session and /grpc are only bytes too), and
+# appends the request line of each HTTP request a client starts to the log file argv[3].
+_RELAY_SCRIPT = r"""
+import os, socket, sys, threading
+listen, target, log_path = sys.argv[1:4]
+log = open(log_path, "a", buffering=1)
+lock = threading.Lock()
+METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ")
+
+def pump(source, sink, watch):
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            if watch and data.startswith(METHODS):
+                with lock:
+                    log.write(data.split(b"\r\n", 1)[0].decode(errors="replace") + "\n")
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (sink, source):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+def serve(client):
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        upstream.connect(target)
+    except OSError:
+        client.close()
+        return
+    threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+    pump(client, upstream, True)
+
+if os.path.exists(listen):
+    os.unlink(listen)
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(listen)
+server.listen(64)
+with lock:
+    log.write("listening\n")
+while True:
+    connection, _ = server.accept()
+    threading.Thread(target=serve, args=(connection,), daemon=True).start()
+"""
+
+
+class UnixRelay:
+    """Its own process relaying a unix socket (`listen`) to another (`target`, an
+    engine's socket): a stand-in for a remote engine's endpoint, which `stop()` makes
+    stop answering at once (SIGKILL to the relay's pid: every relayed connection
+    drops). `requests()` are the HTTP request lines clients sent through it."""
+
+    def __init__(self, listen: Path, target: str, log: Path) -> None:
+        if len(str(listen)) > 100:  # sun_path holds 108 bytes
+            raise AssertionError(f"socket path too long for a unix socket: {listen}")
+        self.listen = listen
+        self.target = target
+        self.log = log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        before = self.log.read_text().count("listening") if self.log.exists() else 0
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _RELAY_SCRIPT, str(self.listen), self.target,
+             str(self.log)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not (self.log.exists() and self.log.read_text().count("listening") > before):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"the relay on {self.listen} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Kill the relay (by its pid), so its socket stops answering."""
+        if self._process is not None and self._process.poll() is None:
+            os.kill(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+        self._process = None
+
+    def requests(self) -> list[str]:
+        """Every HTTP request line relayed so far, e.g. `POST /session HTTP/1.1`."""
+        if not self.log.exists():
+            return []
+        return [line for line in self.log.read_text().splitlines() if line != "listening"]
+
+    def wait_for(self, needle: str, timeout: float) -> bool:
+        """Wait until a relayed request line holds `needle`; False after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in line for line in self.requests()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def __enter__(self) -> UnixRelay:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class DockerContext:
+    """A docker context `name` whose docker endpoint is `host`, for a `with` block and
+    removed afterwards (`docker context rm -f`), also when the block fails. Name it with
+    the test's prefix.
+
+        with DockerContext(f"{prefix}-relay", f"unix://{socket}") as context: ...
+    """
+
+    def __init__(self, name: str, host: str) -> None:
+        self.name = name
+        self.host = host
+
+    def __enter__(self) -> str:
+        created = subprocess.run(
+            ["docker", "context", "create", self.name, "--description", "paitasks test",
+             "--docker", f"host={self.host}"],
+            capture_output=True, text=True, timeout=60,
+        )
+        if created.returncode != 0:
+            self.remove()
+            raise AssertionError(f"docker context create {self.name} failed: {created.stderr}")
+        return self.name
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "context", "rm", "-f", self.name],
+                       capture_output=True, text=True, timeout=60)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+
+# -- what a run reports --------------------------------------------------------------
+
+# One line per finished task: "[ 3/12] done build-image:x on m1 1.2s".
+FINISHED = re.compile(
+    r"^\[\s*\d+/\d+\] (?P<status>.+?) (?P<task>[a-z-]+:\S+)(?: on \S+)?(?: [\d.]+s)?$",
+    re.MULTILINE,
+)
+
+
+def finished(output: str) -> dict[str, str]:
+    """Each task a run's output reports as finished, with its status."""
+    return {match["task"]: match["status"] for match in FINISHED.finditer(output)}
+
+
+def ran(output: str, task: str) -> bool:
+    """Whether the run did `task` (its action ran: built, pushed, ...)."""
+    return finished(output).get(task) in ("done", "pulled")
+
+
+def skipped(output: str, task: str) -> bool:
+    """Whether the run found `task` up to date (also in the registry)."""
+    return finished(output).get(task, "").startswith("up to date")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker as whales
 
-from tests.support import run_doit
+from tests.support import ran, run_doit, skipped
 
 
 def build(src: Path, env: dict[str, str] | None = None) -> str:
@@ -49,24 +49,24 @@ def test_copies_are_skipped_only_while_nothing_changes(
     (tmp_path / "version").write_text("v1\n")
 
     first = build(src)
-    assert "-- copy-deps:app" in first and f".  build-image:{app}" in first
+    assert skipped(first, "copy-deps:app") and ran(first, f"build-image:{app}")
     assert read(app, "/lib/data.txt") == "data 1"
 
     second = build(src)
-    assert "-- copy-deps:app" in second and f"-- build-image:{app}" in second
+    assert skipped(second, "copy-deps:app") and skipped(second, f"build-image:{app}")
     assert not (src / "app" / "dependency").exists()
 
     (src / "lib" / "data.txt").write_text("data 2\n")
     third = build(src)
-    assert f".  build-image:{app}" in third
+    assert ran(third, f"build-image:{app}")
     assert read(app, "/lib/data.txt") == "data 2"
 
     # What lib's hook makes (its generated/, copied along) counts too.
     (tmp_path / "version").write_text("v2\n")
     fourth = build(src)
-    assert f".  build-image:{app}" in fourth
+    assert ran(fourth, f"build-image:{app}")
     assert read(app, "/lib/generated/version") == "v2"
-    assert f"-- build-image:{app}" in build(src)
+    assert skipped(build(src), f"build-image:{app}")
 
 
 @pytest.mark.engine
@@ -99,23 +99,23 @@ def test_nested_copies_are_made_only_when_an_image_reads_them(
     )
 
     first = build(src)
-    assert f".  build-image:{mid}" in first and f".  build-image:{app}" in first
+    assert ran(first, f"build-image:{mid}") and ran(first, f"build-image:{app}")
     assert read(app, "/mid/dependency/base/generated/version") == "v1"
     assert runs.read_text().count("ran") == 1
 
     second = build(src)
-    assert f"-- build-image:{mid}" in second and f"-- build-image:{app}" in second
+    assert skipped(second, f"build-image:{mid}") and skipped(second, f"build-image:{app}")
     assert runs.read_text().count("ran") == 1, "a hook with unchanged inputs ran"
 
     (src / "mid" / "own.txt").write_text("mid 2\n")  # only app reads it (a copy of mid)
     third = build(src)
-    assert f"-- build-image:{mid}" in third and f".  build-image:{app}" in third
+    assert skipped(third, f"build-image:{mid}") and ran(third, f"build-image:{app}")
     assert read(app, "/mid/own.txt") == "mid 2"
     assert read(app, "/mid/dependency/base/generated/version") == "v1"
 
     (tmp_path / "version").write_text("v2\n")
     fourth = build(src)
-    assert f".  build-image:{mid}" in fourth and f".  build-image:{app}" in fourth
+    assert ran(fourth, f"build-image:{mid}") and ran(fourth, f"build-image:{app}")
     assert read(mid, "/base/version") == "v2"
     assert read(app, "/mid/dependency/base/generated/version") == "v2"
     assert runs.read_text().count("ran") == 2
@@ -156,19 +156,19 @@ def test_a_build_that_reads_no_copy_makes_none(
         return [line for line in lines if line.startswith("-a ")]
 
     first = run()
-    assert f".  build-image:{own}" in first and f".  build-image:{dep}" in first
+    assert ran(first, f"build-image:{own}") and ran(first, f"build-image:{dep}")
     assert len(copies()) == 1 and copies()[0].endswith("app/dependency/lib")
     assert read(dep, "/lib/data.txt") == "data 1"
 
     (src / "app" / "own.txt").write_text("own 2\n")
     second = run()
-    assert f".  build-image:{own}" in second and f"-- build-image:{dep}" in second
+    assert ran(second, f"build-image:{own}") and skipped(second, f"build-image:{dep}")
     assert read(own, "/own.txt") == "own 2"
     assert copies() == [], "a build that reads no copy made one"
 
     (src / "lib" / "data.txt").write_text("data 2\n")
     third = run()
-    assert f"-- build-image:{own}" in third and f".  build-image:{dep}" in third
+    assert skipped(third, f"build-image:{own}") and ran(third, f"build-image:{dep}")
     assert len(copies()) == 1
     assert read(dep, "/lib/data.txt") == "data 2"
 
@@ -199,6 +199,6 @@ def test_a_check_waits_for_copies_being_made(
     for attempt in range(3):
         (src / "app" / "own.txt").write_text(f"own {attempt + 2}\n")
         output = build(src)
-        assert f".  build-image:{first_image}" in output
-        assert f"-- build-image:{second_image}" in output, output
+        assert ran(output, f"build-image:{first_image}")
+        assert skipped(output, f"build-image:{second_image}"), output
     assert read(first_image, "/own.txt") == "own 4"

@@ -40,7 +40,11 @@ IMAGES = (
 )
 EVERYTHING = frozenset(IMAGES)  # every image is built FROM base-image, directly or not
 TAG = "v1"
-REPORT = re.compile(r"^(\.|--) +(build-image|push):(\S+)\s*$", re.MULTILINE)
+REPORT = re.compile(
+    r"^\[\s*\d+/\d+\] (done|up to date(?: in the registry)?) (build-image|push):(\S+)"
+    r"(?: on \S+)?(?: [\d.]+s)?$",
+    re.MULTILINE,
+)
 STATUS = re.compile(r"^([A-Z]) +build-image:(\S+)", re.MULTILINE)
 
 
@@ -93,10 +97,10 @@ def run(tree: Tree, *arguments: str, src: Path | None = None) -> Run:
 
     outcome = Run(
         output,
-        pick(".", "build-image"),
-        pick("--", "build-image"),
-        pick(".", "push"),
-        pick("--", "push"),
+        pick("done", "build-image"),
+        pick("up to date", "build-image") | pick("up to date in the registry", "build-image"),
+        pick("done", "push"),
+        pick("up to date", "push"),
     )
     assert not outcome.built & outcome.skipped, output
     assert not outcome.pushed & outcome.not_pushed, output

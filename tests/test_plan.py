@@ -13,7 +13,7 @@ from paitasks.loader import load_plan
 from paitasks.run import Run
 from paitasks.settings import resolve_settings
 from paitasks.tasks import generate
-from tests.support import FIXTURES, PAI_BUILD, REPO, prefixed_tree
+from tests.support import FIXTURES, PAI_BUILD, REPO, finished, prefixed_tree
 
 
 def run(*command: str) -> str:
@@ -25,8 +25,8 @@ def run(*command: str) -> str:
 def build(src: Path) -> set[str]:
     out = run(sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-n", "4", "build",
               f"src={src}")
-    return {line[len(".  build-image:"):] for line in out.splitlines()
-            if line.startswith(".  build-image:")}
+    return {task.split(":", 1)[1] for task, status in finished(out).items()
+            if task.startswith("build-image:") and status == "done"}
 
 
 def planned(src: Path) -> dict[str, str]:

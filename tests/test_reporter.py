@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -55,7 +56,35 @@ def test_colour_only_on_a_terminal(
     text = stream.getvalue()
     assert "prebuild:a" in text
     assert ("\033[" in text) is coloured
-    assert "\r" not in text  # line-oriented: no carriage-return animation
+    if not coloured:
+        assert "\r" not in text  # line-oriented: no carriage-return animation
+
+
+COLOUR = re.compile(r"\033\[[0-9;]*(?:3|9)[0-7]m")  # a foreground colour
+
+
+@pytest.mark.parametrize(
+    ("environment", "live", "colour"),
+    [({"TERM": "xterm"}, True, True), ({"TERM": "xterm", "NO_COLOR": "1"}, True, False),
+     ({"TERM": "dumb"}, False, False)],
+)
+def test_a_terminal_gets_the_live_view_unless_told_otherwise(
+    environment: dict[str, str], live: bool, colour: bool, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    stream = Terminal()
+    report = reporter(stream, tmp_path)
+    report.initialize(HOOKS, ["build"])
+    report.execute_task(HOOKS["prebuild:a"])
+    report.add_success(HOOKS["prebuild:a"])
+    report.complete_run()
+    text = stream.getvalue()
+    assert "done prebuild:a" in re.sub(r"\033\[[0-9;]*m", "", text)
+    assert ("1/2 tasks" in text) is live  # the bar's words
+    assert bool(COLOUR.search(text)) is colour
 
 
 def test_counts_only_tasks_with_actions_in_report_words(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import FIXTURES, REPO, prefixed_tree
+from tests.support import FIXTURES, REPO, finished, prefixed_tree
 from tests.support import run_doit as doit
 
 DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
@@ -36,7 +36,8 @@ def wait_for(condition: object, what: str, limit: float = 120.0) -> None:
 
 
 def executed(output: str) -> set[str]:
-    return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}
+    """The tasks whose actions ran to an end (done or failed), from the finished lines."""
+    return {task for task, status in finished(output).items() if status in ("done", "failed")}
 
 
 def temp_folders(src: Path) -> list[Path]:
