@@ -178,6 +178,10 @@ def test_a_pipe_gets_one_plain_line_per_task_and_the_report_tells_where_time_wen
     trace = json.loads((tmp_path / ".paitasks" / "trace.json").read_text())
     slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert all({"name", "ph", "ts", "dur", "pid", "tid"} <= set(e) for e in slices)
+    machines = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M"}
+    here = [e for e in slices if machines[e["pid"]] == "this machine"]
+    assert {e["name"] for e in here} >= {f"build-image:{prefix}-slow{n}" for n in range(3)}
+    assert len({e["tid"] for e in here}) <= 2  # -n 2: never more than two at once
     report = subprocess.run(
         [PAI_BUILD, "report", "--src", str(src)], capture_output=True, text=True, timeout=60
     )
