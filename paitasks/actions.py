@@ -18,7 +18,7 @@ from paitasks import freshness
 from paitasks.dockerfile import rewrite_images
 from paitasks.errors import PaiTasksError
 from paitasks.hooks import run_hook
-from paitasks.inputs import LABEL, ImageSpec, save_record
+from paitasks.inputs import LABEL, ImageSpec, last_engine, save_record
 from paitasks.reference import local_image_name
 from paitasks.registry import fingerprint_tag
 from paitasks.run import Run
@@ -249,6 +249,9 @@ def push_image(run: Run, image: str) -> Any:
         local = run.images.get(image)
         built_here = local is not None and local.labels.get(LABEL) == wanted
         several, built_on = run.several, run.built_on(image)
+        if several is not None and built_on is None:  # built by an earlier run, maybe
+            last = last_engine(run.state, image)
+            built_on = last if last in several.names else None
         if canonical is None:
             if not built_here:
                 raise PaiTasksError(f"image {image}: not in the engine, build it first")
@@ -263,6 +266,9 @@ def push_image(run: Run, image: str) -> Any:
         elif several is not None and built_on is not None:
             engine = several.engine(built_on)  # it holds what it built and pushed
             source = by_fingerprint
+            if engine.image(by_fingerprint) is None:  # no longer: bring it back there
+                source = remote.by_digest(image, canonical)
+                engine.pull(source, auth, on_line)
         else:  # bring the registry's image for these inputs in, to tag it
             if several is not None:
                 engine = several.engine(several.names[0])

@@ -1,0 +1,631 @@
+"""Several engines (`engines=NAME,...`): docker contexts that build, with a registry.
+
+Engine 1 (context `default`) and engine 2 (context `paitasks-engine2`) are real engines;
+a registry of this module's own logs every request. A tree of a FROM-scratch base and
+independent images built on it is spread over both engines; what happened is read the
+way a user would: report.json and the summary, each engine's image store, the registry's
+HTTP API and access log, `docker run` of the images. An engine that stops answering is a
+docker context whose socket is a relay process the test kills by its pid.
+
+The spread tree (`spread`) is shared by the tests that read it, in file order: the
+first run, the rerun from a fresh copy, the plan, then the pull onto engine 1. Every
+other test has a tree, namespace and engine state of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from paitasks.engines import Engines
+from paitasks.errors import EngineError
+from tests.support import (
+    BUSYBOX,
+    CONTEXT,
+    DODO,
+    ENGINE2_SOCKET,
+    PAI_BUILD,
+    DockerContext,
+    LoggedRegistry,
+    UnixRelay,
+    engine2,
+    engine2_images,
+    run_doit,
+)
+from tests.test_push import write_config
+
+pytestmark = pytest.mark.engine
+
+TAG = "v1"
+ENGINE1 = "default"
+BOTH = f"{ENGINE1},{CONTEXT}"
+REGISTRY_FRESH = "up to date in the registry"
+BASE_MARK = "/etc/base-mark"
+OWN_FILE = "/etc/own"
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A base `<prefix>-base` (FROM scratch, busybox) and leaves `<prefix>-leafN`, each
+    its own component FROM the base, with a `RUN sleep` and a file of its own. The first
+    leaf's component has a build-pre.sh that appends to `<root>/hook-ran` and makes its
+    `generated/` folder: a sign that a hook ran."""
+
+    src: Path
+    base: str
+    leaves: tuple[str, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.src.parent
+
+    @property
+    def images(self) -> list[str]:
+        return sorted((self.base, *self.leaves))
+
+    @property
+    def hook_ran(self) -> Path:
+        return self.root / "hook-ran"
+
+
+def make_tree(root: Path, prefix: str, leaves: int, sleep: int) -> Tree:
+    src = root / "src"
+    base = f"{prefix}-base"
+    (src / "base" / "build").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, src / "base" / "busybox")
+    (src / "base" / "mark").write_text(f"{base}\n")
+    (src / "base" / "build" / f"{base}.dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        f"COPY mark {BASE_MARK}\n"
+    )
+    names = []
+    for number in range(leaves):
+        name = f"{prefix}-leaf{number}"
+        folder = src / f"leaf{number}"
+        (folder / "build").mkdir(parents=True)
+        (folder / "own").write_text(f"{name}\n")
+        (folder / "build" / f"{name}.dockerfile").write_text(
+            f"FROM {base}\nRUN sleep {sleep}\nCOPY own {OWN_FILE}\n"
+        )
+        names.append(name)
+    (src / "leaf0" / "build" / "build-pre.sh").write_text(
+        'mkdir -p "$PAI_COMPONENT_DIR/generated"\n'
+        'echo "$PAI_COMPONENT" >> "$PAI_ROOT_DIR/hook-ran"\n'
+    )
+    return Tree(src, base, tuple(names))
+
+
+def doit(tree: Tree, *arguments: str,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`doit ARGUMENTS src=SRC` from the tree's root, as a user runs it."""
+    return run_doit(*arguments, f"src={tree.src}", cwd=tree.root, env=env)
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, output(result)
+    return result.stdout
+
+
+def report(tree: Tree) -> dict[str, Any]:
+    """The images of the last run's `.paitasks/report.json`."""
+    text = (tree.root / ".paitasks" / "report.json").read_text()
+    return dict(json.loads(text)["images"])
+
+
+def statuses(tree: Tree) -> dict[str, str]:
+    return {name: entry["status"] for name, entry in report(tree).items()}
+
+
+def built_on(tree: Tree) -> dict[str, str]:
+    """Image -> the engine report.json says built it in the last run."""
+    return {name: entry["engine"] for name, entry in report(tree).items() if "engine" in entry}
+
+
+def summary_rows(stdout: str, images: list[str]) -> dict[str, str]:
+    rows = {}
+    for line in stdout.splitlines():
+        first = line.split("  ", 1)[0]
+        if first in images:
+            rows[first] = line
+    return rows
+
+
+def fingerprint_tag(fingerprint: str) -> str:
+    return "paitasks-" + fingerprint.removeprefix("sha256:")
+
+
+def image_of(reference: str) -> str:
+    """`host:port/ns/name:tag` or `...@sha256:...` -> name."""
+    name = reference.split("@", 1)[0]
+    repository, colon, tag = name.rpartition(":")
+    if colon and "/" not in tag:
+        name = repository
+    return name.rsplit("/", 1)[-1]
+
+
+def engine1_references(client: docker.DockerClient, prefix: str) -> set[str]:
+    """Engine 1's tags (`repo:tag`) that carry `prefix`, from one listing."""
+    return {
+        tag
+        for entry in client.api.images()
+        for tag in entry.get("RepoTags") or ()
+        if prefix in tag
+    }
+
+
+def engine2_tags(prefix: str) -> set[str]:
+    return {reference for reference in engine2_images(prefix) if "@" not in reference}
+
+
+def clear_engines(client: docker.DockerClient, prefix: str) -> None:
+    """Remove both engines' images whose name carries `prefix` (tags and digests: an
+    image pulled by digest keeps `repo@sha256:...` once its tags are gone)."""
+    references = {
+        reference
+        for entry in client.api.images()
+        for reference in (*(entry.get("RepoTags") or ()), *(entry.get("RepoDigests") or ()))
+        if prefix in reference
+    }
+    for reference in sorted(references):
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(reference, force=True)
+    on_engine2 = sorted(engine2_images(prefix))
+    if on_engine2:
+        engine2("rmi", "--force", *on_engine2, check=False)
+
+
+def registry_label(registry: LoggedRegistry, repository: str, reference: str) -> str | None:
+    """The fingerprint label in the config of the image the registry serves."""
+    manifest = registry.api.manifest(repository, reference)
+    path = f"/v2/{repository}/blobs/{manifest['config']['digest']}"
+    with registry.api._request("GET", path) as response:
+        config = json.load(response)
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return labels.get("org.paitasks.fingerprint")
+
+
+def assert_published(registry: LoggedRegistry, ns: str, tree: Tree) -> dict[str, str]:
+    """Every image's `:v1` and its fingerprint tag serve the same digest, an image that
+    carries that fingerprint; returns image -> digest."""
+    digests = {}
+    for image, entry in report(tree).items():
+        repository = f"{ns}/{image}"
+        digest = registry.api.manifest_digest(repository, TAG)
+        assert digest is not None, f"{repository}:{TAG} is not in the registry"
+        by_fingerprint = registry.api.manifest_digest(
+            repository, fingerprint_tag(entry["fingerprint"])
+        )
+        assert by_fingerprint == digest, (image, digest, by_fingerprint)
+        assert registry_label(registry, repository, digest) == entry["fingerprint"]
+        digests[image] = digest
+    assert sorted(digests) == tree.images
+    return digests
+
+
+def assert_nothing_ran(tree: Tree, registry: LoggedRegistry, mark: int,
+                       client: docker.DockerClient, prefix: str) -> None:
+    """No hook ran, no temp folder is left, nothing was pushed or built."""
+    assert not tree.hook_ran.exists()
+    assert not list(tree.src.glob("*/generated")), list(tree.src.glob("*/generated"))
+    assert not list(tree.src.glob("*/dependency"))
+    assert registry.manifest_puts(mark) == {}
+    assert registry.blob_uploads(mark) == []
+    assert engine1_references(client, prefix) == set()
+    assert engine2_images(prefix) == {}
+
+
+# -- the spread tree -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The first run: the tree built on both engines and pushed to `registry`."""
+
+    tree: Tree
+    ns: str
+    config: Path
+    registry: LoggedRegistry
+    result: subprocess.CompletedProcess[str]
+    engine1_after: set[str]  # engine 1's tags with the prefix right after the run
+    engine2_after: set[str]  # engine 2's
+
+
+@pytest.fixture(scope="module")
+def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
+    """The spread tree's prefix and namespace; its images leave both engines after."""
+    prefix = f"pt{secrets.token_hex(4)}"
+    yield prefix
+    clear_engines(docker_client, prefix)
+
+
+@pytest.fixture(scope="module")
+def spread(
+    ns: str, docker_client: docker.DockerClient, logged_registry: LoggedRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Spread:
+    root = tmp_path_factory.mktemp("spread")
+    tree = make_tree(root, ns, leaves=7, sleep=1)
+    config = write_config(root / "cfg", logged_registry.address, ns, TAG)
+    result = doit(tree, "-n", "4", "build", "push", f"config={config}", f"engines={BOTH}")
+    succeeded(result)
+    return Spread(tree, ns, config, logged_registry, result,
+                  engine1_references(docker_client, ns), engine2_tags(ns))
+
+
+def test_builds_spread_over_both_engines_and_reach_the_registry(
+    spread: Spread, docker_client: docker.DockerClient
+) -> None:
+    tree, ns = spread.tree, spread.ns
+    found = report(tree)
+    assert sorted(found) == tree.images
+    assert {name: entry["status"] for name, entry in found.items()} == dict.fromkeys(
+        tree.images, "done"
+    ), found
+    engines = built_on(tree)
+    assert sorted(engines) == tree.images, found
+    counts = {name: list(engines.values()).count(name) for name in (ENGINE1, CONTEXT)}
+    assert counts[ENGINE1] >= 1 and counts[CONTEXT] >= 1, engines
+    assert sum(counts.values()) == len(tree.images), engines
+    assert tree.hook_ran.read_text().split() == ["leaf0"]  # the hooks did run
+
+    # The summary names the engine of each build.
+    rows = summary_rows(spread.result.stdout, tree.images)
+    for image, engine in engines.items():
+        assert f"done (on {engine})" in rows[image], spread.result.stdout
+
+    # Each engine's store holds what it built (pushed as the registry's :v1), nothing else.
+    on_engine1 = {image_of(tag) for tag in spread.engine1_after}
+    on_engine2 = {image_of(tag) for tag in spread.engine2_after}
+    assert on_engine1 == {image for image, e in engines.items() if e == ENGINE1}, (
+        spread.engine1_after, engines)
+    assert on_engine2 == {image for image, e in engines.items() if e == CONTEXT}, (
+        spread.engine2_after, engines)
+    # Nothing under the bare names on either engine: nothing came back to engine 1.
+    for image in tree.images:
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(f"{image}:latest")
+        assert engine2("image", "inspect", image, check=False).returncode != 0
+
+    digests = assert_published(spread.registry, ns, tree)
+    # Every leaf, wherever built, was built on the registry's base, named by digest.
+    base_repository = f"{ns}/{tree.base}"
+    base_reference = f"{spread.registry.address}/{base_repository}@{digests[tree.base]}"
+    base_layers = spread.registry.api.layers(base_repository, TAG)
+    for leaf in tree.leaves:
+        dockerfile = tree.root / ".paitasks" / "dockerfiles" / f"{leaf}.dockerfile"
+        assert dockerfile.read_text().splitlines()[0] == f"FROM {base_reference}", leaf
+        layers = spread.registry.api.layers(f"{ns}/{leaf}", TAG)
+        assert layers[: len(base_layers)] == base_layers and len(layers) > len(base_layers)
+
+
+def test_rerun_from_a_fresh_copy_builds_and_pushes_nothing(
+    spread: Spread, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    runner = Tree(tmp_path / "src", spread.tree.base, spread.tree.leaves)
+    shutil.copytree(spread.tree.src, runner.src, symlinks=True)
+    assert not (runner.root / ".paitasks").exists()
+    before = {image: spread.registry.api.manifest_digest(f"{spread.ns}/{image}", TAG)
+              for image in runner.images}
+    engine1_before = engine1_references(docker_client, spread.ns)
+    engine2_before = engine2_images(spread.ns)
+    mark = spread.registry.mark()
+
+    result = doit(runner, "-n", "4", "build", "push", f"config={spread.config}",
+                  f"engines={BOTH}")
+    stdout = succeeded(result)
+    assert statuses(runner) == dict.fromkeys(runner.images, REGISTRY_FRESH), stdout
+    assert built_on(runner) == {}
+    assert spread.registry.manifest_puts(mark) == {}
+    assert spread.registry.blob_uploads(mark) == []
+    assert spread.registry.blob_gets(mark) == []  # nothing pulled, nothing built
+    assert engine1_references(docker_client, spread.ns) == engine1_before
+    assert engine2_images(spread.ns) == engine2_before
+    rows = summary_rows(stdout, runner.images)
+    for image in runner.images:
+        assert REGISTRY_FRESH in rows[image] and "already in the registry" in rows[image], stdout
+        assert "(on " not in rows[image], stdout
+    after = {image: spread.registry.api.manifest_digest(f"{spread.ns}/{image}", TAG)
+             for image in runner.images}
+    assert after == before
+    assert not (runner.root / ".paitasks" / "dockerfiles").exists()
+
+
+def test_plan_names_the_engines_and_where_each_image_was_built(
+    spread: Spread, tmp_path: Path
+) -> None:
+    tree = spread.tree
+    engines = built_on(tree)
+    assert sorted(engines) == tree.images
+
+    result = subprocess.run(
+        [PAI_BUILD, "plan", "-c", str(spread.config), "--engines", BOTH, "--src", str(tree.src)],
+        cwd=tree.root, capture_output=True, text=True, timeout=120,
+    )
+    stdout = succeeded(result)
+    assert f"engines: {ENGINE1}, {CONTEXT} " in stdout, stdout
+    for image, engine in engines.items():
+        assert (f"up to date in the registry: {image} (last built on engine {engine})"
+                in stdout.splitlines()), stdout
+    assert f"0 of {len(tree.images)} images would be rebuilt" in stdout, stdout
+
+    # A copy of the root (with its .paitasks/) where one leaf changed: plan and
+    # `doit info` say it would rebuild, and where it was built last.
+    copy = Tree(tmp_path / "root" / "src", tree.base, tree.leaves)
+    shutil.copytree(tree.root, copy.root, symlinks=True)
+    leaf = tree.leaves[0]
+    (copy.src / "leaf0" / "own").write_text("changed\n")
+    result = subprocess.run(
+        [PAI_BUILD, "plan", "-c", str(spread.config), "--engines", BOTH, "--src", str(copy.src)],
+        cwd=copy.root, capture_output=True, text=True, timeout=120,
+    )
+    stdout = succeeded(result)
+    line = next((text for text in stdout.splitlines() if text.startswith(f"rebuild {leaf}:")),
+                None)
+    assert line is not None and f"last built on engine {engines[leaf]}" in line, stdout
+    assert f"1 of {len(tree.images)} images would be rebuilt" in stdout, stdout
+    info = doit(copy, "info", f"build-image:{leaf}", f"config={spread.config}",
+                f"engines={BOTH}")
+    assert f"last built on engine {engines[leaf]}" in output(info), output(info)
+
+
+def test_pulled_images_run_with_their_own_and_their_base_files(
+    spread: Spread, docker_client: docker.DockerClient
+) -> None:
+    """Engine 1 pulls (pull=1) what the two engines built; each image runs there."""
+    tree = spread.tree
+    digests = assert_published(spread.registry, spread.ns, tree)
+    mark = spread.registry.mark()
+    stdout = succeeded(doit(tree, "-n", "4", "build", f"config={spread.config}", "pull=1"))
+    assert statuses(tree) == dict.fromkeys(tree.images, "pulled"), stdout
+    assert spread.registry.manifest_puts(mark) == {}
+    for image in tree.images:
+        pulled = docker_client.images.get(image)
+        assert f"{spread.registry.address}/{spread.ns}/{image}@{digests[image]}" in (
+            pulled.attrs["RepoDigests"])
+    for leaf in tree.leaves:
+        run = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", leaf, "/bin/cat", OWN_FILE,
+             BASE_MARK],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == [leaf, tree.base]
+
+
+@pytest.fixture
+def engines_clean(
+    prefix: str, cleanup: None, engine2_cleanup: None, docker_client: docker.DockerClient
+) -> Iterator[None]:
+    """Afterwards, neither engine holds an image whose name carries the test's prefix,
+    also under a digest only (what a pull by digest leaves once its tags are gone)."""
+    yield
+    clear_engines(docker_client, prefix)
+
+
+# -- before any work: unknown engines, no registry --------------------------------------
+
+
+def test_an_unknown_context_stops_the_run_before_any_work(
+    prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
+    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+    missing = f"{prefix}-nosuch"
+    mark = logged_registry.mark()
+    ways: list[tuple[tuple[str, ...], dict[str, str]]] = [
+        ((f"engines={ENGINE1},{missing}",), {}),  # the doit variable
+        ((), {"PAI_ENGINES": f"{missing},{CONTEXT}"}),  # the environment variable
+    ]
+    for arguments, env in ways:
+        result = doit(tree, "-n", "4", "build", "push", f"config={config}", *arguments, env=env)
+        text = output(result)
+        assert result.returncode != 0, text
+        assert f"no docker context named '{missing}'" in text, text
+        assert CONTEXT in text.split("there are:", 1)[-1], text  # it lists the known ones
+        assert "Traceback" not in text, text
+        assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+
+
+def test_engines_without_a_registry_stop_with_a_clear_error(
+    prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
+    mark = logged_registry.mark()
+    result = doit(tree, "-n", "4", "build", f"engines={BOTH}")
+    text = output(result)
+    assert result.returncode != 0, text
+    assert f"engines={BOTH} needs a registry (config=DIR or PAI_CONFIG)" in text, text
+    assert "Traceback" not in text, text
+    cli = subprocess.run(
+        [PAI_BUILD, "build", "--engines", BOTH, "--src", str(tree.src)],
+        cwd=tree.root, capture_output=True, text=True, timeout=120,
+        env={key: value for key, value in os.environ.items() if not key.startswith("PAI_")},
+    )
+    assert cli.returncode != 0, output(cli)
+    assert "needs a registry (config=DIR or PAI_CONFIG)" in output(cli), output(cli)
+    assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+
+
+# -- an engine that stops answering ------------------------------------------------------
+
+
+@pytest.fixture
+def relay(prefix: str, tmp_path: Path) -> Iterator[tuple[UnixRelay, str]]:
+    """A relay process to engine 2's socket and a docker context `<prefix>-relay` on
+    it; the relay is not started. Both go afterwards."""
+    folder = tmp_path / "relay"
+    folder.mkdir()
+    relay = UnixRelay(folder / "engine.sock", ENGINE2_SOCKET, folder / "requests.log")
+    try:
+        with DockerContext(f"{prefix}-relay", f"unix://{relay.listen}") as context:
+            yield relay, context
+    finally:
+        relay.stop()
+        # buildx keeps a note per context it built with; the context is gone, so is it
+        (Path.home() / ".docker" / "buildx" / "activity" / f"{prefix}-relay").unlink(
+            missing_ok=True)
+    listed = subprocess.run(["docker", "context", "ls", "--format", "{{.Name}}"],
+                            capture_output=True, text=True, timeout=60).stdout.split()
+    assert context not in listed
+
+
+def test_an_engine_that_does_not_answer_stops_the_run_before_any_work(
+    prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, relay: tuple[UnixRelay, str], tmp_path: Path,
+) -> None:
+    proxy, context = relay
+    proxy.start()  # it answers as engine 2 does...
+    info = subprocess.run(["docker", "--context", context, "info", "--format", "{{.ID}}"],
+                          capture_output=True, text=True, timeout=60)
+    assert info.stdout.strip() == engine2("info", "--format", "{{.ID}}").stdout.strip()
+    proxy.stop()  # ...until it is gone: its socket refuses
+    tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
+    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+    mark = logged_registry.mark()
+    result = doit(tree, "-n", "4", "build", "push", f"config={config}",
+                  f"engines={ENGINE1},{context}")
+    text = output(result)
+    assert result.returncode != 0, text
+    assert f"engine {context} (unix://{proxy.listen}) does not answer" in text, text
+    assert "Traceback" not in text, text
+    assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+
+
+def test_an_engine_that_stops_mid_run_fails_only_its_builds(
+    prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, relay: tuple[UnixRelay, str], tmp_path: Path,
+) -> None:
+    """The relay dies once the first build on it has started: the builds there fail,
+    naming the engine, those on `default` complete, nothing is published; with the
+    relay back, the rerun builds only the missing images and publishes everything."""
+    proxy, context = relay
+    proxy.start()
+    tree = make_tree(tmp_path, prefix, leaves=6, sleep=3)
+    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+    engines = f"engines={ENGINE1},{context}"
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "doit", "-f", str(DODO), "--continue", "-n", "4", "build",
+         "push", f"config={config}", engines, f"src={tree.src}"],
+        cwd=tree.root, env=environ, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as run:
+        try:
+            started = proxy.wait_for("/session", timeout=120)
+            proxy.stop()
+            stdout, stderr = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    text = stdout + stderr
+    assert started, f"no build started on {context}:\n{text}\n{proxy.requests()}"
+    assert run.returncode != 0, text
+    first = report(tree)
+    failed = sorted(name for name, entry in first.items() if entry["status"] == "failed")
+    done = sorted(name for name, entry in first.items() if entry["status"] == "done")
+    assert failed and sorted(failed + done) == tree.images, first
+    assert all(first[name].get("engine") == ENGINE1 for name in done), first
+    assert tree.base in done  # built first, alone, on the first engine
+    assert f"on engine {context} failed" in text, text
+    assert "Traceback" not in text, text
+    # Nothing published (push waits for every image); what built is in the registry by
+    # its fingerprint.
+    for image in tree.images:
+        repository = f"{prefix}/{image}"
+        assert logged_registry.api.manifest_digest(repository, TAG) is None, image
+        if image in done:
+            assert logged_registry.api.manifest_digest(
+                repository, fingerprint_tag(first[image]["fingerprint"])) is not None, image
+
+    proxy.start()
+    second = doit(tree, "--continue", "-n", "4", "build", "push", f"config={config}", engines)
+    succeeded(second)
+    now = statuses(tree)
+    assert now == {image: "done" if image in failed else REGISTRY_FRESH
+                   for image in tree.images}, output(second)
+    assert sorted(built_on(tree)) == failed
+    assert set(built_on(tree).values()) <= {ENGINE1, context}
+    assert_published(logged_registry, prefix, tree)
+
+
+# -- build and push in separate runs ------------------------------------------------------
+
+
+def test_a_later_push_run_moves_the_tag_on_the_engine_that_built_the_image(
+    prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    """`doit build ... engines=` then `doit push ... engines=` (what `pai-build push -i X`
+    does too: a build run, then a push run): the push run moves `:v1` on the engine
+    that built each image, and nothing engine 2 built is loaded into engine 1."""
+    tree = make_tree(tmp_path, prefix, leaves=4, sleep=1)
+    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+    succeeded(doit(tree, "-n", "4", "build", f"config={config}", f"engines={BOTH}"))
+    engines = built_on(tree)
+    assert sorted(engines) == tree.images
+    elsewhere = sorted(image for image, engine in engines.items() if engine == CONTEXT)
+    assert elsewhere, engines
+    for image in tree.images:  # nothing published yet
+        assert logged_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is None
+
+    mark = logged_registry.mark()
+    stdout = succeeded(doit(tree, "-n", "4", "push", f"config={config}", f"engines={BOTH}"))
+    assert statuses(tree) == dict.fromkeys(tree.images, REGISTRY_FRESH), stdout
+    assert_published(logged_registry, prefix, tree)
+    assert sorted(logged_registry.manifest_puts(mark)) == [
+        f"{prefix}/{image}" for image in tree.images]
+    on_engine1 = {image_of(reference) for reference in engine1_references(docker_client, prefix)}
+    pulled = sorted(set(elsewhere) & on_engine1)
+    assert pulled == [], (
+        f"the push run loaded images engine 2 built into engine 1: {pulled}\n{stdout}")
+    on_engine2 = engine2_tags(prefix)
+    for image in elsewhere:
+        assert f"{logged_registry.address}/{prefix}/{image}:{TAG}" in on_engine2, on_engine2
+
+
+# -- choosing an engine (pure logic) ----------------------------------------------------
+
+
+def test_each_build_goes_to_the_least_busy_engine_that_answers() -> None:
+    pool = Engines(("m1", "m2", "m3"))
+    with pool.choose() as first, pool.choose() as second, pool.choose() as third:
+        assert (first, second, third) == ("m1", "m2", "m3")
+        with pool.choose() as fourth:
+            assert fourth == "m1"  # all equally busy: the first in order
+    with pool.choose() as again:
+        assert again == "m1"  # every build finished: m1 is free again
+    pool.mark_down("m1")  # as a failed build that found m1 silent does
+    with pool.choose() as name:
+        assert name == "m2"
+
+
+def test_when_no_engine_answers_a_build_is_refused_clearly() -> None:
+    pool = Engines(("m1", "m2"))
+    pool.mark_down("m1")
+    pool.mark_down("m2")
+    with pytest.raises(EngineError, match="no engine of engines=m1,m2 answers"), pool.choose():
+        pass
