@@ -1,5 +1,5 @@
 """paitasks benchmarks: planning, no-op rebuild, one changed leaf, parallelism, cold build,
-fresh CI runner.
+fresh CI runner, two engines.
 
     python bench/run.py [--quick] [--runs N] [--only 2,3] [--snapshot] [--json out.json]
 
@@ -14,8 +14,10 @@ Trees are generated under a temp folder (bench/gen_tree.py); every image name ca
 random prefix and every image the label `org.paitasks.bench=<run id>`, so the end of the
 run (also after a failure or Ctrl-C) removes every image it made, and the temp trees. The
 fresh-runner scenario also uses engine 2 (a second dockerd, `PAITASKS_ENGINE2_SOCKET`) and
-the registry (`PAITASKS_REGISTRY`, namespace: the run id): the end removes the run's
-images there too, and deletes its repositories' manifests through the registry's API.
+the registry (`PAITASKS_REGISTRY`, namespace: the run id), and the two-engines scenario
+builds on both engines through `engines=` (engine 2's docker context:
+`PAITASKS_ENGINE2_CONTEXT`): the end removes the run's images there too, and deletes its
+repositories' manifests through the registry's API.
 docs/benchmarks.md has the figures and what they mean.
 """
 
@@ -61,15 +63,20 @@ SCENARIOS = {
     "4": "parallelism",
     "5": "cold build",
     "6": "fresh CI runner",
+    "7": "two engines",
 }
 INSIDE = "*counted in the parts above:*"
-BUILT_RE = re.compile(r"^\.  build-image:(\S+)\s*$", re.MULTILINE)
-UP_TO_DATE_RE = re.compile(r"^-- build-image:(\S+)\s*$", re.MULTILINE)
+# An image built, in a run's output: doit's own line (`.  build-image:X`, up to a8a1812)
+# or paitasks' progress line (`[3/9] done build-image:X 0.5s`, since).
+BUILT_RE = re.compile(r"^(?:\.  |\[\s*\d+/\d+\] done )build-image:(\S+)", re.MULTILINE)
 # Engine 2 (a fresh CI runner) and the registry: what `scripts/dev-engine up` starts.
 ENGINE2_HOST = "unix://" + os.environ.get(
     "PAITASKS_ENGINE2_SOCKET", "/var/run/paitasks-engine2.sock"
 )
 REGISTRY = os.environ.get("PAITASKS_REGISTRY", "127.0.0.1:5000")
+# The docker contexts of `engines=` in scenario 7: engine 1's and engine 2's.
+ENGINE1_CONTEXT = "default"
+ENGINE2_CONTEXT = os.environ.get("PAITASKS_ENGINE2_CONTEXT", "paitasks-engine2")
 MANIFEST_TYPES = ", ".join(
     f"application/vnd.{kind}"
     for kind in (
@@ -305,8 +312,9 @@ class Bench:
         """`doit -n jobs build`; checks that exactly `expect` images were built."""
         result = self.doit(tree, "build", jobs=jobs)
         if expect is not None:
-            built = sorted(BUILT_RE.findall(result.stdout))
-            fresh = UP_TO_DATE_RE.findall(result.stdout)
+            statuses = image_statuses(tree)
+            built = sorted(name for name, status in statuses.items() if status == "done")
+            fresh = [name for name, status in statuses.items() if status.startswith("up to date")]
             if built != sorted(expect) or len(built) + len(fresh) != len(tree.images):
                 raise BenchError(
                     f"expected to build {sorted(expect)} of {len(tree.images)} images, "
@@ -781,6 +789,13 @@ def published(tree: GeneratedTree) -> Published:
     return Published(len(images), having("done"), having("done", push=True), having("pulled"))
 
 
+def image_statuses(tree: GeneratedTree) -> dict[str, str]:
+    """Each image's status in the last run on `tree` (`done`, `up to date`, ...), from its
+    report.json: the same whatever the run printed."""
+    report = json.loads((tree.root / ".paitasks" / "report.json").read_text(encoding="utf-8"))
+    return {name: str(entry.get("status")) for name, entry in report["images"].items()}
+
+
 def _touch_file(tree: GeneratedTree, component: str) -> None:
     """Append a new line to a file of `component`: its image must rebuild."""
     with (tree.src / component / "files" / "f000.txt").open("a", encoding="ascii") as handle:
@@ -904,6 +919,157 @@ def scenario_slow_run(bench: Bench, sizes: Sizes, report: Report) -> None:
     )
     row.met = statistics.median(row.ours) < sizes.slow_run
     report.rows.append(row)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way scenario 7 builds its tree: `engines=` or not, and the checks on its report."""
+
+    tag: str  # the tree's tag (image names `<run id>-<tag>-...`)
+    label: str
+    engines: tuple[str, ...]  # `engines=`; () builds on the local engine
+
+
+@dataclass
+class Spread:
+    """What the runs of one variant measured: wall times, the build time of every image
+    but the base (report.json's `seconds`), and how many each engine built per run."""
+
+    walls: list[float] = field(default_factory=list)
+    builds: list[float] = field(default_factory=list)
+    counts: list[dict[str, int]] = field(default_factory=list)
+
+    def per_build(self) -> float:
+        return statistics.median(self.builds)
+
+    def overhead(self, rounds: int) -> float:
+        """The wall time beyond `rounds` builds one after another: start, plan, the base's
+        build, the pushes of `:tag`, the end."""
+        return statistics.median(self.walls) - rounds * self.per_build()
+
+    def described(self) -> str:
+        """`default 4, paitasks-engine2 4`, or a range per engine when runs differed."""
+        names = sorted({name for counts in self.counts for name in counts})
+        parts = []
+        for name in names:
+            found = sorted(counts.get(name, 0) for counts in self.counts)
+            spread = f"{found[0]}" if found[0] == found[-1] else f"{found[0]}-{found[-1]}"
+            parts.append(f"{name} {spread}")
+        return ", ".join(parts)
+
+
+def context_host(name: str) -> str | None:
+    """The docker endpoint of docker context `name`; None if there is no such context."""
+    result = subprocess.run(
+        ["docker", "context", "inspect", name, "--format", "{{.Endpoints.docker.Host}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def built_where(tree: GeneratedTree) -> tuple[dict[str, int], list[float]]:
+    """From the last run's report.json: images built per engine (`local` without
+    `engines=`) and the build seconds of each image, the base excepted."""
+    report = json.loads((tree.root / ".paitasks" / "report.json").read_text(encoding="utf-8"))
+    counts: dict[str, int] = {}
+    seconds: list[float] = []
+    for name, entry in report["images"].items():
+        if name == tree.base_image:
+            continue
+        engine = str(entry.get("engine") or "local")
+        counts[engine] = counts.get(engine, 0) + 1
+        seconds.append(float(entry["seconds"]))
+    return counts, seconds
+
+
+def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
+    """Scenario 7: independent sleeping images built and pushed with `engines=` naming
+    engine 1 and engine 2, against `engines=` naming engine 1 alone and against local
+    builds (no `engines=`). Both engines share this machine's cores: the figures give the
+    cost of a build and of the rest, from which the rows' notes estimate N machines."""
+    host = context_host(ENGINE2_CONTEXT)
+    if host != ENGINE2_HOST:
+        raise BenchError(
+            f"docker context {ENGINE2_CONTEXT!r} should reach engine 2 ({ENGINE2_HOST}), "
+            f"it reaches {host or 'nothing (no such context)'}: set PAITASKS_ENGINE2_CONTEXT"
+        )
+    variants = (
+        Variant("te", f"engines={ENGINE1_CONTEXT},{ENGINE2_CONTEXT}",
+                (ENGINE1_CONTEXT, ENGINE2_CONTEXT)),
+        Variant("oe", f"engines={ENGINE1_CONTEXT}", (ENGINE1_CONTEXT,)),
+        Variant("lo", "no engines= (local builds)", ()),
+    )
+    spec = TreeSpec(sizes.parallel + 1, sleep=sizes.sleep, hook_every=0, files_per_context=1)
+    config = f"config={bench.registry_config()}"
+    spreads = {variant.tag: Spread() for variant in variants}
+    images = sizes.parallel
+    for index in runs_of(bench.runs, "two engines"):
+        seed = secrets.token_hex(8)  # contents no engine's cache has seen, the base's too
+        shift = index % len(variants)  # which goes first: each in turn
+        for variant in variants[shift:] + variants[:shift]:
+            prefix = f"{bench.run_id}-{variant.tag}-"
+            bench.remove_images(prefix)
+            bench.remove_images(prefix, engine2=True)
+            bench.delete_repositories(prefix)
+            tree = bench.tree(variant.tag, dataclasses.replace(spec, seed=f"{seed}-{variant.tag}"))
+            args = ["build", "push", config]
+            if variant.engines:
+                args.append(f"engines={','.join(variant.engines)}")
+            result = bench.doit(tree, *args)
+            done = published(tree)
+            every = tuple(sorted(tree.images))
+            wanted = Published(len(every), every, every, ())
+            if done != wanted:
+                raise BenchError(f"{variant.label}: expected {wanted}, report.json says {done}")
+            counts, seconds = built_where(tree)
+            if sorted(counts) != sorted(variant.engines or ("local",)):
+                raise BenchError(f"{variant.label}: images built per engine {counts}")
+            spread = spreads[variant.tag]
+            spread.walls.append(result.seconds)
+            spread.builds += seconds
+            spread.counts.append(counts)
+            shutil.rmtree(tree.root)
+    for variant in variants:
+        prefix = f"{bench.run_id}-{variant.tag}-"
+        bench.remove_images(prefix)
+        bench.remove_images(prefix, engine2=True)
+        bench.delete_repositories(prefix)
+
+    two, one, local = (spreads[variant.tag] for variant in variants)
+    jobs = 4  # bench.doit's -n
+    rounds = -(-images // jobs)
+    # An estimate, not a measurement: N machines like this one, each building `jobs` images
+    # at once as the one-engine run did (so its per-build time holds), with -n jobs*N.
+    per_build, overhead = one.per_build(), one.overhead(rounds)
+    estimates = ", ".join(
+        f"N={machines} (-n {jobs * machines}): "
+        f"{_seconds(overhead + -(-images // (jobs * machines)) * per_build)}"
+        for machines in (2, 4)
+    )
+    size = f"{images} images, RUN sleep {sizes.sleep:g}"
+    command = f"doit -n {jobs} build push config=CFG"
+    rows = []
+    for baseline, variant in ((one, variants[1]), (local, variants[2])):
+        row = Row(
+            f"7. {SCENARIOS['7']}: {command} {variants[0].label}",
+            size,
+            two.walls,
+            baseline.walls,
+            baseline_is=f"the same with {variant.label}",
+            target="no slower (>= 0.95x)",
+            note=f"built per run: {two.described()}; median build {_seconds(two.per_build())}"
+            f" against {_seconds(baseline.per_build())}",
+        )
+        row.met = (row.ratio or 0) >= 0.95
+        rows.append(row)
+    rows[0].note += (
+        f"; ESTIMATE for N machines, from {variants[1].label}'s figures "
+        f"({_seconds(per_build)} per build with {jobs} at once, "
+        f"{_seconds(overhead)} for the rest): {estimates}"
+    )
+    report.rows += rows
 
 
 # -- output ---------------------------------------------------------------------------
@@ -1078,7 +1244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown or runs < 1:
-        parser.error(f"unknown scenario {unknown} (choose from 1-6)" if unknown else "runs >= 1")
+        parser.error(
+            f"unknown scenario {unknown} (choose from 1-{len(SCENARIOS)})"
+            if unknown
+            else "runs >= 1"
+        )
 
     report = Report()
     report.machine["load average (1, 5, 15 min) at the start"] = _load()
@@ -1109,6 +1279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "6" in chosen:
                 scenario_fresh_runner(bench, sizes, report)
                 scenario_slow_run(bench, sizes, report)
+            if "7" in chosen:
+                scenario_two_engines(bench, sizes, report)
         except BenchError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             print("bench: stopped; the figures measured so far follow", file=sys.stderr)

@@ -28,6 +28,7 @@ SCENARIOS = (
     "6. fresh CI runner, nothing changed",
     "6. fresh CI runner, one leaf changed",
     "6. fresh CI runner, slow RUN before a changed COPY",
+    "7. two engines",
 )
 
 
@@ -50,6 +51,10 @@ def test_quick_benchmark_runs_every_scenario(
     for scenario in SCENARIOS:
         assert any(row.startswith(f"| {scenario}") for row in rows), f"no row for {scenario}"
     assert "| part of the no-op run" in result.stdout
+    # Scenario 7 built on both engines, and says so (from the runs' report.json).
+    two = [row for row in rows if row.startswith("| 7. two engines")]
+    assert two and all("paitasks-engine2" in row and "default" in row for row in two), two
+    assert "ESTIMATE for N machines" in two[0], two[0]
 
     run_id = re.search(r"run id (\S+),", result.stderr)
     work = re.search(r"temp trees in (\S+)", result.stderr)
