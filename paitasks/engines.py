@@ -7,10 +7,10 @@ built). The build's metadata file gives the digest. Tree bases come from the reg
 digest (actions.py), so any engine can build any image; nothing is loaded into this
 machine's engine.
 
-python-on-whales drives the engines (contexts, buildx builds with push and a metadata
-file), imported only in runs that use them. A build's arguments are on the buildx
-command line there. Pushing a `:tag` from an engine goes through the docker SDK, which
-takes the registry login in the request's header.
+python-on-whales drives the builds there (buildx builds with push and a metadata file
+through `DockerClient(context=...)`), imported only in runs that build; a build's
+arguments are on the buildx command line there. Pushing a `:tag` from an engine goes
+through the docker SDK, which takes the registry login in the request's header.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from paitasks.engine import TAIL_LINES, Engine
+from paitasks.engine import TAIL_LINES, Engine, run_cli
 from paitasks.errors import EngineError, PaiTasksError
 from paitasks.streaming import LineSink
 
@@ -50,27 +50,27 @@ class Engines:
         self._engines: dict[str, Engine] = {}
 
     def check(self) -> None:
-        """Before any work: each name is a docker context, and each engine answers."""
-        from python_on_whales import docker
-        from python_on_whales.exceptions import DockerException
-
-        try:
-            contexts = {context.name: context for context in docker.context.list()}
-        except DockerException as exc:
-            raise EngineError(f"engines=: cannot list docker contexts: {exc}") from None
+        """Before any work: each name is a docker context, and each engine answers.
+        (The docker CLI reads the contexts: python-on-whales is loaded only to build.)"""
         for name in self.names:
-            context = contexts.get(name)
-            if context is None:
-                known = ", ".join(sorted(contexts)) or "none"
+            lines: list[str] = []
+            command = ["docker", "context", "inspect", name, "--format", "{{json .Endpoints}}"]
+            if run_cli(command, lines.append) != 0:
+                listed: list[str] = []
+                run_cli(["docker", "context", "ls", "--format", "{{.Name}}"], listed.append)
+                known = ", ".join(sorted(line.strip() for line in listed if line.strip()))
                 raise EngineError(
                     f"engines={','.join(self.names)}: no docker context named {name!r} "
-                    f"(there are: {known}); create one with `docker context create {name} "
-                    f"--docker host=ssh://user@machine`"
+                    f"(there are: {known or 'none'}); create one with `docker context create "
+                    f"{name} --docker host=ssh://user@machine`"
                 )
-            endpoint = context.endpoints.get("docker")
-            if endpoint is None or not endpoint.host:
+            try:
+                host = json.loads("".join(lines))["docker"]["Host"]
+            except (ValueError, KeyError, TypeError):
+                host = ""
+            if not host:
                 raise EngineError(f"engine {name}: its docker context names no docker host")
-            self._targets[name] = Target(name, endpoint.host)
+            self._targets[name] = Target(name, str(host))
 
         def ping(target: Target) -> str | None:
             try:

@@ -352,6 +352,28 @@ def test_rerun_from_a_fresh_copy_builds_and_pushes_nothing(
     assert not (runner.root / ".paitasks" / "dockerfiles").exists()
 
 
+def test_a_run_that_builds_nothing_does_not_load_python_on_whales(
+    spread: Spread, tmp_path: Path
+) -> None:
+    """The engines are checked through the docker CLI; python-on-whales is for builds."""
+    src = tmp_path / "src"  # a copy: the spread tree's report stays the first run's
+    shutil.copytree(spread.tree.src, src, symlinks=True)
+    arguments = ["-f", str(DODO), "-n", "4", "build", "push", f"src={src}",
+                 f"config={spread.config}", f"engines={BOTH}"]
+    code = (
+        "import sys\n"
+        "from doit.doit_cmd import DoitMain\n"
+        f"assert DoitMain().run({arguments!r}) == 0\n"
+        "print('LOADED', 'python_on_whales' in sys.modules, file=sys.stderr)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600, env=environ, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "LOADED False" in result.stderr, output(result)
+    assert "up to date" in result.stdout
+
+
 def test_plan_names_the_engines_and_where_each_image_was_built(
     spread: Spread, tmp_path: Path
 ) -> None:
