@@ -23,7 +23,7 @@ from typing import Any
 from paitasks import actions
 from paitasks.freshness import CopiesDeferred, ImageUpToDate, Predictions, PushUpToDate
 from paitasks.graph import Graph
-from paitasks.inputs import ImageSpec
+from paitasks.inputs import ImageSpec, last_engine
 from paitasks.loader import Plan
 from paitasks.run import Run
 from paitasks.settings import Settings
@@ -141,10 +141,14 @@ def component_tasks(
     images = [f"build-image:{image.name}" for image in component.images]
     for image in component.images:
         spec = image_spec(plan, image.name, settings, round_)
+        doc = f"build image {image.name} from {display_path(image.dockerfile, settings.root)}"
+        engine = last_engine(settings.state, image.name) if settings.engines else None
+        if engine is not None:  # engines=: `doit info` says where it was built last
+            doc += f"; last built on engine {engine}"
         yield {
             "basename": "build-image",
             "name": image.name,
-            "doc": f"build image {image.name} from {display_path(image.dockerfile, settings.root)}",
+            "doc": doc,
             "actions": [(actions.build_image, [run, spec])],
             "task_dep": [*chain, *(f"build-image:{used}" for used in spec.uses)],
             "uptodate": [ImageUpToDate(run, spec, predictions)],

@@ -410,6 +410,11 @@ def test_plan_names_the_engines_and_where_each_image_was_built(
     info = doit(copy, "info", f"build-image:{leaf}", f"config={spread.config}",
                 f"engines={BOTH}")
     assert f"last built on engine {engines[leaf]}" in output(info), output(info)
+    unchanged = tree.leaves[1]  # up to date: doit shows no reasons, the task's doc says it
+    info = doit(copy, "info", f"build-image:{unchanged}", f"config={spread.config}",
+                f"engines={BOTH}")
+    text = output(info)
+    assert "up-to-date" in text and f"last built on engine {engines[unchanged]}" in text, text
 
 
 def test_pulled_images_run_with_their_own_and_their_base_files(
