@@ -22,6 +22,7 @@ from paitasks.inputs import LABEL, ImageSpec, last_engine, save_record
 from paitasks.reference import local_image_name
 from paitasks.registry import fingerprint_tag
 from paitasks.run import Run
+from paitasks.streaming import LineSink
 
 if TYPE_CHECKING:
     from paitasks.engines import Engines
@@ -227,8 +228,11 @@ def push_image(run: Run, image: str) -> Any:
     """Publish an image under its fingerprint tag and its `:tag`; return name and digest.
 
     The registry's image for the current inputs is the one published: this engine's
-    when the registry has none yet, else the registry's own (a runner that holds
-    another build of the same inputs moves `:tag` to the registry's, pulling it).
+    when the registry has none yet (pushed under its fingerprint tag), else the
+    registry's own. This engine pushes `:tag` when it holds that image; otherwise the
+    registry is made to serve it under `:tag` itself, a manifest copy (no layer moves,
+    nothing loaded here), or, where this process cannot ask that directly, an engine
+    pushes it (the one that built it, or one that pulls it by digest first).
     """
     try:
         run.check_same_process()
@@ -241,58 +245,75 @@ def push_image(run: Run, image: str) -> Any:
         wanted = run.fingerprint(image)
         if wanted is None:
             raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
-        engine = run.engine()
         on_line = run.output(f"push:{image}", f"push {image}")
-        repository = settings.repository(image)
         by_fingerprint = remote.by_fingerprint(image, wanted)
         canonical = remote.digest(by_fingerprint)
         local = run.images.get(image)
         built_here = local is not None and local.labels.get(LABEL) == wanted
-        several, built_on = run.several, run.built_on(image)
-        if several is not None and built_on is None:  # built by an earlier run, maybe
-            last = last_engine(run.state, image)
-            built_on = last if last in several.names else None
+        engine = run.engine()
+        here = canonical is None or (
+            built_here and local is not None
+            and remote.by_digest(image, canonical) in local.repo_digests
+        )
         if canonical is None:
             if not built_here:
                 raise PaiTasksError(f"image {image}: not in the engine, build it first")
             canonical = engine.push(
-                image, repository, fingerprint_tag(wanted), auth, on_line=on_line
+                image, settings.repository(image), fingerprint_tag(wanted), auth, on_line=on_line
             )
             remote.learn(by_fingerprint, canonical)
+        if here:  # as pai_build does: pushed under its full name, which stays here too
+            digest = engine.push(
+                image, settings.repository(image), settings.tag, auth, on_line=on_line
+            )
             engine.remove_images([by_fingerprint])  # the local tag only; the image stays
-            source = image
-        elif local is not None and built_here and f"{repository}@{canonical}" in local.repo_digests:
-            source = image
-        elif several is not None and built_on is not None:
-            engine = several.engine(built_on)  # it holds what it built and pushed
-            source = by_fingerprint
-            if engine.image(by_fingerprint) is None:  # no longer: bring it back there
-                source = remote.by_digest(image, canonical)
-                engine.pull(source, auth, on_line)
-        else:  # bring the registry's image for these inputs in, to tag it
-            if several is not None:
-                engine = several.engine(several.names[0])
-            source = remote.by_digest(image, canonical)
-            engine.pull(source, auth, on_line)
-        digest = engine.push(source, repository, settings.tag, auth, on_line=on_line)
-        if source == by_fingerprint:  # on the engine that built it: keep its tags few
-            engine.remove_images([by_fingerprint])
+        else:
+            digest = remote.retag(image, canonical, settings.tag) or _push_tag_through_an_engine(
+                run, image, canonical, on_line
+            )
         remote.learn(remote.by_tag(image), digest)
         if digest != canonical:
             raise PaiTasksError(
                 f"image {image}: pushed {settings.image_name(image)} as {digest}, but the "
                 f"registry serves {canonical} for its fingerprint"
             )
-        # The engine now records repository@digest on the image: keep the view in step
-        # rather than listing every image again after each push.
-        if source == image and local is not None:
-            entry = f"{repository}@{digest}"
-            run.images.update(
-                image, dataclasses.replace(local, repo_digests=(*local.repo_digests, entry))
-            )
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
     return {"image": image, "name": settings.image_name(image), "digest": digest}
+
+
+def _push_tag_through_an_engine(
+    run: Run, image: str, canonical: str, on_line: LineSink | None
+) -> str:
+    """`:tag` pushed by an engine, where the registry cannot be asked to copy a
+    manifest directly: (engines=) the one that built it, else one that pulls it by
+    digest first."""
+    remote, settings = run.remote, run.registry()
+    assert remote is not None
+    wanted = run.fingerprint(image) or ""
+    by_fingerprint = remote.by_fingerprint(image, wanted)
+    engine, source = run.engine(), remote.by_digest(image, canonical)
+    several = run.several
+    built_on = run.built_on(image)
+    if several is not None and built_on is None:  # built by an earlier run, maybe
+        last = last_engine(run.state, image)
+        built_on = last if last in several.names else None
+    if several is not None and built_on is not None:
+        engine = several.engine(built_on)  # it holds what it built and pushed
+        if engine.image(by_fingerprint) is not None:
+            source = by_fingerprint
+        else:
+            engine.pull(source, remote.auth, on_line)
+    else:
+        if several is not None:
+            engine = several.engine(several.names[0])
+        engine.pull(source, remote.auth, on_line)
+    digest = engine.push(
+        source, settings.repository(image), settings.tag, remote.auth, on_line=on_line
+    )
+    if source == by_fingerprint:  # on the engine that built it: keep its tags few
+        engine.remove_images([by_fingerprint])
+    return digest
 
 
 def clean(run: Run, folder: str) -> Any:

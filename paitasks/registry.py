@@ -103,6 +103,23 @@ class RegistryView:
         self.learn(reference, found)
         return found
 
+    def retag(self, image: str, digest: str, tag: str) -> str | None:
+        """Make `<image>:<tag>` serve the manifest `digest` in the registry itself (a
+        manifest copy: no layer moves); its digest, or None where this process cannot
+        do it directly (the caller then goes through an engine)."""
+        host, _, rest = self.by_tag(image).partition("/")
+        direct = self._direct_for(host)
+        if direct is None:
+            return None
+        repository = _split(rest)[0]
+        try:
+            body, media_type = direct.manifest(repository, digest)
+            served = direct.put_manifest(repository, tag, body, media_type)
+        except Unsure:
+            return None
+        self.learn(f"{host}/{repository}:{tag}", served)
+        return served
+
     def learn(self, reference: str, digest: str | None) -> None:
         """Remember what the registry serves now (after a push, say)."""
         with self._lock:
@@ -230,6 +247,52 @@ class Direct:
                 self._authorization[repository] = headers["Authorization"]
         return str(digest)
 
+    def manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
+        """The manifest `digest` of `repository`, as stored, and its media type."""
+        url = f"{self.scheme}://{_api_host(self.host)}/v2/{repository}/manifests/{digest}"
+        response = self._send(url, "GET", {"Accept": MANIFEST_TYPES}, repository)
+        with response:
+            body = response.read()
+            media_type = response.headers.get("Content-Type", "")
+        if not media_type:
+            raise Unsure("no media type")
+        return body, str(media_type)
+
+    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> str:
+        """Store `body` as `repository:tag`; the registry's digest for it."""
+        url = f"{self.scheme}://{_api_host(self.host)}/v2/{repository}/manifests/{tag}"
+        response = self._send(url, "PUT", {"Content-Type": media_type}, repository, body)
+        with response:
+            digest = response.headers.get("Docker-Content-Digest")
+        if not digest:
+            raise Unsure("no digest in the answer")
+        return str(digest)
+
+    def _send(
+        self, url: str, method: str, headers: dict[str, str], repository: str,
+        body: bytes | None = None,
+    ) -> Any:
+        """One request, authorised as the registry's challenge asks (a push needs more
+        than the pull a question needed); anything else than success is Unsure."""
+        with self._lock:
+            known = self._authorization.get(repository)
+        if known:
+            headers = {**headers, "Authorization": known}
+        for attempt in (1, 2):
+            try:
+                return _open(url, method, headers, body)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 401 or attempt == 2:
+                    raise Unsure(f"HTTP {exc.code}") from None
+                try:
+                    authorization = self._authorize(exc.headers, repository)
+                except (OSError, ValueError):
+                    raise Unsure("the registry's login failed") from None
+                headers = {**headers, "Authorization": authorization}
+            except (OSError, ValueError) as exc:
+                raise Unsure(str(exc)) from None
+        raise Unsure("not authorised")
+
     def _authorize(self, answer: Any, repository: str) -> str:
         """The Authorization header the registry's challenge asks for."""
         challenge = str(answer.get("WWW-Authenticate", ""))
@@ -315,8 +378,8 @@ def _api_host(host: str) -> str:
     return DOCKER_HUB_API if host in DOCKER_HUB else host
 
 
-def _open(url: str, method: str, headers: dict[str, str]) -> Any:
-    request = urllib.request.Request(url, method=method, headers=headers)
+def _open(url: str, method: str, headers: dict[str, str], body: bytes | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     return urllib.request.urlopen(request, timeout=TIMEOUT)
 
 

@@ -460,6 +460,35 @@ def test_push_moves_the_tag_back_to_this_branch_build(
     assert push["status"] == "done" and push["digest"] == published.digests[image]
 
 
+def test_a_fresh_runner_moves_a_tag_in_the_registry_without_pulling(
+    published: Published, leaf_change: LeafChange, fresh_runner: Path
+) -> None:
+    """On runners that hold none of the images, `:v1` moves between the two builds of
+    component-b as a manifest copy in the registry: no layer is pulled or uploaded, and
+    the runner's engine stays empty."""
+    image, registry = leaf_change.image, published.registry
+    repository = published.repository(image)
+    changed = registry.api.manifest_digest(repository, fingerprint_tag(
+        json.loads((leaf_change.src.parent / ".paitasks" / "report.json").read_text())
+        ["images"][image]["fingerprint"]
+    ))
+    assert changed is not None and changed != published.digests[image]
+    layers = all_layers(published) | set(registry.api.layers(repository, changed))
+    for src, serves in (
+        (fresh_copy(leaf_change.src, fresh_runner / "changed"), changed),  # that branch
+        (fresh_copy(published.src, fresh_runner / "unchanged"), published.digests[image]),
+    ):
+        clear_engine2(published.ns)
+        mark = registry.mark()
+        succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}",
+                       engine2=True))
+        assert registry.api.manifest_digest(repository, TAG) == serves
+        assert registry.manifest_puts(mark) == {repository: [TAG]}
+        assert registry.blob_uploads(mark) == []
+        assert registry.blob_gets(mark, layers) == []
+        assert engine2_images(published.ns) == {}
+
+
 def test_stale_local_name_is_untagged_or_replaced(
     published: Published,
     leaf_change: LeafChange,
