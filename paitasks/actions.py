@@ -104,9 +104,11 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
 
         engine = run.engine(spec.builder, spec.network)
         remote = run.remote
+        dockerfile, contexts = base_inputs(run, spec, engine.named_contexts)
         image_id = engine.build(
             tag=spec.name,
-            dockerfile=_dockerfile_for(run, spec),
+            dockerfile=dockerfile,
+            contexts=contexts,
             context=Path(spec.context),
             labels={LABEL: assessment.fingerprint},
             build_args=dict(spec.build_args),
@@ -130,13 +132,14 @@ def _build_elsewhere(
     remote = run.remote
     assert remote is not None
     reference = remote.by_fingerprint(spec.name, assessment.fingerprint)
-    dockerfile = _dockerfile_for(run, spec)
     with several.choose() as name:
         run.tell_engine(f"build-image:{spec.name}", name)
+        dockerfile, contexts = base_inputs(run, spec, several.engine(name).named_contexts)
         digest = several.build(
             name,
             tag=reference,
             dockerfile=dockerfile,
+            contexts=contexts,
             context=Path(spec.context),
             labels={LABEL: assessment.fingerprint},
             build_args=dict(spec.build_args),
@@ -172,13 +175,20 @@ def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
     }
 
 
-def _dockerfile_for(run: Run, spec: ImageSpec) -> Path:
-    """The dockerfile to build `spec` from: its own, or, where a tree base must come
-    from the registry, a copy in `.paitasks/dockerfiles/` naming that base by digest."""
+def base_inputs(run: Run, spec: ImageSpec, named: bool) -> tuple[Path, dict[str, str]]:
+    """The dockerfile to build `spec` from, and the named build contexts to pass.
+
+    Where a tree base must come from the registry by digest: on a BuildKit that takes
+    named contexts (`named`), the image's own dockerfile and a context
+    `<base>=docker-image://<registry>/<ns>/<base>@sha256:...` for that base; on an older
+    one, a copy of the dockerfile in `.paitasks/dockerfiles/` naming the base by digest.
+    """
     dockerfile = Path(spec.dockerfile)
     bases = base_references(run, spec)
     if not bases:
-        return dockerfile
+        return dockerfile, {}
+    if named:
+        return dockerfile, {base: f"docker-image://{ref}" for base, ref in bases.items()}
     text = dockerfile.read_text(encoding="utf-8-sig")
     rewritten = rewrite_images(
         text, dockerfile, lambda ref: bases.get(local_image_name(ref) or ""),
@@ -191,7 +201,7 @@ def _dockerfile_for(run: Run, spec: ImageSpec) -> Path:
     ignore = dockerfile.with_name(dockerfile.name + ".dockerignore")
     if ignore.is_file():  # BuildKit reads it next to the dockerfile it is given
         shutil.copyfile(ignore, target.with_name(target.name + ".dockerignore"))
-    return target
+    return target, {}
 
 
 def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:

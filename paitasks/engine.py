@@ -93,6 +93,8 @@ class BuildRequest:
     platform: str | None
     cache_from: tuple[str, ...] = ()  # registry images whose inline cache to reuse
     inline_cache: bool = False  # write the cache metadata into the image (BuildKit)
+    # Named build contexts (BuildKit 0.10+): an image name -> what stands for it.
+    contexts: Mapping[str, str] = field(default_factory=dict)
 
 
 class Engine:
@@ -106,6 +108,7 @@ class Engine:
         self._builder = builder
         self.network = network or None
         self.host = host  # a docker endpoint (unix://, tcp://, ssh://); None: DOCKER_HOST
+        self._version: str | None = None
         self._lock = threading.Lock()
         self._clients = threading.local()  # .by_host: {DOCKER_HOST: client}, per thread
 
@@ -140,6 +143,20 @@ class Engine:
         """Fail early, within seconds, when no engine answers."""
         if _api_get("/_ping", self.host) is None:
             _ = self.client
+
+    @property
+    def named_contexts(self) -> bool:
+        """Whether builds here take named build contexts (`--build-context`): buildx on
+        a dockerd of 23.0 or later, whose BuildKit is 0.10 or later."""
+        if self.builder != "buildx":
+            return False
+        with self._lock:
+            if self._version is None:
+                found = _api_get("/version", self.host)
+                if found is None:
+                    found = self.client.version()
+                self._version = str((found or {}).get("Version", ""))
+            return takes_named_contexts(self._version)
 
     @property
     def builder(self) -> str:
@@ -368,6 +385,7 @@ class Engine:
         build_args: Mapping[str, str] | None = None,
         platform: str | None = None,
         cache_from: tuple[str, ...] = (),
+        contexts: Mapping[str, str] | None = None,
         on_line: LineSink | None = None,
     ) -> str:
         """Build `dockerfile` in `context` as `tag` and return the new image id.
@@ -385,7 +403,7 @@ class Engine:
 
         request = BuildRequest(
             tag, dockerfile, context, dict(labels or {}), dict(build_args or {}), platform,
-            cache_from, bool(cache_from),
+            cache_from, bool(cache_from), dict(contexts or {}),
         )
         command: list[str] = []  # none for the classic builder: it is an API call
         if self.builder == "buildx":
@@ -462,6 +480,8 @@ def buildx_command(request: BuildRequest, network: str | None) -> tuple[list[str
         command += ["--cache-from", f"type=registry,ref={image}"]
     if request.inline_cache:
         command += ["--cache-to", "type=inline"]
+    for name, source in request.contexts.items():
+        command += ["--build-context", f"{name}={source}"]
     environment: dict[str, str] = {}
     if "BUILDX_GIT_INFO" not in os.environ:
         # Git details only go into provenance, which a loaded image does not carry; the
@@ -586,6 +606,13 @@ def _api_get(
     if (response.getheader("Content-Type") or "").startswith("application/json"):
         return json.loads(body)
     return body.decode("utf-8", "replace")
+
+
+def takes_named_contexts(version: str) -> bool:
+    """Whether a dockerd of `version` ("20.10.24", "23.0.1", "26.1.0+dfsg") embeds a
+    BuildKit with named build contexts (0.10, from dockerd 23.0 on)."""
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) >= 23
 
 
 def registry_problem(reference: str, exc: BaseException) -> str:

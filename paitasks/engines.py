@@ -133,6 +133,7 @@ class Engines:
         platform: str | None,
         network: str | None,
         cache_from: tuple[str, ...],
+        contexts: Mapping[str, str] | None = None,
         on_line: LineSink | None = None,
     ) -> str:
         """Build on engine `name` and push the image there as `tag`; return its digest."""
@@ -149,6 +150,7 @@ class Engines:
                     tags=[tag],
                     labels=dict(labels),
                     build_args=dict(build_args),
+                    build_contexts=dict(contexts or {}),
                     platforms=[platform] if platform else None,
                     network=network,
                     cache_from=[{"type": "registry", "ref": ref} for ref in cache_from] or None,

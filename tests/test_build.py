@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker as whales
 
+from paitasks import actions
+from paitasks.inputs import ImageSpec
+from paitasks.run import Run
+from paitasks.settings import Settings
 from tests.support import FIXTURES, PAI_BUILD, REPO, prefixed_tree
 from tests.support import run_doit as doit
 
@@ -121,3 +125,26 @@ def test_failed_hook_names_component_and_cleans_up(
     assert "Traceback" not in output
     assert temp_folders(src) == []
     assert oct(hook.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_base_from_the_registry_is_a_named_context_where_the_builder_takes_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """BuildKit 0.10+: the image's own dockerfile and `--build-context`; older: a copy
+    of the dockerfile naming the base by digest (test_registry.py builds with it)."""
+    src = tmp_path / "src"
+    dockerfile = src / "app" / "build" / "app.dockerfile"
+    dockerfile.parent.mkdir(parents=True)
+    dockerfile.write_text("FROM base\nRUN true\n")
+    pinned = "127.0.0.1:5000/ns/base@sha256:" + "b" * 64
+    monkeypatch.setattr(actions, "base_references", lambda run, spec: {"base": pinned})
+    run = Run(Settings(src=src))
+    spec = ImageSpec(name="app", dockerfile=str(dockerfile), context=str(src / "app"),
+                     uses=("base",))
+    assert actions.base_inputs(run, spec, named=True) == (
+        dockerfile, {"base": f"docker-image://{pinned}"}
+    )
+    copy, contexts = actions.base_inputs(run, spec, named=False)
+    assert contexts == {} and copy.parent == run.state / "dockerfiles"
+    assert copy.read_text() == f"FROM {pinned}\nRUN true\n"
+    assert dockerfile.read_text() == "FROM base\nRUN true\n"  # the user's file untouched

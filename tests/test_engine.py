@@ -10,7 +10,13 @@ import pytest
 from python_on_whales import docker as whales
 
 from paitasks import engine as engine_module
-from paitasks.engine import BuildRequest, Engine, buildx_command, run_cli
+from paitasks.engine import (
+    BuildRequest,
+    Engine,
+    buildx_command,
+    run_cli,
+    takes_named_contexts,
+)
 from paitasks.errors import EngineError
 from tests.support import RegistryAPI, busybox_context
 
@@ -275,3 +281,35 @@ def test_run_cli_streams_lines_and_names_a_missing_program(
     with pytest.raises(EngineError, match=r"cannot run .*no-such-docker: No such file") as caught:
         run_cli([missing, "buildx", "build"], lines.append)
     assert caught.value.command == [missing, "buildx", "build"]
+
+
+def test_buildx_command_passes_named_contexts_and_the_registry_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "buildx_plugin", lambda: "/plugins/docker-buildx")
+    pinned = "docker-image://127.0.0.1:5000/ns/base@sha256:" + "a" * 64
+    request = BuildRequest(
+        tag="app", dockerfile=Path("/src/app/build/app.dockerfile"), context=Path("/src/app"),
+        labels={}, build_args={}, platform=None,
+        cache_from=("127.0.0.1:5000/ns/app:v1",), inline_cache=True, contexts={"base": pinned},
+    )
+    command, _ = buildx_command(request, "host")
+    assert command[command.index("--build-context") + 1] == f"base={pinned}"
+    cache = "type=registry,ref=127.0.0.1:5000/ns/app:v1"
+    assert command[command.index("--cache-from") + 1] == cache
+    assert command[command.index("--cache-to") + 1] == "type=inline"
+
+
+@pytest.mark.parametrize(
+    ("version", "named"),
+    [("20.10.24+dfsg1", False), ("22.06.0-beta", False), ("23.0.1", True),
+     ("26.1.5+dfsg1", True), ("", False), ("dev", False)],
+)
+def test_named_contexts_from_dockerd_23_on(version: str, named: bool) -> None:
+    assert takes_named_contexts(version) is named
+
+
+@pytest.mark.engine
+def test_the_engines_here_take_no_named_contexts(engine: Engine) -> None:
+    """dockerd 20.10 embeds BuildKit 0.8: bases come by a rewritten dockerfile here."""
+    assert engine.named_contexts is False
