@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -31,15 +31,6 @@ class Running:
     last: str = ""
 
 
-class Display(Protocol):
-    def start(self, total: int) -> None: ...
-    def started(self, task: str) -> None: ...
-    def output(self, task: str, line: str, engine: str | None = None) -> None: ...
-    def finished(self, task: str, text: str) -> None: ...
-    def write(self, text: str) -> None: ...
-    def stop(self) -> None: ...
-
-
 def elapsed(seconds: float) -> str:
     """`42s`, `3m05s`, `1h02m`."""
     whole = int(seconds)
@@ -50,40 +41,58 @@ def elapsed(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-class _Tasks:
-    """The tasks in flight, shared by the display's threads."""
+class Display:
+    """What both displays share: the tasks in flight (fed by worker threads) and the
+    finished lines; each says how it starts, writes and stops."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.lock = threading.Lock()
-        self.running: dict[str, Running] = {}
+        self._lock = threading.Lock()
+        self._running: dict[str, Running] = {}
         self.done = 0
         self.total = 0
 
+    def start(self, total: int) -> None:
+        self.total = total
+
     def started(self, task: str) -> None:
-        with self.lock:
-            self.running[task] = Running(self.clock())
+        with self._lock:
+            self._running[task] = Running(self.clock())
 
-    def output(self, task: str, line: str, engine: str | None) -> None:
-        with self.lock:
-            found = self.running.get(task)
+    def output(self, task: str, line: str, engine: str | None = None) -> None:
+        """The last output line of a task in flight, or the engine it runs on."""
+        with self._lock:
+            found = self._running.get(task)
             if found is not None:
-                if line:
-                    found.last = line
-                if engine:
-                    found.engine = engine
+                found.last = line or found.last
+                found.engine = engine or found.engine
 
-    def finished(self, task: str) -> None:
-        with self.lock:
-            self.running.pop(task, None)
+    def finished(self, task: str, text: str) -> None:
+        with self._lock:
+            self._running.pop(task, None)
             self.done += 1
+        self.write(text)
 
-    def snapshot(self) -> list[tuple[str, Running]]:
-        with self.lock:
-            return sorted(self.running.items(), key=lambda item: (item[1].since, item[0]))
+    def running(self) -> list[tuple[str, str, str]]:
+        """(`task [on engine]`, how long it has run, its last output line) of each task
+        in flight, the oldest first."""
+        now = self.clock()
+        with self._lock:
+            found = sorted(self._running.items(), key=lambda item: (item[1].since, item[0]))
+        return [
+            (f"{task}{f' on {state.engine}' if state.engine else ''}",
+             elapsed(now - state.since), state.last)
+            for task, state in found
+        ]
+
+    def write(self, text: str) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        pass
 
 
-class PlainDisplay:
+class PlainDisplay(Display):
     """Plain lines: one per finished task; every `interval` s, the tasks in flight."""
 
     def __init__(
@@ -92,15 +101,15 @@ class PlainDisplay:
         interval: float = HEARTBEAT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(clock)
         self.stream = stream
         self.interval = interval
-        self.tasks = _Tasks(clock)
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, total: int) -> None:
-        self.tasks.total = total
+        super().start(total)
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._thread.start()
 
@@ -110,25 +119,10 @@ class PlainDisplay:
             beats += 1
             if self._stop.wait(max(0.0, began + beats * self.interval - time.monotonic())):
                 return
-            running = self.tasks.snapshot()
+            running = self.running()
             if running:
-                now = self.tasks.clock()
-                names = ", ".join(
-                    f"{task}{f' on {state.engine}' if state.engine else ''} "
-                    f"({elapsed(now - state.since)})"
-                    for task, state in running
-                )
+                names = ", ".join(f"{name} ({took})" for name, took, _ in running)
                 self.write(f"... running: {names}\n")
-
-    def started(self, task: str) -> None:
-        self.tasks.started(task)
-
-    def output(self, task: str, line: str, engine: str | None = None) -> None:
-        self.tasks.output(task, line, engine)
-
-    def finished(self, task: str, text: str) -> None:
-        self.tasks.finished(task)
-        self.write(text)
 
     def write(self, text: str) -> None:
         with self._write_lock:
@@ -141,14 +135,14 @@ class PlainDisplay:
             self._thread.join(timeout=5)
 
 
-class LiveDisplay:
+class LiveDisplay(Display):
     """A live view with `rich`: finished lines above, the bar and running tasks below."""
 
     def __init__(self, stream: IO[str], colour: bool) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.tasks = _Tasks(time.monotonic)
+        super().__init__()
         self._began = time.monotonic()
         self.console = Console(
             file=stream, force_terminal=True, no_color=not colour, highlight=False,
@@ -166,37 +160,24 @@ class LiveDisplay:
         from rich.table import Table
         from rich.text import Text
 
-        tasks = self.tasks
-        now = time.monotonic()
         width = max(20, self.console.width)
         head = Table.grid(padding=(0, 1))
         head.add_row(
-            ProgressBar(total=max(tasks.total, 1), completed=tasks.done, width=30),
-            Text(f"{tasks.done}/{tasks.total} tasks, {elapsed(now - self._began)}"),
+            ProgressBar(total=max(self.total, 1), completed=self.done, width=30),
+            Text(f"{self.done}/{self.total} tasks, {elapsed(self.clock() - self._began)}"),
         )
         lines: list[Any] = [head]
-        for task, state in tasks.snapshot():
-            where = f" on {state.engine}" if state.engine else ""
-            text = Text(f"  {task}{where} {elapsed(now - state.since)}", no_wrap=True)
-            if state.last:
-                text.append(f"  {state.last[:LAST_LINE]}", style="dim")
+        for name, took, last in self.running():
+            text = Text(f"  {name} {took}", no_wrap=True)
+            if last:
+                text.append(f"  {last[:LAST_LINE]}", style="dim")
             text.truncate(width)
             lines.append(text)
         return Group(*lines)
 
     def start(self, total: int) -> None:
-        self.tasks.total = total
+        super().start(total)
         self._live.start()
-
-    def started(self, task: str) -> None:
-        self.tasks.started(task)
-
-    def output(self, task: str, line: str, engine: str | None = None) -> None:
-        self.tasks.output(task, line, engine)
-
-    def finished(self, task: str, text: str) -> None:
-        self.tasks.finished(task)
-        self.write(text)
 
     def write(self, text: str) -> None:
         from rich.text import Text
