@@ -637,3 +637,39 @@ def ran(output: str, task: str) -> bool:
 def skipped(output: str, task: str) -> bool:
     """Whether the run found `task` up to date (also in the registry)."""
     return finished(output).get(task, "").startswith("up to date")
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> str:
+    """The stdout of a run that must have succeeded (else its whole output, as the error)."""
+    assert result.returncode == 0, output(result)
+    return result.stdout
+
+
+def summary_rows(stdout: str, images: list[str]) -> dict[str, str]:
+    """Image -> its row of the console's summary table."""
+    rows = {}
+    for line in stdout.splitlines():
+        first = line.split("  ", 1)[0]
+        if first in images:
+            rows[first] = line
+    return rows
+
+
+def image_of(reference: str) -> str:
+    """The image name in a reference: `host:port/ns/name:tag` or `...@sha256:...` -> name."""
+    name = reference.split("@", 1)[0]
+    repository, colon, tag = name.rpartition(":")
+    if colon and "/" not in tag:
+        name = repository
+    return name.rsplit("/", 1)[-1]
+
+
+def fingerprint_tag(fingerprint: str) -> str:
+    """The tag an image of that fingerprint is published under (the tests' own spelling
+    of paitasks' rule, to check it against)."""
+    return "paitasks-" + fingerprint.removeprefix("sha256:")
+

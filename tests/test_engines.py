@@ -43,7 +43,12 @@ from tests.support import (
     UnixRelay,
     engine2,
     engine2_images,
+    fingerprint_tag,
+    image_of,
+    output,
     run_doit,
+    succeeded,
+    summary_rows,
 )
 from tests.test_push import write_config
 
@@ -119,13 +124,8 @@ def doit(tree: Tree, *arguments: str,
     return run_doit(*arguments, f"src={tree.src}", cwd=tree.root, env=env)
 
 
-def output(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout + result.stderr
 
 
-def succeeded(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, output(result)
-    return result.stdout
 
 
 def report(tree: Tree) -> dict[str, Any]:
@@ -143,26 +143,10 @@ def built_on(tree: Tree) -> dict[str, str]:
     return {name: entry["engine"] for name, entry in report(tree).items() if "engine" in entry}
 
 
-def summary_rows(stdout: str, images: list[str]) -> dict[str, str]:
-    rows = {}
-    for line in stdout.splitlines():
-        first = line.split("  ", 1)[0]
-        if first in images:
-            rows[first] = line
-    return rows
 
 
-def fingerprint_tag(fingerprint: str) -> str:
-    return "paitasks-" + fingerprint.removeprefix("sha256:")
 
 
-def image_of(reference: str) -> str:
-    """`host:port/ns/name:tag` or `...@sha256:...` -> name."""
-    name = reference.split("@", 1)[0]
-    repository, colon, tag = name.rpartition(":")
-    if colon and "/" not in tag:
-        name = repository
-    return name.rsplit("/", 1)[-1]
 
 
 def engine1_references(client: docker.DockerClient, prefix: str) -> set[str]:

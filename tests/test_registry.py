@@ -50,9 +50,14 @@ from tests.support import (
     RegistryAPI,
     engine2,
     engine2_images,
+    fingerprint_tag,
     free_port,
+    image_of,
+    output,
     prefixed_tree,
     run_doit,
+    succeeded,
+    summary_rows,
 )
 from tests.test_push import PASSWORD, write_config
 
@@ -109,13 +114,8 @@ def doit(src: Path, *arguments: str, engine2: bool = False,
     return run_doit(*arguments, f"src={src}", cwd=src.parent, env=environ)
 
 
-def output(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout + result.stderr
 
 
-def succeeded(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, output(result)
-    return result.stdout
 
 
 def report(src: Path) -> dict[str, Any]:
@@ -127,23 +127,8 @@ def statuses(src: Path) -> dict[str, str]:
     return {name: entry["status"] for name, entry in report(src)["images"].items()}
 
 
-def summary_rows(stdout: str, images: list[str]) -> dict[str, str]:
-    """Image -> its row of the console's summary table."""
-    rows = {}
-    for line in stdout.splitlines():
-        first = line.split("  ", 1)[0]
-        if first in images:
-            rows[first] = line
-    return rows
 
 
-def image_of(reference: str) -> str:
-    """The image name in a reference: `host:port/ns/name:tag` or `...@sha256:...` -> name."""
-    name = reference.split("@", 1)[0]
-    repository, colon, tag = name.rpartition(":")
-    if colon and "/" not in tag:
-        name = repository
-    return name.rsplit("/", 1)[-1]
 
 
 def fresh_copy(src: Path, root: Path) -> Path:
@@ -154,8 +139,6 @@ def fresh_copy(src: Path, root: Path) -> Path:
     return copy
 
 
-def fingerprint_tag(fingerprint: str) -> str:
-    return "paitasks-" + fingerprint.removeprefix("sha256:")
 
 
 def registry_json(api: RegistryAPI, path: str) -> Any:
