@@ -43,17 +43,22 @@ HOOKS = {
 }
 
 
-@pytest.mark.parametrize(("stream", "coloured"), [(io.StringIO(), False), (Terminal(), True)])
-def test_colour_only_on_a_terminal(
-    stream: io.StringIO, coloured: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
+def one_hook_run(stream: io.StringIO, tmp_path: Path) -> str:
+    """What a run of one hook shows on `stream`."""
     report = reporter(stream, tmp_path)
     report.initialize(HOOKS, ["build"])
     report.execute_task(HOOKS["prebuild:a"])
     report.add_success(HOOKS["prebuild:a"])
     report.complete_run()
-    text = stream.getvalue()
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(("stream", "coloured"), [(io.StringIO(), False), (Terminal(), True)])
+def test_colour_only_on_a_terminal(
+    stream: io.StringIO, coloured: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    text = one_hook_run(stream, tmp_path)
     assert "prebuild:a" in text
     assert ("\033[" in text) is coloured
     if not coloured:
@@ -75,13 +80,7 @@ def test_a_terminal_gets_the_live_view_unless_told_otherwise(
     monkeypatch.delenv("NO_COLOR", raising=False)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    stream = Terminal()
-    report = reporter(stream, tmp_path)
-    report.initialize(HOOKS, ["build"])
-    report.execute_task(HOOKS["prebuild:a"])
-    report.add_success(HOOKS["prebuild:a"])
-    report.complete_run()
-    text = stream.getvalue()
+    text = one_hook_run(Terminal(), tmp_path)
     assert "done prebuild:a" in re.sub(r"\033\[[0-9;]*m", "", text)
     assert ("1/2 tasks" in text) is live  # the bar's words
     assert bool(COLOUR.search(text)) is colour
