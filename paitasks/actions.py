@@ -134,7 +134,7 @@ def _build_elsewhere(
     reference = remote.by_fingerprint(spec.name, assessment.fingerprint)
     with several.choose() as name:
         run.tell_engine(f"build-image:{spec.name}", name)
-        dockerfile, contexts = base_inputs(run, spec, several.engine(name).named_contexts)
+        dockerfile, contexts = base_inputs(run, spec, several.named_contexts(name))
         digest = several.build(
             name,
             tag=reference,
@@ -295,9 +295,10 @@ def push_image(run: Run, image: str) -> Any:
 def _push_tag_through_an_engine(
     run: Run, image: str, canonical: str, on_line: LineSink | None
 ) -> str:
-    """`:tag` pushed by an engine, where the registry cannot be asked to copy a
+    """`:tag` pushed by a docker engine, where the registry cannot be asked to copy a
     manifest directly: (engines=) the one that built it, else one that pulls it by
-    digest first."""
+    digest first (a docker context of engines=, else this machine's engine: a buildx
+    builder of another driver has no engine to push from)."""
     remote, settings = run.remote, run.registry()
     assert remote is not None
     wanted = run.fingerprint(image) or ""
@@ -308,20 +309,17 @@ def _push_tag_through_an_engine(
     if several is not None and built_on is None:  # built by an earlier run, maybe
         last = last_engine(run.state, image)
         built_on = last if last in several.names else None
-    if several is not None and built_on is not None:
-        engine = several.engine(built_on)  # it holds what it built and pushed
-        if engine.image(by_fingerprint) is not None:
-            source = by_fingerprint
-        else:
-            engine.pull(source, remote.auth, on_line)
+    there = several.docker_engine(built_on) if several is not None else None
+    if there is not None:
+        engine = there  # the one that built it holds what it pushed; another pulls it
+    if engine.image(by_fingerprint) is not None:
+        source = by_fingerprint
     else:
-        if several is not None:
-            engine = several.engine(several.names[0])
         engine.pull(source, remote.auth, on_line)
     digest = engine.push(
         source, settings.repository(image), settings.tag, remote.auth, on_line=on_line
     )
-    if source == by_fingerprint:  # on the engine that built it: keep its tags few
+    if source == by_fingerprint:  # keep the engine's tags few
         engine.remove_images([by_fingerprint])
     return digest
 

@@ -223,7 +223,8 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--platform", help="target platform, e.g. linux/amd64")
     sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")
     sub.add_argument(
-        "--engines", metavar="NAME,...", help="docker contexts that build (needs a registry)"
+        "--engines", metavar="NAME,...",
+        help="docker contexts or buildx builders that build (needs a registry)",
     )
     sub.add_argument(
         "--pull", action="store_true",

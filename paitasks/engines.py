@@ -1,5 +1,8 @@
-"""Several engines (`engines=NAME,...`): docker contexts that build the run's images.
+"""Several engines (`engines=NAME,...`): docker contexts and buildx builders that build
+the run's images.
 
+A name is a docker context (a docker engine, often another machine over ssh) or, failing
+that, a buildx builder instance of any driver (kubernetes, remote, docker-container).
 Each build goes to the engine with the fewest builds in flight (doit's `-n` bounds them
 all), and is pushed from that engine to the registry under the image's fingerprint tag
 (a cache entry, not a publication: `:tag` moves only in `push`, once every image has
@@ -7,16 +10,19 @@ built). The build's metadata file gives the digest. Tree bases come from the reg
 digest (actions.py), so any engine can build any image; nothing is loaded into this
 machine's engine.
 
-python-on-whales drives the builds there (buildx builds with push and a metadata file
-through `DockerClient(context=...)`), imported only in runs that build; a build's
-arguments are on the buildx command line there. Pushing a `:tag` from an engine goes
-through the docker SDK, which takes the registry login in the request's header.
+python-on-whales drives the builds there (buildx builds with push and a metadata file,
+through `DockerClient(context=NAME)` or `--builder NAME`) and inspects the builders
+(their BuildKit version decides named build contexts), imported only in runs that build;
+a build's arguments are on the buildx command line there. The checks before any work use
+the docker CLI. Pushing a `:tag` from a docker engine goes through the docker SDK, which
+takes the registry login in the request's header.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 import threading
 from collections import deque
@@ -32,10 +38,29 @@ from paitasks.streaming import LineSink
 
 @dataclass(frozen=True)
 class Target:
-    """One engine of `engines=`: a docker context and its endpoint."""
+    """One engine of `engines=`: a docker context (`host`, its docker endpoint) or a buildx
+    builder of another driver (`driver`), which has no docker engine of its own."""
 
     name: str
-    host: str
+    host: str = ""
+    driver: str = ""
+
+    def __str__(self) -> str:
+        where = self.host or f"buildx builder, driver {self.driver}"
+        return f"engine {self.name} ({where})"
+
+
+def buildkit_takes_named_contexts(version: str) -> bool:
+    """Whether a BuildKit of `version` (as buildx shows it: "v0.13.2", "v0.8+unknown")
+    takes named build contexts (`--build-context`, from 0.10 on); False when unknown."""
+    found = re.match(r"v?(\d+)\.(\d+)", version.strip())
+    return found is not None and (int(found[1]), int(found[2])) >= (0, 10)
+
+
+def builder_driver(inspected: str) -> str:
+    """The driver in `docker buildx inspect NAME`'s output ("Driver:  remote"), or ""."""
+    found = re.search(r"^Driver:\s*(\S+)", inspected, re.MULTILINE)
+    return found[1] if found else ""
 
 
 class Engines:
@@ -48,60 +73,100 @@ class Engines:
         self._down: set[str] = set()  # stopped answering during the run
         self._lock = threading.Lock()
         self._engines: dict[str, Engine] = {}
+        self._named_contexts: dict[str, bool] = {}
 
     def check(self) -> None:
-        """Before any work: each name is a docker context, and each engine answers.
-        (The docker CLI reads the contexts: python-on-whales is loaded only to build.)"""
+        """Before any work: each name is a docker context or a buildx builder, and each
+        answers (a builder is started if it is not: `buildx inspect --bootstrap`)."""
         for name in self.names:
-            lines: list[str] = []
-            command = ["docker", "context", "inspect", name, "--format", "{{json .Endpoints}}"]
-            if run_cli(command, lines.append) != 0:
-                listed: list[str] = []
-                run_cli(["docker", "context", "ls", "--format", "{{.Name}}"], listed.append)
-                known = ", ".join(sorted(line.strip() for line in listed if line.strip()))
-                raise EngineError(
-                    f"engines={','.join(self.names)}: no docker context named {name!r} "
-                    f"(there are: {known or 'none'}); create one with `docker context create "
-                    f"{name} --docker host=ssh://user@machine`"
-                )
-            try:
-                host = json.loads("".join(lines))["docker"]["Host"]
-            except (ValueError, KeyError, TypeError):
-                host = ""
-            if not host:
-                raise EngineError(f"engine {name}: its docker context names no docker host")
-            self._targets[name] = Target(name, str(host))
+            self._targets[name] = self._find(name)
 
         def ping(target: Target) -> str | None:
-            try:
-                self.engine(target.name).check()
-            except PaiTasksError as exc:
-                return f"engine {target.name} ({target.host}) does not answer: {exc}"
-            return None
+            problem = self._problem(target)
+            return f"{target} does not answer: {problem}" if problem else None
 
         with ThreadPoolExecutor(len(self._targets) or 1) as pool:
             problems = [problem for problem in pool.map(ping, self._targets.values()) if problem]
         if problems:
             raise EngineError("; ".join(problems))
 
+    def _find(self, name: str) -> Target:
+        """What `name` is: a docker context, else a buildx builder (through the docker
+        CLI: python-on-whales is loaded only to build)."""
+        lines: list[str] = []
+        command = ["docker", "context", "inspect", name, "--format", "{{json .Endpoints}}"]
+        if run_cli(command, lines.append) == 0:
+            try:
+                host = json.loads("".join(lines))["docker"]["Host"]
+            except (ValueError, KeyError, TypeError):
+                host = ""
+            if not host:
+                raise EngineError(f"engine {name}: its docker context names no docker host")
+            return Target(name, host=str(host))
+        lines.clear()
+        if run_cli(["docker", "buildx", "inspect", name], lines.append) == 0:
+            return Target(name, driver=builder_driver("\n".join(lines)) or "unknown")
+        contexts: list[str] = []
+        run_cli(["docker", "context", "ls", "--format", "{{.Name}}"], contexts.append)
+        builders: list[str] = []
+        run_cli(["docker", "buildx", "ls", "--format", "{{.Name}}"], builders.append)
+        known = sorted({line.strip() for line in contexts + builders if line.strip()})
+        raise EngineError(
+            f"engines={','.join(self.names)}: no docker context or buildx builder named "
+            f"{name!r} (there are: {', '.join(known) or 'none'}); create one with `docker "
+            f"context create {name} --docker host=ssh://user@machine` or `docker buildx "
+            f"create --name {name} --driver kubernetes`"
+        )
+
+    def _problem(self, target: Target) -> str | None:
+        """Why `target` does not answer now, or None if it does."""
+        if target.host:
+            try:
+                self.engine(target.name).check()
+            except PaiTasksError as exc:
+                return str(exc)
+            return None
+        lines: list[str] = []
+        if run_cli(["docker", "buildx", "inspect", "--bootstrap", target.name], lines.append):
+            return next((line for line in reversed(lines) if line.strip()), "no answer")
+        return None
+
     def mark_down(self, name: str) -> None:
         """Engine `name` stopped answering: later builds go to the others."""
         with self._lock:
             self._down.add(name)
 
-    def _answers(self, name: str) -> bool:
-        try:
-            self.engine(name).check()
-        except PaiTasksError:
-            return False
-        return True
-
     def engine(self, name: str) -> Engine:
-        """The docker SDK's view of one engine (for pushes and pulls there)."""
+        """The docker SDK's view of the docker engine of context `name` (pushes, pulls)."""
         with self._lock:
             if name not in self._engines:
                 self._engines[name] = Engine(host=self._targets[name].host)
             return self._engines[name]
+
+    def docker_engine(self, preferred: str | None = None) -> Engine | None:
+        """A docker engine of `engines=`: `preferred`'s if it is a docker context, else
+        the first context's; None when every engine is a buildx builder."""
+        names = [name for name in (preferred, *self.names) if name in self._targets]
+        return next((self.engine(name) for name in names if self._targets[name].host), None)
+
+    def named_contexts(self, name: str) -> bool:
+        """Whether builds on `name` take named build contexts: every node of its builder
+        runs a BuildKit of 0.10 or later (buildx inspection, through python-on-whales)."""
+        with self._lock:
+            known = self._named_contexts.get(name)
+        if known is None:
+            from python_on_whales import DockerClient
+            from python_on_whales.exceptions import DockerException
+
+            try:
+                nodes = DockerClient().buildx.inspect(name).nodes or []
+            except DockerException:
+                nodes = []
+            versions = [node.version or "" for node in nodes]
+            known = bool(versions) and all(map(buildkit_takes_named_contexts, versions))
+            with self._lock:
+                self._named_contexts[name] = known
+        return known
 
     @contextlib.contextmanager
     def choose(self) -> Iterator[str]:
@@ -144,8 +209,12 @@ class Engines:
         with tempfile.TemporaryDirectory(prefix="paitasks-build-") as folder:
             metadata = Path(folder) / "metadata.json"
             try:
-                lines = DockerClient(context=name).buildx.build(
+                # buildx takes a docker context's builder only as the current context
+                target = self._targets[name]
+                client = DockerClient(context=name) if target.host else DockerClient()
+                lines = client.buildx.build(
                     context,
+                    builder=None if target.host else name,
                     file=dockerfile,
                     tags=[tag],
                     labels=dict(labels),
@@ -169,7 +238,7 @@ class Engines:
             except DockerException as exc:
                 last = "\n".join(f"  | {line}" for line in tail)
                 gone = ""
-                if not self._answers(name):
+                if self._problem(self._targets[name]):
                     self.mark_down(name)
                     gone = f" (engine {name} no longer answers)"
                 raise EngineError(

@@ -198,7 +198,7 @@ class Run:
 
     @property
     def several(self) -> Engines | None:
-        """The engines of `engines=` (docker contexts that build); None without it."""
+        """The engines of `engines=` (docker contexts, buildx builders); None without it."""
         if not self.settings.engines:
             return None
         with self._lock:

@@ -30,7 +30,7 @@ import docker
 import docker.errors
 import pytest
 
-from paitasks.engines import Engines
+from paitasks.engines import Engines, builder_driver, buildkit_takes_named_contexts
 from paitasks.errors import EngineError
 from tests.support import (
     BUSYBOX,
@@ -454,7 +454,7 @@ def test_an_unknown_context_stops_the_run_before_any_work(
         result = doit(tree, "-n", "4", "build", "push", f"config={config}", *arguments, env=env)
         text = output(result)
         assert result.returncode != 0, text
-        assert f"no docker context named '{missing}'" in text, text
+        assert f"no docker context or buildx builder named '{missing}'" in text, text
         assert CONTEXT in text.split("there are:", 1)[-1], text  # it lists the known ones
         assert "Traceback" not in text, text
         assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
@@ -639,3 +639,30 @@ def test_when_no_engine_answers_a_build_is_refused_clearly() -> None:
     pool.mark_down("m2")
     with pytest.raises(EngineError, match="no engine of engines=m1,m2 answers"), pool.choose():
         pass
+
+
+# -- builders: what buildx says of them (pure logic, then the engines here) -------------
+
+
+@pytest.mark.parametrize(
+    ("version", "named"),
+    [("v0.8+unknown", False), ("v0.9.3", False), ("v0.10.0-rc1", True), ("v0.13.2", True),
+     ("0.12.5", True), ("v1.0.0", True), ("", False), ("unknown", False)],
+)
+def test_named_contexts_from_buildkit_0_10_on(version: str, named: bool) -> None:
+    assert buildkit_takes_named_contexts(version) is named
+
+
+def test_the_driver_is_read_from_buildx_inspect() -> None:
+    inspected = ("Name:          k8s\nDriver:        kubernetes\nLast Activity: 2026-12-01\n\n"
+                 "Nodes:\nName:      k8s0\nEndpoint:  kubernetes:///k8s?deployment=k8s0\n")
+    assert builder_driver(inspected) == "kubernetes"
+    assert builder_driver("Name: x\n") == ""
+
+
+def test_the_builders_of_the_engines_here_take_no_named_contexts(engine2_up: None) -> None:
+    """Both engines are dockerd 20.10, whose builder (buildx inspection) is BuildKit 0.8."""
+    pool = Engines((ENGINE1, CONTEXT))
+    pool.check()
+    assert pool.named_contexts(ENGINE1) is False
+    assert pool.named_contexts(CONTEXT) is False
