@@ -118,7 +118,7 @@ _trees = st.lists(
 )
 
 
-def _make_tree(root: Path, entries: list) -> None:
+def _make_tree(root: Path, entries: list[tuple[list[str], str]]) -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()
     for parts, kind in entries:
@@ -138,7 +138,9 @@ def _make_tree(root: Path, entries: list) -> None:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(entries=_trees)
-def test_every_path_lists_what_the_sdk_lists(tmp_path: Path, entries: list) -> None:
+def test_every_path_lists_what_the_sdk_lists(
+    tmp_path: Path, entries: list[tuple[list[str], str]]
+) -> None:
     root = tmp_path / "ctx"
     _make_tree(root, entries)
     assert every_path(str(root)) == exclude_paths(str(root), [])
@@ -162,7 +164,7 @@ _patterns = st.lists(
 )
 @given(entries=_trees, patterns=_patterns)
 def test_the_sdk_matcher_loaded_apart_is_the_sdks(
-    tmp_path: Path, entries: list, patterns: list[str]
+    tmp_path: Path, entries: list[tuple[list[str], str]], patterns: list[str]
 ) -> None:
     """sdk_matcher loads the SDK's own module without its package: same answers."""
     root = tmp_path / "ctx"
@@ -171,10 +173,13 @@ def test_the_sdk_matcher_loaded_apart_is_the_sdks(
     assert module.__name__.startswith("paitasks.")
     assert module.exclude_paths(str(root), patterns) == exclude_paths(str(root), patterns)
     for path in every_path(str(root)):
+        # types-docker says matches() takes a PathLike; the SDK itself passes str
         assert module.PatternMatcher(patterns).matches(path) == PatternMatcher(patterns).matches(
-            path
+            path  # type: ignore[arg-type]
         )
-        assert ignored(path, patterns) == bool(PatternMatcher(patterns).matches(path))
+        assert ignored(path, patterns) == bool(
+            PatternMatcher(patterns).matches(path)  # type: ignore[arg-type]
+        )
 
 
 def test_the_sdk_matcher_does_not_import_the_sdk(tmp_path: Path) -> None:

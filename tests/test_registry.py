@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -483,6 +483,7 @@ def test_stale_local_name_is_untagged_or_replaced(
     image under the bare name; with pull=1 the name is the new build."""
     image = leaf_change.image
     old_id = docker_client.images.get(image).id
+    assert old_id is not None
     assert docker_client.images.get(image).labels["org.paitasks.fingerprint"] == \
         published.fingerprints[image]
     src = fresh_copy(leaf_change.src, tmp_path / "engine1")
@@ -700,7 +701,9 @@ def test_unreachable_registry_stops_a_fresh_runner_before_any_work(
 class FakeEngine:
     """Answers registry questions from a dict, counting them; no Docker."""
 
-    def __init__(self, served: dict[str, str | None], fail: set[str] = frozenset()) -> None:
+    def __init__(
+        self, served: dict[str, str | None], fail: Collection[str] = ()
+    ) -> None:
         self.served = served
         self.fail = set(fail)
         self.asked: list[str] = []
