@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from paitasks.engine import Engine
 from paitasks.inputs import LABEL
 from tests.support import (
+    BUILDKIT,
     BUSYBOX,
     CONTEXT,
     REGISTRY_HOST_NAME,
@@ -126,6 +128,15 @@ def engine2_up(docker_client: docker.DockerClient) -> None:
     result = engine2("info", "--format", "{{.ID}}", check=False)
     if result.returncode != 0:
         _unavailable(f"docker context {CONTEXT} does not answer ({result.stderr.strip()[:200]})")
+
+
+@pytest.fixture(scope="session")
+def buildkit_up() -> None:
+    """The buildx builder BUILDKIT answers: skip locally, fail in CI, otherwise."""
+    result = subprocess.run(["docker", "buildx", "inspect", "--bootstrap", BUILDKIT],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        _unavailable(f"buildx builder {BUILDKIT} does not answer ({result.stderr.strip()[:200]})")
 
 
 @pytest.fixture

@@ -384,6 +384,9 @@ class LoggedRegistry:
 # -- engine 2, the "other machine" of scripts/dev-engine ---------------------------
 
 CONTEXT = "paitasks-engine2"
+# scripts/dev-engine's BuildKit daemon, a buildx builder of the remote driver: what a
+# kubernetes or docker-container builder is to paitasks (no docker engine behind it).
+BUILDKIT = "paitasks-buildkit"
 ENGINE2_SOCKET = os.environ.get("PAITASKS_ENGINE2_SOCKET", "/var/run/paitasks-engine2.sock")
 ENGINE2_HOST = f"unix://{ENGINE2_SOCKET}"
 # Run paitasks (or docker, docker-buildx, the docker SDK) against engine 2 as a fresh

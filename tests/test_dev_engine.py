@@ -1,12 +1,15 @@
-"""The second engine that `scripts/dev-engine up` starts, checked as a user would.
+"""The second engine and the BuildKit builder `scripts/dev-engine up` starts, checked as
+a user would.
 
-It stands for another machine: its own dockerd and image store, reached only through
-the docker context `paitasks-engine2`, pulling by digest what engine 1 pushed to the
-shared registry. Engine 1 is the one the docker CLI and SDK reach by default.
+Engine 2 stands for another machine: its own dockerd and image store, reached only
+through the docker context `paitasks-engine2`, pulling by digest what engine 1 pushed to
+the shared registry. Engine 1 is the one the docker CLI and SDK reach by default. The
+builder `paitasks-buildkit` stands for a buildx builder of another driver.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +18,8 @@ import docker.errors
 import pytest
 
 from paitasks.engine import Engine
-from tests.support import RegistryAPI, busybox_context, engine2, on_engine2
+from paitasks.engines import builder_driver, buildkit_takes_named_contexts
+from tests.support import BUILDKIT, RegistryAPI, busybox_context, engine2, on_engine2
 
 pytestmark = pytest.mark.engine
 
@@ -86,3 +90,21 @@ def test_engine2_pulls_by_digest_what_engine1_pushed(
     assert shown.strip() == text
     repo_digests = engine2("image", "inspect", "--format", "{{json .RepoDigests}}", pinned).stdout
     assert pinned in repo_digests
+
+
+def test_the_buildkit_builder_is_another_driver_on_a_unix_socket_only(buildkit_up: None) -> None:
+    """A remote builder of a BuildKit new enough for named build contexts, whose daemon
+    listens on its unix socket and on no TCP port."""
+    inspected = subprocess.run(["docker", "buildx", "inspect", BUILDKIT], capture_output=True,
+                               text=True, timeout=60, check=True).stdout
+    assert builder_driver(inspected) == "remote", inspected
+    assert re.search(r"^Status:\s+running$", inspected, re.MULTILINE), inspected
+    version = next(line.split(":", 1)[1] for line in inspected.splitlines()
+                   if line.startswith("BuildKit version"))
+    assert buildkit_takes_named_contexts(version), inspected
+    endpoint = next(line.split()[1] for line in inspected.splitlines()
+                    if line.startswith("Endpoint:"))
+    assert endpoint.startswith("unix:///"), inspected
+    listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, timeout=60,
+                               check=True).stdout
+    assert "buildkitd" not in listening, listening

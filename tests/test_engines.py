@@ -33,6 +33,7 @@ import pytest
 from paitasks.engines import Engines, builder_driver, buildkit_takes_named_contexts
 from paitasks.errors import EngineError
 from tests.support import (
+    BUILDKIT,
     BUSYBOX,
     CONTEXT,
     DODO,
@@ -124,10 +125,6 @@ def doit(tree: Tree, *arguments: str,
     return run_doit(*arguments, f"src={tree.src}", cwd=tree.root, env=env)
 
 
-
-
-
-
 def report(tree: Tree) -> dict[str, Any]:
     """The images of the last run's `.paitasks/report.json`."""
     text = (tree.root / ".paitasks" / "report.json").read_text()
@@ -141,12 +138,6 @@ def statuses(tree: Tree) -> dict[str, str]:
 def built_on(tree: Tree) -> dict[str, str]:
     """Image -> the engine report.json says built it in the last run."""
     return {name: entry["engine"] for name, entry in report(tree).items() if "engine" in entry}
-
-
-
-
-
-
 
 
 def engine1_references(client: docker.DockerClient, prefix: str) -> set[str]:
@@ -660,9 +651,75 @@ def test_the_driver_is_read_from_buildx_inspect() -> None:
     assert builder_driver("Name: x\n") == ""
 
 
-def test_the_builders_of_the_engines_here_take_no_named_contexts(engine2_up: None) -> None:
-    """Both engines are dockerd 20.10, whose builder (buildx inspection) is BuildKit 0.8."""
-    pool = Engines((ENGINE1, CONTEXT))
+def test_named_contexts_follow_each_builders_buildkit(buildkit_up: None, engine2_up: None) -> None:
+    """buildx inspection: dockerd 20.10's builder is BuildKit 0.8 (no named contexts),
+    dev-engine's buildkitd is 0.13 (named contexts)."""
+    pool = Engines((ENGINE1, CONTEXT, BUILDKIT))
     pool.check()
     assert pool.named_contexts(ENGINE1) is False
     assert pool.named_contexts(CONTEXT) is False
+    assert pool.named_contexts(BUILDKIT) is True
+
+
+# -- a buildx builder of another driver (remote: scripts/dev-engine's buildkitd) ---------
+
+
+def test_a_buildkit_builder_and_an_engine_share_the_builds(
+    prefix: str, engines_clean: None, buildkit_up: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    """engines=default,paitasks-buildkit: both build. The builder (BuildKit 0.13) takes
+    the base from the registry by digest as a named build context, the engine (0.8)
+    through a rewritten dockerfile; every image is published, none is loaded anywhere,
+    and pulled onto engine 1 each runs with its own and its base's file."""
+    tree = make_tree(tmp_path, prefix, leaves=4, sleep=2)
+    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+    engines = f"engines={ENGINE1},{BUILDKIT}"
+    stdout = succeeded(doit(tree, "-n", "4", "build", "push", f"config={config}", engines))
+    where = built_on(tree)
+    assert sorted(where) == tree.images, stdout
+    on_buildkit = sorted(image for image, engine in where.items() if engine == BUILDKIT)
+    assert on_buildkit and set(where.values()) == {ENGINE1, BUILDKIT}, where
+    assert f"done (on {BUILDKIT})" in stdout, stdout
+    rewritten = {path.name for path in (tree.root / ".paitasks" / "dockerfiles").iterdir()}
+    for leaf in tree.leaves:  # the base is the first built, on default: leaves name it
+        assert (f"{leaf}.dockerfile" in rewritten) is (where[leaf] == ENGINE1), (leaf, where)
+    assert_published(logged_registry, prefix, tree)
+    on_engine1 = {image_of(reference) for reference in engine1_references(docker_client, prefix)}
+    assert not set(on_buildkit) & on_engine1, on_engine1
+    assert engine2_images(prefix) == {}
+
+    stdout = succeeded(doit(tree, "-n", "4", "build", f"config={config}", "pull=1"))
+    assert statuses(tree) == dict.fromkeys(tree.images, "pulled"), stdout
+    for leaf in tree.leaves:
+        run = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", leaf, "/bin/cat", OWN_FILE,
+             BASE_MARK],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == [leaf, tree.base]
+
+
+def test_a_builder_that_does_not_answer_stops_the_run_before_any_work(
+    prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
+    docker_client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    """A remote builder whose daemon is gone: buildx gives up on it after 20 s."""
+    name = f"{prefix}-gone"
+    subprocess.run(["docker", "buildx", "create", "--name", name, "--driver", "remote",
+                    f"unix://{tmp_path / 'nobody.sock'}"],
+                   check=True, capture_output=True, timeout=60)
+    try:
+        tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
+        config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
+        mark = logged_registry.mark()
+        result = doit(tree, "-n", "4", "build", "push", f"config={config}",
+                      f"engines={ENGINE1},{name}")
+        text = output(result)
+        assert result.returncode != 0, text
+        assert f"engine {name} (buildx builder, driver remote) does not answer" in text, text
+        assert "Traceback" not in text, text
+        assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+    finally:
+        subprocess.run(["docker", "buildx", "rm", name], capture_output=True, timeout=60)
