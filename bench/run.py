@@ -77,6 +77,7 @@ REGISTRY = os.environ.get("PAITASKS_REGISTRY", "127.0.0.1:5000")
 # The docker contexts of `engines=` in scenario 7: engine 1's and engine 2's.
 ENGINE1_CONTEXT = "default"
 ENGINE2_CONTEXT = os.environ.get("PAITASKS_ENGINE2_CONTEXT", "paitasks-engine2")
+BUILDKIT_BUILDER = "paitasks-buildkit"  # scripts/dev-engine's buildkitd (driver remote)
 MANIFEST_TYPES = ", ".join(
     f"application/vnd.{kind}"
     for kind in (
@@ -987,7 +988,8 @@ def built_where(tree: GeneratedTree) -> tuple[dict[str, int], list[float]]:
 def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
     """Scenario 7: independent sleeping images built and pushed with `engines=` naming
     engine 1 and engine 2, against `engines=` naming engine 1 alone and against local
-    builds (no `engines=`). Both engines share this machine's cores: the figures give the
+    builds (no `engines=`); and with `engines=` naming engine 1 and the BuildKit builder
+    (driver remote), against engine 1 alone. Both engines share this machine's cores: the figures give the
     cost of a build and of the rest, from which the rows' notes estimate N machines."""
     host = context_host(ENGINE2_CONTEXT)
     if host != ENGINE2_HOST:
@@ -1000,6 +1002,8 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
                 (ENGINE1_CONTEXT, ENGINE2_CONTEXT)),
         Variant("oe", f"engines={ENGINE1_CONTEXT}", (ENGINE1_CONTEXT,)),
         Variant("lo", "no engines= (local builds)", ()),
+        Variant("tb", f"engines={ENGINE1_CONTEXT},{BUILDKIT_BUILDER}",
+                (ENGINE1_CONTEXT, BUILDKIT_BUILDER)),
     )
     spec = TreeSpec(sizes.parallel + 1, sleep=sizes.sleep, hook_every=0, files_per_context=1)
     config = f"config={bench.registry_config()}"
@@ -1037,7 +1041,7 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
         bench.remove_images(prefix, engine2=True)
         bench.delete_repositories(prefix)
 
-    two, one, local = (spreads[variant.tag] for variant in variants)
+    two, one, local, builder = (spreads[variant.tag] for variant in variants)
     jobs = 4  # bench.doit's -n
     rounds = -(-images // jobs)
     # An estimate, not a measurement: N machines like this one, each building `jobs` images
@@ -1069,6 +1073,19 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
         f"({_seconds(per_build)} per build with {jobs} at once, "
         f"{_seconds(overhead)} for the rest): {estimates}"
     )
+    row = Row(
+        f"7. {SCENARIOS['7']}: {command} {variants[3].label}",
+        size,
+        builder.walls,
+        one.walls,
+        baseline_is=f"the same with {variants[1].label}",
+        target="no slower (>= 0.95x)",
+        note=f"a buildx builder of the remote driver (BuildKit 0.13) and a dockerd; built "
+        f"per run: {builder.described()}; median build {_seconds(builder.per_build())} "
+        f"against {_seconds(one.per_build())}",
+    )
+    row.met = (row.ratio or 0) >= 0.95
+    rows.append(row)
     report.rows += rows
 
 
