@@ -989,8 +989,9 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
     """Scenario 7: independent sleeping images built and pushed with `engines=` naming
     engine 1 and engine 2, against `engines=` naming engine 1 alone and against local
     builds (no `engines=`); and with `engines=` naming engine 1 and the BuildKit builder
-    (driver remote), against engine 1 alone. Both engines share this machine's cores: the figures give the
-    cost of a build and of the rest, from which the rows' notes estimate N machines."""
+    (driver remote), against engine 1 alone. The engines share this machine's cores: the
+    figures give the cost of a build and of the rest, from which the rows' notes estimate
+    N machines."""
     host = context_host(ENGINE2_CONTEXT)
     if host != ENGINE2_HOST:
         raise BenchError(

@@ -51,9 +51,17 @@ def test_quick_benchmark_runs_every_scenario(
     for scenario in SCENARIOS:
         assert any(row.startswith(f"| {scenario}") for row in rows), f"no row for {scenario}"
     assert "| part of the no-op run" in result.stdout
-    # Scenario 7 built on both engines, and says so (from the runs' report.json).
+    # Scenario 7 built on both engines, and says so (from the runs' report.json): the
+    # two dockerds, and engine 1 with the BuildKit builder.
     two = [row for row in rows if row.startswith("| 7. two engines")]
-    assert two and all("paitasks-engine2" in row and "default" in row for row in two), two
+    assert len(two) == 3, two
+    assert all(
+        "engines=default,paitasks-engine2" in row and "built per run: default" in row
+        and "paitasks-engine2 " in row.split("built per run:", 1)[1]
+        for row in two[:2]
+    ), two
+    assert "engines=default,paitasks-buildkit" in two[2], two[2]
+    assert "paitasks-buildkit " in two[2].split("built per run:", 1)[1], two[2]
     assert "ESTIMATE for N machines" in two[0], two[0]
 
     run_id = re.search(r"run id (\S+),", result.stderr)

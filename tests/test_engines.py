@@ -211,6 +211,23 @@ def assert_nothing_ran(tree: Tree, registry: LoggedRegistry, mark: int,
     assert engine2_images(prefix) == {}
 
 
+def assert_refused_before_any_work(
+    tmp_path: Path, prefix: str, registry: LoggedRegistry, client: docker.DockerClient,
+    engines: str, message: str,
+) -> None:
+    """`doit build push engines=ENGINES` on a new tree fails saying `message`, and
+    nothing ran."""
+    tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
+    config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
+    mark = registry.mark()
+    result = doit(tree, "-n", "4", "build", "push", f"config={config}", f"engines={engines}")
+    text = output(result)
+    assert result.returncode != 0, text
+    assert message in text, text
+    assert "Traceback" not in text, text
+    assert_nothing_ran(tree, registry, mark, client, prefix)
+
+
 # -- the spread tree -------------------------------------------------------------------
 
 
@@ -505,16 +522,10 @@ def test_an_engine_that_does_not_answer_stops_the_run_before_any_work(
                           capture_output=True, text=True, timeout=60)
     assert info.stdout.strip() == engine2("info", "--format", "{{.ID}}").stdout.strip()
     proxy.stop()  # ...until it is gone: its socket refuses
-    tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
-    config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-    mark = logged_registry.mark()
-    result = doit(tree, "-n", "4", "build", "push", f"config={config}",
-                  f"engines={ENGINE1},{context}")
-    text = output(result)
-    assert result.returncode != 0, text
-    assert f"engine {context} (unix://{proxy.listen}) does not answer" in text, text
-    assert "Traceback" not in text, text
-    assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+    assert_refused_before_any_work(
+        tmp_path, prefix, logged_registry, docker_client, f"{ENGINE1},{context}",
+        f"engine {context} (unix://{proxy.listen}) does not answer",
+    )
 
 
 def test_an_engine_that_stops_mid_run_fails_only_its_builds(
@@ -711,15 +722,9 @@ def test_a_builder_that_does_not_answer_stops_the_run_before_any_work(
                     f"unix://{tmp_path / 'nobody.sock'}"],
                    check=True, capture_output=True, timeout=60)
     try:
-        tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
-        config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-        mark = logged_registry.mark()
-        result = doit(tree, "-n", "4", "build", "push", f"config={config}",
-                      f"engines={ENGINE1},{name}")
-        text = output(result)
-        assert result.returncode != 0, text
-        assert f"engine {name} (buildx builder, driver remote) does not answer" in text, text
-        assert "Traceback" not in text, text
-        assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+        assert_refused_before_any_work(
+            tmp_path, prefix, logged_registry, docker_client, f"{ENGINE1},{name}",
+            f"engine {name} (buildx builder, driver remote) does not answer",
+        )
     finally:
         subprocess.run(["docker", "buildx", "rm", name], capture_output=True, timeout=60)
