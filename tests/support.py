@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -389,6 +389,7 @@ CONTEXT = "paitasks-engine2"
 BUILDKIT = "paitasks-buildkit"
 ENGINE2_SOCKET = os.environ.get("PAITASKS_ENGINE2_SOCKET", "/var/run/paitasks-engine2.sock")
 ENGINE2_HOST = f"unix://{ENGINE2_SOCKET}"
+BUILDKIT_SOCKET = os.environ.get("PAITASKS_BUILDKIT_SOCKET", "/var/run/paitasks-buildkitd.sock")
 # Run paitasks (or docker, docker-buildx, the docker SDK) against engine 2 as a fresh
 # runner would: `run_doit(..., env=ENGINE2_ENV)`.
 ENGINE2_ENV = {"DOCKER_HOST": ENGINE2_HOST}
@@ -468,7 +469,7 @@ import os, socket, sys, threading
 listen, target, log_path = sys.argv[1:4]
 log = open(log_path, "a", buffering=1)
 lock = threading.Lock()
-METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ")
+METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"PRI ")  # PRI: HTTP/2
 
 def pump(source, sink, watch):
     try:
@@ -560,11 +561,11 @@ class UnixRelay:
             return []
         return [line for line in self.log.read_text().splitlines() if line != "listening"]
 
-    def wait_for(self, needle: str, timeout: float) -> bool:
-        """Wait until a relayed request line holds `needle`; False after `timeout` s."""
+    def wait_for(self, condition: Callable[[list[str]], bool], timeout: float) -> bool:
+        """Wait until `condition(self.requests())` holds; False after `timeout` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(needle in line for line in self.requests()):
+            if condition(self.requests()):
                 return True
             time.sleep(0.02)
         return False

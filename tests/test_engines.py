@@ -21,7 +21,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from paitasks.engines import Engines, builder_driver, buildkit_takes_named_conte
 from paitasks.errors import EngineError
 from tests.support import (
     BUILDKIT,
+    BUILDKIT_SOCKET,
     BUSYBOX,
     CONTEXT,
     DODO,
@@ -528,14 +529,50 @@ def test_an_engine_that_does_not_answer_stops_the_run_before_any_work(
     )
 
 
+@dataclass(frozen=True)
+class Dying:
+    """An engine of `engines=` behind a relay (not started), and how to tell that a
+    build on it has started."""
+
+    relay: UnixRelay
+    name: str
+    building: Callable[[list[str]], bool]  # of the relay's requests
+
+
+@pytest.fixture(params=["context", "builder"])
+def dying(
+    request: pytest.FixtureRequest, prefix: str, tmp_path: Path
+) -> Iterator[Dying]:
+    """A docker context on a relay to engine 2 (a build has started once the relay
+    carried a `/session` request), or a buildx builder of the remote driver on a relay
+    to dev-engine's buildkitd (once more than the 8 HTTP/2 connections of the run's
+    check and builder inspection were made: each buildx process opens 4)."""
+    if request.param == "context":
+        proxy, context = request.getfixturevalue("relay")
+        yield Dying(proxy, context, lambda requests: any("/session" in line for line in requests))
+        return
+    request.getfixturevalue("buildkit_up")
+    folder = tmp_path / "relay"
+    folder.mkdir()
+    proxy = UnixRelay(folder / "buildkitd.sock", BUILDKIT_SOCKET, folder / "requests.log")
+    name = f"{prefix}-relay"
+    subprocess.run(["docker", "buildx", "create", "--name", name, "--driver", "remote",
+                    f"unix://{proxy.listen}"], check=True, capture_output=True, timeout=60)
+    try:
+        yield Dying(proxy, name, lambda requests: len(requests) > 8)
+    finally:
+        proxy.stop()
+        subprocess.run(["docker", "buildx", "rm", name], capture_output=True, timeout=60)
+
+
 def test_an_engine_that_stops_mid_run_fails_only_its_builds(
     prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
-    docker_client: docker.DockerClient, relay: tuple[UnixRelay, str], tmp_path: Path,
+    docker_client: docker.DockerClient, dying: Dying, tmp_path: Path,
 ) -> None:
     """The relay dies once the first build on it has started: the builds there fail,
     naming the engine, those on `default` complete, nothing is published; with the
     relay back, the rerun builds only the missing images and publishes everything."""
-    proxy, context = relay
+    proxy, context = dying.relay, dying.name
     proxy.start()
     tree = make_tree(tmp_path, prefix, leaves=6, sleep=3)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
@@ -548,7 +585,7 @@ def test_an_engine_that_stops_mid_run_fails_only_its_builds(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     ) as run:
         try:
-            started = proxy.wait_for("/session", timeout=120)
+            started = proxy.wait_for(dying.building, timeout=120)
             proxy.stop()
             stdout, stderr = run.communicate(timeout=300)
         finally:
