@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,7 +33,12 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 # The registry is on loopback: never send its traffic through a proxy.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# No proxy; over HTTPS, no certificate check (a test registry's certificate is its own,
+# as `curl -k`).
+_opener = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()),
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,10 @@ class RegistryAPI:
 
     address: str  # host:port
     auth: tuple[str, str] | None = None  # (username, password) for a registry with a login
+    scheme: str = "http"
 
     def _request(self, method: str, path: str, accept: str | None = None) -> Any:
-        request = urllib.request.Request(f"http://{self.address}{path}", method=method)
+        request = urllib.request.Request(f"{self.scheme}://{self.address}{path}", method=method)
         if accept:
             request.add_header("Accept", accept)
         if self.auth:
@@ -219,7 +226,10 @@ class Request:
 class LoggedRegistry:
     """Debian's `docker-registry serve CONFIG` on a free 127.0.0.1 port, with its own
     storage folder and log file, deletes enabled and, if `auth` is given, an htpasswd
-    login. Every request it serves is logged; `mark()` and `requests(since)` count them.
+    login; with `tls`, over HTTPS with a certificate of its own that nothing trusts
+    (dockerd still reaches it: to dockerd a registry on 127.0.0.0/8 is insecure, and it
+    then skips the certificate check). Every request it serves is logged; `mark()` and
+    `requests(since)` count them.
 
         with LoggedRegistry(tmp_path) as registry:
             mark = registry.mark()
@@ -227,10 +237,12 @@ class LoggedRegistry:
             assert registry.manifest_puts(mark) == {"ns/x": ["v1"]}
     """
 
-    def __init__(self, folder: Path, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, auth: tuple[str, str] | None = None, tls: bool = False
+    ) -> None:
         self.folder = folder
         self.address = f"127.0.0.1:{free_port()}"
-        self.api = RegistryAPI(self.address, auth)
+        self.api = RegistryAPI(self.address, auth, "https" if tls else "http")
         self.log_path = folder / "registry.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -249,6 +261,16 @@ class LoggedRegistry:
             "delete: {enabled: true}}",
             f"http: {{addr: '{self.address}'}}",
         ]
+        if self.api.scheme == "https":
+            certificate, key = self.folder / "registry.crt", self.folder / "registry.key"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-subj", "/CN=paitasks test registry", "-addext", "subjectAltName=IP:127.0.0.1",
+                 "-keyout", str(key), "-out", str(certificate)],
+                check=True, capture_output=True, timeout=60,
+            )
+            config[-1] = (f"http: {{addr: '{self.address}', "
+                          f"tls: {{certificate: '{certificate}', key: '{key}'}}}}")
         if self.api.auth:
             username, password = self.api.auth
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
@@ -275,7 +297,7 @@ class LoggedRegistry:
     def _answers(self) -> bool:
         """GET /v2/ gets an HTTP answer (200, or 401 when a login is required)."""
         try:
-            with _opener.open(f"http://{self.address}/v2/", timeout=2):
+            with _opener.open(f"{self.api.scheme}://{self.address}/v2/", timeout=2):
                 return True
         except urllib.error.HTTPError:
             return True

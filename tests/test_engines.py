@@ -656,6 +656,48 @@ def test_a_later_push_run_moves_the_tag_on_the_engine_that_built_the_image(
     assert logged_registry.blob_uploads(mark) == []
 
 
+def test_where_the_registry_cannot_be_asked_directly_the_building_engine_pushes_the_tag(
+    prefix: str, engines_clean: None, docker_client: docker.DockerClient, tmp_path: Path,
+) -> None:
+    """A registry over HTTPS with a certificate Python does not trust, which the engines
+    reach (to dockerd a registry on 127.0.0.1 is insecure: no certificate check). No
+    manifest can be copied from here, so each `:v1` is pushed by the engine that built
+    the image, from what it holds: nothing of engine 2's is loaded into engine 1, and
+    engine 2 keeps no fingerprint tag once it pushed. The images are independent (FROM
+    scratch): dockerd 20.10's BuildKit would pull a base from 127.0.0.1 over plain HTTP,
+    which this registry does not serve."""
+    with LoggedRegistry(tmp_path / "registry", tls=True) as registry:
+        tree = make_tree(tmp_path, prefix, leaves=4, sleep=1)
+        for number, leaf in enumerate(tree.leaves):
+            (tree.src / f"leaf{number}" / "build" / f"{leaf}.dockerfile").write_text(
+                f"FROM scratch\nCOPY own {OWN_FILE}\n")
+        config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
+        stdout = succeeded(doit(tree, "-n", "4", "build", f"config={config}",
+                                f"engines={BOTH}"))
+        where = built_on(tree)
+        elsewhere = sorted(image for image, engine in where.items() if engine == CONTEXT)
+        assert elsewhere and sorted(where) == tree.images, (where, stdout)
+        mark = registry.mark()
+        stdout = succeeded(doit(tree, "-n", "4", "push", f"config={config}",
+                                f"engines={BOTH}"))
+        assert_published(registry, prefix, tree)
+        # Engines pushed `:v1` (a push asks for each layer first; a manifest copy would
+        # not), and each image's manifest was pushed once, under `:v1`.
+        assert sorted(registry.manifest_puts(mark)) == [f"{prefix}/{image}"
+                                                        for image in tree.images]
+        assert all(tags == [TAG] for tags in registry.manifest_puts(mark).values())
+        asked = {request.path.split("/blobs/")[0].removeprefix("/v2/")
+                 for request in registry.requests(mark)
+                 if request.method == "HEAD" and "/blobs/" in request.path}
+        assert asked == {f"{prefix}/{image}" for image in tree.images}, asked
+        on_engine1 = {image_of(reference)
+                      for reference in engine1_references(docker_client, prefix)}
+        assert not set(elsewhere) & on_engine1, on_engine1
+        on_engine2 = engine2_tags(prefix)
+        assert {image_of(reference) for reference in on_engine2} == set(elsewhere), on_engine2
+        assert not [reference for reference in on_engine2 if ":paitasks-" in reference]
+
+
 # -- choosing an engine (pure logic) ----------------------------------------------------
 
 
