@@ -592,18 +592,6 @@ class UnixRelay:
             time.sleep(0.02)
         return False
 
-    def __enter__(self) -> UnixRelay:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 class DockerContext:
     """A docker context `name` whose docker endpoint is `host`, for a `with` block and

@@ -212,6 +212,18 @@ def assert_nothing_ran(tree: Tree, registry: LoggedRegistry, mark: int,
     assert engine2_images(prefix) == {}
 
 
+def assert_leaves_run(tree: Tree) -> None:
+    """Each leaf, on engine 1, runs and shows its own file and its base's."""
+    for leaf in tree.leaves:
+        run = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", leaf, "/bin/cat", OWN_FILE,
+             BASE_MARK],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == [leaf, tree.base]
+
+
 def assert_refused_before_any_work(
     tmp_path: Path, prefix: str, registry: LoggedRegistry, client: docker.DockerClient,
     engines: str, message: str,
@@ -424,14 +436,7 @@ def test_pulled_images_run_with_their_own_and_their_base_files(
         pulled = docker_client.images.get(image)
         assert f"{spread.registry.address}/{spread.ns}/{image}@{digests[image]}" in (
             pulled.attrs["RepoDigests"])
-    for leaf in tree.leaves:
-        run = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", leaf, "/bin/cat", OWN_FILE,
-             BASE_MARK],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert run.returncode == 0, run.stderr
-        assert run.stdout.split() == [leaf, tree.base]
+    assert_leaves_run(tree)
 
 
 @pytest.fixture
@@ -781,14 +786,7 @@ def test_a_buildkit_builder_and_an_engine_share_the_builds(
 
     stdout = succeeded(doit(tree, "-n", "4", "build", f"config={config}", "pull=1"))
     assert statuses(tree) == dict.fromkeys(tree.images, "pulled"), stdout
-    for leaf in tree.leaves:
-        run = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", leaf, "/bin/cat", OWN_FILE,
-             BASE_MARK],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert run.returncode == 0, run.stderr
-        assert run.stdout.split() == [leaf, tree.base]
+    assert_leaves_run(tree)
 
 
 def test_a_builder_that_does_not_answer_stops_the_run_before_any_work(
