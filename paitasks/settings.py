@@ -26,6 +26,9 @@ SOURCES: dict[str, tuple[str, str]] = {
     "platform": ("platform", "PAI_PLATFORM"),
     "pull": ("pull", "PAI_PULL"),
     "engines": ("engines", "PAI_ENGINES"),
+    "tries": ("tries", "PAI_REGISTRY_TRIES"),
+    "retry_time": ("retry_time", "PAI_REGISTRY_RETRY_TIME"),
+    "stall": ("stall", "PAI_REGISTRY_STALL"),
 }
 BUILDERS = ("buildx", "classic")
 TRUE = ("1", "true", "yes", "on")
@@ -47,6 +50,11 @@ class Settings:
     pull: bool = False
     # Docker contexts that build (several machines); none: this process's engine.
     engines: tuple[str, ...] = ()
+    # How hard a registry request or push is tried (retries.py): tries, at most this
+    # many seconds from the first, and a try fails after this many seconds of silence.
+    tries: int = 5
+    retry_time: float = 120.0
+    stall: float = 60.0
 
     @property
     def root(self) -> Path:
@@ -85,6 +93,21 @@ def resolve_settings(
         )
     network = pick("network") or "host"
     args_file = pick("build_args")
+
+    def number(name: str, default: float, whole: bool = False) -> float:
+        text = pick(name)
+        if text is None:
+            return default
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = 0
+        if not 0 < value < float("inf"):
+            var, env = SOURCES[name]
+            kind = "a whole number" if whole else "a number of seconds"
+            raise PaiTasksError(f"{var}={text} ({env}): expected {kind} above 0")
+        return value
+
     return Settings(
         src=Path(os.path.normpath(src)),
         config=(base / config).absolute() if config else None,
@@ -100,6 +123,9 @@ def resolve_settings(
                 name.strip() for name in (pick("engines") or "").split(",") if name.strip()
             )
         ),
+        tries=int(number("tries", 5, whole=True)),
+        retry_time=number("retry_time", 120.0),
+        stall=number("stall", 60.0),
     )
 
 

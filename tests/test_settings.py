@@ -30,6 +30,9 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "platform": ("linux/amd64", "linux/arm64", "linux/amd64", "linux/arm64", None),
     "pull": ("1", "no", True, False, False),
     "engines": ("a,b,a", " m1 , ", ("a", "b"), ("m1",), ()),
+    "tries": ("3", "8", 3, 8, 5),
+    "retry_time": ("30", "2.5", 30.0, 2.5, 120.0),
+    "stall": ("10", "0.5", 10.0, 0.5, 60.0),
 }
 
 
@@ -221,3 +224,14 @@ def test_verbose_parsing(value: str, expected: bool) -> None:
 def test_variable_false_beats_environment_true() -> None:
     settings = resolve_settings({"verbose": "0"}, environ={"PAI_VERBOSE": "1"}, cwd=CWD)
     assert settings.verbose is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("tries", "0"), ("tries", "2.5"), ("tries", "many"), ("retry_time", "-1"),
+     ("stall", "inf"), ("stall", "nan"), ("retry_time", "0")],
+)
+def test_registry_patience_must_be_a_positive_number(name: str, value: str) -> None:
+    var, env = SOURCES[name]
+    with pytest.raises(PaiTasksError, match=rf"^{var}={value} \({env}\): expected .* above 0"):
+        resolve_settings({var: value}, environ={}, cwd=CWD)
