@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from doit.exceptions import TaskFailed
 
-from paitasks import freshness
+from paitasks import freshness, retries
 from paitasks.dockerfile import rewrite_images
-from paitasks.errors import PaiTasksError
+from paitasks.engine import registry_hiccup
+from paitasks.errors import EngineError, PaiTasksError
 from paitasks.hooks import run_hook
 from paitasks.inputs import LABEL, ImageSpec, last_engine, save_record
 from paitasks.reference import local_image_name
-from paitasks.registry import fingerprint_tag
+from paitasks.registry import Exchange, fingerprint_tag
+from paitasks.retries import Transient
 from paitasks.run import Run
 from paitasks.streaming import LineSink
+from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
 
 if TYPE_CHECKING:
+    from paitasks.engine import Engine
     from paitasks.engines import Engines
-from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
+
+T = TypeVar("T")
 
 
 def copy_deps(run: Run, round_: RoundSpec) -> Any:
@@ -105,7 +112,7 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
         engine = run.engine(spec.builder, spec.network)
         remote = run.remote
         dockerfile, contexts = base_inputs(run, spec, engine.named_contexts)
-        image_id = engine.build(
+        image_id = _tried(run, spec.name, lambda: engine.build(
             tag=spec.name,
             dockerfile=dockerfile,
             contexts=contexts,
@@ -115,7 +122,7 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
             platform=spec.platform,
             cache_from=(remote.by_tag(spec.name),) if remote is not None else (),
             on_line=run.output(f"build-image:{spec.name}", spec.name),
-        )
+        ))
         run.images.update(spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint}))
         run.record(spec.name, dataclasses.replace(assessment, fresh=True, where="engine"))
         save_record(run.state, spec.name, assessment.inputs, image_id)
@@ -135,7 +142,7 @@ def _build_elsewhere(
     with several.choose() as name:
         run.tell_engine(f"build-image:{spec.name}", name)
         dockerfile, contexts = base_inputs(run, spec, several.named_contexts(name))
-        digest = several.build(
+        digest = _tried(run, spec.name, lambda: several.build(
             name,
             tag=reference,
             dockerfile=dockerfile,
@@ -147,7 +154,7 @@ def _build_elsewhere(
             network=spec.network,
             cache_from=(remote.by_tag(spec.name),),
             on_line=run.output(f"build-image:{spec.name}", f"{spec.name} on {name}"),
-        )
+        ))
     remote.learn(reference, digest)
     run.built_on(spec.name, name)
     run.record(spec.name, dataclasses.replace(assessment, where="registry", digest=digest))
@@ -158,6 +165,34 @@ def _build_elsewhere(
     }
 
 
+def _tried(run: Run, image: str, build: Callable[[], T]) -> T:
+    """A build, tried again as the run's policy says while it fails on a transient
+    registry error (its bases and layer cache come from the registry; an engine of
+    engines= pushes what it built), each retry counted for the image."""
+    failed: list[EngineError] = []
+
+    def once() -> T:
+        try:
+            return build()
+        except EngineError as exc:
+            hiccup = registry_hiccup(exc.output)
+            if hiccup is None:
+                raise
+            failed[:] = [exc]
+            raise Transient(hiccup) from None
+
+    def retried(failure: Transient, wait: float) -> None:
+        if run.journal is not None:
+            run.journal.retried(image)
+
+    try:
+        return retries.call(run.policy, once, retried)
+    except Transient as failure:
+        raise EngineError(
+            f"{failed[-1]}\n(the registry failed it {failure.tries} times: {failure.reason})"
+        ) from None
+
+
 def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
     """pull=1: bring the registry's image for these inputs in, under the image's name."""
     remote = run.remote
@@ -165,7 +200,7 @@ def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
     source = remote.by_digest(spec.name, assessment.digest)
     engine = run.engine()
     on_line = run.output(f"build-image:{spec.name}", f"pull {spec.name}")
-    pulled = engine.pull(source, remote.auth, on_line)
+    pulled = engine.pull(source, remote.auth, on_line, run.policy)
     engine.tag(source, f"{spec.name}:latest")
     run.images.update(spec.name, pulled)
     run.record(spec.name, dataclasses.replace(assessment, where="engine"))
@@ -234,62 +269,129 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
     return taken
 
 
-def push_image(run: Run, image: str) -> Any:
-    """Publish an image under its fingerprint tag and its `:tag`; return name and digest.
-
-    The registry's image for the current inputs is the one published: this engine's
-    when the registry has none yet (pushed under its fingerprint tag), else the
-    registry's own. This engine pushes `:tag` when it holds that image; otherwise the
-    registry is made to serve it under `:tag` itself, a manifest copy (no layer moves,
-    nothing loaded here), or, where this process cannot ask that directly, an engine
-    pushes it (the one that built it, or one that pulls it by digest first).
-    """
+def upload_image(run: Run, image: str) -> Any:
+    """`_upload:<image>`: make the registry hold the image built from the current inputs
+    under its fingerprint tag, pushed from this engine if the registry has none yet.
+    `:tag` is not touched: `push` moves every image's `:tag` only once every image is in
+    the registry, so a failed upload leaves nothing half-published."""
     try:
         run.check_same_process()
-        settings = run.registry()
-        remote = run.remote
-        assert remote is not None
-        auth = remote.auth
-        if auth is not None:
-            run.check_login_once(settings.registry, **auth)
-        wanted = run.fingerprint(image)
-        if wanted is None:
-            raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
-        on_line = run.output(f"push:{image}", f"push {image}")
-        by_fingerprint = remote.by_fingerprint(image, wanted)
-        canonical = remote.digest(by_fingerprint)
-        local = run.images.get(image)
-        built_here = local is not None and local.labels.get(LABEL) == wanted
-        engine = run.engine()
-        here = canonical is None or (
-            built_here and local is not None
-            and remote.by_digest(image, canonical) in local.repo_digests
-        )
-        if canonical is None:
-            if not built_here:
-                raise PaiTasksError(f"image {image}: not in the engine, build it first")
-            canonical = engine.push(
-                image, settings.repository(image), fingerprint_tag(wanted), auth, on_line=on_line
-            )
-            remote.learn(by_fingerprint, canonical)
-        if here:  # as pai_build does: pushed under its full name, which stays here too
-            digest = engine.push(
-                image, settings.repository(image), settings.tag, auth, on_line=on_line
-            )
-            engine.remove_images([by_fingerprint])  # the local tag only; the image stays
-        else:
-            digest = remote.retag(image, canonical, settings.tag) or _push_tag_through_an_engine(
-                run, image, canonical, on_line
-            )
-        remote.learn(remote.by_tag(image), digest)
-        if digest != canonical:
-            raise PaiTasksError(
-                f"image {image}: pushed {settings.image_name(image)} as {digest}, but the "
-                f"registry serves {canonical} for its fingerprint"
-            )
+        digest = _upload(run, image)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
-    return {"image": image, "name": settings.image_name(image), "digest": digest}
+    return {"image": image, "digest": digest}
+
+
+def publish_tag(run: Run, image: str) -> Any:
+    """`_publish:<image>`: move the image's `:tag` to what its fingerprint tag serves."""
+    try:
+        run.check_same_process()
+        digest = _move_tag(run, image)
+    except PaiTasksError as exc:
+        return TaskFailed(str(exc))
+    return {"image": image, "name": run.registry().image_name(image), "digest": digest}
+
+
+def push_image(run: Run, image: str) -> Any:
+    """`push:<image>`: upload it, then move its `:tag`; return name and digest."""
+    try:
+        run.check_same_process()
+        _upload(run, image)
+        digest = _move_tag(run, image)
+    except PaiTasksError as exc:
+        return TaskFailed(str(exc))
+    return {"image": image, "name": run.registry().image_name(image), "digest": digest}
+
+
+def _upload(run: Run, image: str) -> str:
+    """The digest the registry serves for the image's fingerprint tag, pushed there
+    from this engine first where it has none."""
+    remote = run.remote
+    if remote is None:
+        run.registry()  # raises: pushing needs registry settings
+    assert remote is not None
+    wanted = run.fingerprint(image)
+    if wanted is None:
+        raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
+    by_fingerprint = remote.by_fingerprint(image, wanted)
+    canonical = remote.digest(by_fingerprint)
+    if canonical is not None:
+        return canonical
+    local = run.images.get(image)
+    if local is None or local.labels.get(LABEL) != wanted:
+        raise PaiTasksError(f"image {image}: not in the engine, build it first")
+    # The engine keeps the pushed name (and with it the image's repository digest)
+    # until `:tag` has moved too.
+    canonical = engine_push(run, run.engine(), image, image, fingerprint_tag(wanted))
+    remote.learn(by_fingerprint, canonical)
+    return canonical
+
+
+def _move_tag(run: Run, image: str) -> str:
+    """Make `:tag` serve what the fingerprint tag serves: a manifest copy in the
+    registry (no layer moves, nothing loaded here), else pushed by an engine."""
+    settings, remote = run.registry(), run.remote
+    assert remote is not None
+    wanted = run.fingerprint(image)
+    if wanted is None:
+        raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
+    canonical = remote.digest(remote.by_fingerprint(image, wanted))
+    if canonical is None:
+        raise PaiTasksError(
+            f"image {image}: the registry holds no image of its inputs: push it first"
+        )
+    by_tag = remote.by_tag(image)
+    digest = remote.digest(by_tag)
+    if digest != canonical:
+        digest = remote.retag(image, canonical, settings.tag) or _push_tag_through_an_engine(
+            run, image, canonical, run.output(f"push:{image}", f"push {image}")
+        )
+        remote.learn(by_tag, digest)
+    if digest != canonical:
+        raise PaiTasksError(
+            f"image {image}: pushed {settings.image_name(image)} as {digest}, but the "
+            f"registry serves {canonical} for its fingerprint"
+        )
+    local = run.images.get(image)
+    if local is not None and local.labels.get(LABEL) == wanted:
+        # As pai_build leaves it: the engine's image under its full name too, if that
+        # is the image `:tag` serves (its repository digests say so after a push).
+        engine = run.engine()
+        held = engine.image(image)
+        if held is not None and remote.by_digest(image, canonical) in held.repo_digests:
+            engine.tag(image, settings.image_name(image))
+            engine.remove_images([remote.by_fingerprint(image, wanted)])  # the tag only
+    return digest
+
+
+def engine_push(run: Run, engine: Engine, image: str, source: str, tag: str) -> str:
+    """Push `source` (an image or reference an engine holds) as the image's
+    `<repository>:<tag>` through `engine`, tried as the run's policy says; recorded in
+    the run's registry journal."""
+    settings, remote = run.registry(), run.remote
+    assert remote is not None
+    repository = settings.repository(image)
+    tries, outcome, start = 1, "pushed", time.time()
+
+    def retried(failure: Transient, wait: float) -> None:
+        nonlocal tries
+        tries += 1
+        remote.journal.retried(image)
+
+    try:
+        return engine.push(
+            source, repository, tag, remote.auth,
+            on_line=run.output(f"push:{image}", f"push {image}"),
+            policy=run.policy, on_retry=retried,
+        )
+    except PaiTasksError as exc:
+        outcome = f"failed: {exc}"
+        raise
+    finally:
+        remote.journal.record(Exchange(
+            f"push {repository}:{tag}", settings.registry, start, time.time(), tries, outcome,
+            image,
+        ))
 
 
 def _push_tag_through_an_engine(
@@ -315,10 +417,8 @@ def _push_tag_through_an_engine(
     if engine.image(by_fingerprint) is not None:
         source = by_fingerprint
     else:
-        engine.pull(source, remote.auth, on_line)
-    digest = engine.push(
-        source, settings.repository(image), settings.tag, remote.auth, on_line=on_line
-    )
+        engine.pull(source, remote.auth, on_line, run.policy)
+    digest = engine_push(run, engine, image, source, settings.tag)
     if source == by_fingerprint:  # keep the engine's tags few
         engine.remove_images([by_fingerprint])
     return digest

@@ -24,7 +24,7 @@ from doit.doit_cmd import DoitMain
 from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
-from paitasks.freshness import Predictions
+from paitasks.freshness import Lookahead, Predictions
 from paitasks.graph import image_order, select
 from paitasks.inputs import last_engine
 from paitasks.loader import Plan, load_plan
@@ -72,7 +72,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def run_doit(settings: Settings, task_names: Sequence[str], jobs: int) -> int:
     """Run doit's `run` command on our tasks, as `doit -n JOBS TASK...` would."""
-    config, generator = doit_namespace(settings)
+    pushes = any(name == "push" or name.startswith("push:") for name in task_names)
+    config, generator = doit_namespace(settings, pushes=pushes)
     loader = ModuleTaskLoader({"DOIT_CONFIG": config, "task_paitasks": generator})
     arguments = ["run"]
     if jobs > 1:
@@ -132,6 +133,8 @@ def plan_command(args: argparse.Namespace) -> int:
     predictions = Predictions(run)
     for image in plan.graph.tree.images:
         predictions.add(image_spec(plan, image, settings))
+    if run.remote is not None:  # the registry's answers, asked at once
+        Lookahead(run, predictions.specs)(list(plan.graph.tree.images), [])
     stale = remote = undecided = 0
     if settings.engines:
         print(f"engines: {', '.join(settings.engines)} (each build goes to the least busy)")
@@ -180,6 +183,14 @@ def report_command(args: argparse.Namespace) -> int:
         trace = json.loads((folder / TRACE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         trace = {}
+    registry = report.get("registry")
+    if registry:
+        print(
+            f"\nregistry: {registry.get('requests')} requests ({registry.get('retried')} "
+            f"retried), in flight during {registry.get('busy_seconds', 0):.2f}s of the run's "
+            f"{report.get('seconds', 0):.2f}s; the up-to-date checks waited "
+            f"{registry.get('waited_seconds', 0):.2f}s for its answers"
+        )
     path = read_critical_path(trace)
     if path:
         total = sum(seconds for _, seconds in path)

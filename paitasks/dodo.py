@@ -8,8 +8,9 @@ A repository with OpenPAI's layout (`./src`) needs only:
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,7 +44,8 @@ def tasks_for(default_src: str = "src") -> tuple[dict[str, Any], TaskGenerator]:
         settings = current_settings(default_src)
     except PaiTasksError as exc:
         raise InvalidDodoFile(str(exc)) from None
-    return doit_namespace(settings, list_images=reads_images(sys.argv[1:]))
+    argv = sys.argv[1:]
+    return doit_namespace(settings, list_images=reads_images(argv), pushes=pushes(argv))
 
 
 # doit's commands that never ask the engine about images (`list` does with --status).
@@ -64,14 +66,21 @@ def reads_images(argv: list[str]) -> bool:
     return command not in QUIET_COMMANDS
 
 
+def pushes(argv: Sequence[str]) -> bool:
+    """Whether a doit command line names a push (`push`, `push:X`). Only decides which
+    registry login to get ready early."""
+    return any(arg == "push" or arg.startswith("push:") for arg in argv)
+
+
 def doit_namespace(
-    settings: Settings, list_images: bool = True
+    settings: Settings, list_images: bool = True, pushes: bool = False
 ) -> tuple[dict[str, Any], TaskGenerator]:
     """DOIT_CONFIG and the task generator for explicit settings (used by `pai-build`),
     sharing one new Run.
 
     With `list_images`, the engine's images are listed in the background while doit
-    loads the tasks: a run needs them first thing."""
+    loads the tasks, and the registry (with `config=`) is reached and its login got
+    ready (for pushing too, with `pushes`): a run needs them first thing."""
     if not settings.src.is_dir():
         # Checked before doit opens its database in `.paitasks/`, which would otherwise
         # create folders at a mistyped path.
@@ -82,6 +91,11 @@ def doit_namespace(
     mark = idle_run_mark(settings.state) if list_images else None
     if mark is not None:  # while another run holds the tree, its images are changing
         run.images.prefetch(mark)
+    if list_images and settings.config is not None:
+        with contextlib.suppress(PaiTasksError):  # the task generator reports it
+            remote = run.remote
+            if remote is not None:
+                remote.reach()
     config: dict[str, Any] = {
         "default_tasks": ["build"],
         "dep_file": str(settings.state / "doit.db"),
@@ -98,6 +112,8 @@ def doit_namespace(
 
                 load_settings(settings.config)
             plan = load_plan(settings)
+            if list_images and run.remote is not None:
+                run.remote.warm(plan.graph.tree.images, pushes)
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None
         yield from tasks.generate(plan, run)

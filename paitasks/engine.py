@@ -22,20 +22,22 @@ Every failure becomes an EngineError naming the image and showing the last outpu
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import math
 import os
 import socket
 import threading
-import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paitasks.errors import EngineError
+from paitasks import retries
+from paitasks.errors import EngineError, RegistryError
 from paitasks.streaming import LineSink, StartError, run_streaming
 
 if TYPE_CHECKING:
@@ -49,22 +51,27 @@ PLUGIN_FOLDERS = (  # where the docker CLI looks for plugins, after the user's o
     "/usr/lib/docker/cli-plugins",
     "/usr/libexec/docker/cli-plugins",
 )
-PUSH_ATTEMPTS = 3
-PUSH_BACKOFF = 1.0  # seconds before the first retry; doubles each time
-# Failures worth another try: the network or the registry hiccuped. Refused logins and
-# rejected manifests are final.
+# Failures worth another try: the network or the registry hiccuped (dockerd's own words
+# for a 429, a 5xx, a reset). Refused logins and rejected manifests are final.
 TRANSIENT = (
     "connection refused",
     "connection reset",
+    "broken pipe",
     "i/o timeout",
     "timeout",
     "temporarily unavailable",
     "eof",
-    "503",
-    "502",
-    "504",
+    "429",
     "too many requests",
+    "toomanyrequests",
+    "500 internal server error",
+    "502",
+    "503",
+    "504",
+    "service unavailable",
+    "unavailable",
 )
+LAYER_DONE = ("Pushed", "Layer already exists")  # a push's word for a layer now there
 # Environment variables the docker CLI reads itself: a build arg of such a name must not
 # replace the CLI's own value.
 CLI_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR"})
@@ -109,6 +116,7 @@ class Engine:
         self.network = network or None
         self.host = host  # a docker endpoint (unix://, tcp://, ssh://); None: DOCKER_HOST
         self._version: str | None = None
+        self._info: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._clients = threading.local()  # .by_host: {DOCKER_HOST: client}, per thread
 
@@ -251,14 +259,21 @@ class Engine:
         repository: str,
         tag: str,
         auth: Mapping[str, str] | None = None,
-        attempts: int = PUSH_ATTEMPTS,
         on_line: LineSink | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        policy: retries.Policy | None = None,
+        on_retry: Callable[[retries.Transient, float], None] | None = None,
     ) -> str:
         """Tag `image` as repository:tag and push it; return the registry's digest.
 
         Credentials travel to the engine in the API request's auth header, never on a
-        command line or into a file. Transient failures are retried with backoff.
+        command line or into a file. A try that fails transiently (the registry's 429 or
+        5xx, a reset, no progress for `policy.stall` seconds) is tried again as the
+        policy says (retries.py). dockerd retries a failed layer upload itself after
+        5, 10, 15... seconds, and not a 429 at all: its retry is cut short and made by
+        the policy instead. A push is many requests, so `policy.tries` bounds the tries
+        in a row that get no further (no more layers in the registry). A retried push
+        publishes the same digest: the engine compresses a layer the same way every
+        time.
         """
         import docker.errors
 
@@ -269,17 +284,27 @@ class Engine:
             raise EngineError(f"image {image}: not in the engine, build it first") from None
         except docker.errors.DockerException as exc:
             raise EngineError(f"image {image}: cannot tag as {target}: {_short(exc)}") from None
-        error = "no attempt made"
-        for attempt in range(1, attempts + 1):
-            digest, error = self._push_once(repository, tag, auth, on_line)
-            if digest is not None:
-                return digest
-            if not _transient(error) or attempt == attempts:
-                break
+        policy = policy or retries.Policy()
+
+        def told(failure: retries.Transient, wait: float) -> None:
             if on_line is not None:
-                on_line(f"push of {target} failed ({error}); retry {attempt}/{attempts - 1}")
-            sleep(PUSH_BACKOFF * 2 ** (attempt - 1))
-        raise EngineError(f"pushing image {image} to {target} failed: {error}")
+                on_line(f"push of {target} failed ({failure.reason}); again in {wait:.1f}s")
+            if on_retry is not None:
+                on_retry(failure, wait)
+
+        done: set[str] = set()  # the layers in the registry so far, over all tries
+        try:
+            return retries.call(
+                policy,
+                lambda: self._push_once(repository, tag, auth, on_line, policy.stall, done),
+                told,
+                progress=lambda: len(done),
+            )
+        except retries.Transient as failure:
+            raise RegistryError(
+                f"image {image}: pushing {target} failed after {failure.tries} "
+                f"{'try' if failure.tries == 1 else 'tries'}: {failure.reason}"
+            ) from None
 
     def _push_once(
         self,
@@ -287,27 +312,69 @@ class Engine:
         tag: str,
         auth: Mapping[str, str] | None,
         on_line: LineSink | None,
-    ) -> tuple[str | None, str]:
-        import docker.errors
-
+        stall: float,
+        done: set[str],
+    ) -> str:
+        """One push; Transient for what another try may fix. The layers it finds in the
+        registry, or puts there, are added to `done`."""
         digest: str | None = None
         try:
-            stream = self.client.api.push(
-                repository, tag=tag, stream=True, decode=True, auth_config=dict(auth or {}) or None
-            )
-            for chunk in stream:
-                if "error" in chunk:
-                    return None, str(chunk["error"]).strip()
-                aux = chunk.get("aux") or {}
-                if aux.get("Digest"):
-                    digest = str(aux["Digest"])
-                if on_line is not None and chunk.get("status"):
-                    on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
-        except docker.errors.DockerException as exc:
-            return None, _short(exc)
+            with self._patience(stall) as api:
+                stream = api.push(
+                    repository, tag=tag, stream=True, decode=True,
+                    auth_config=dict(auth or {}) or None,
+                )
+                for chunk in stream:
+                    if "error" in chunk:
+                        error = str(chunk["error"]).strip()
+                        if _transient(error):
+                            raise retries.Transient(error)
+                        raise EngineError(f"pushing {repository}:{tag} failed: {error}")
+                    status = str(chunk.get("status") or "")
+                    if status.startswith("Retrying in"):
+                        # dockerd's own retry of an upload, after seconds of waiting.
+                        raise retries.Transient("the registry failed an upload")
+                    if status in LAYER_DONE or status.startswith("Mounted from"):
+                        done.add(str(chunk.get("id", "")))
+                    aux = chunk.get("aux") or {}
+                    if aux.get("Digest"):
+                        digest = str(aux["Digest"])
+                    if on_line is not None and status:
+                        on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
+        except retries.Transient:
+            self._drop_client()  # so the engine gives the abandoned push up
+            raise
+        except _stream_errors() as exc:
+            self._drop_client()
+            if _timed_out(exc):
+                raise retries.Transient(f"no progress for {stall:g} s (stalled)") from None
+            if _transient(_short(exc)):
+                raise retries.Transient(_short(exc)) from None
+            raise EngineError(f"pushing {repository}:{tag} failed: {_short(exc)}") from None
         if digest is None:
-            return None, "the engine reported no digest"
-        return digest, ""
+            raise EngineError(f"pushing {repository}:{tag}: the engine reported no digest")
+        return digest
+
+    @contextlib.contextmanager
+    def _patience(self, stall: float) -> Iterator[Any]:
+        """This thread's API client, giving up a read after `stall` seconds of silence."""
+        api = self.client.api
+        before = api.timeout
+        api.timeout = math.ceil(stall)
+        try:
+            yield api
+        finally:
+            api.timeout = before
+
+    def _drop_client(self) -> None:
+        """Close this thread's client: its connections end, and with them what the
+        engine was doing for it."""
+        clients: dict[str, Any] = vars(self._clients).setdefault("by_host", {})
+        host = self.host or os.environ.get("DOCKER_HOST", "")
+        client = clients.pop(host, None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def registry_digest(self, reference: str, auth: Mapping[str, str] | None = None) -> str | None:
         """The digest the registry serves for `reference`, or None when it serves none.
@@ -336,32 +403,67 @@ class Engine:
         `insecure-registries`, 127.0.0.0/8 by default)."""
         from paitasks.registry import is_insecure
 
-        info = _api_get("/info", self.host)
-        if info is None:
-            info = self.client.info()
-        return is_insecure(host, (info or {}).get("RegistryConfig") or {})
+        return is_insecure(host, self._registry_config())
+
+    def has_mirrors(self) -> bool:
+        """Whether the engine pulls Docker Hub's images through registry mirrors."""
+        return bool(self._registry_config().get("Mirrors"))
+
+    def _registry_config(self) -> dict[str, Any]:
+        """The engine's registry settings (`/info`), read once."""
+        with self._lock:
+            if self._info is None:
+                info = _api_get("/info", self.host)
+                if info is None:
+                    info = self.client.info()
+                self._info = dict((info or {}).get("RegistryConfig") or {})
+            return self._info
 
     def pull(
         self, reference: str, auth: Mapping[str, str] | None = None,
-        on_line: LineSink | None = None,
+        on_line: LineSink | None = None, policy: retries.Policy | None = None,
     ) -> LocalImage:
-        """Pull `reference` (by digest) and return the image."""
-        import docker.errors
-
+        """Pull `reference` (by digest) and return the image; transient failures are
+        tried again as `policy` says."""
+        policy = policy or retries.Policy()
         try:
-            for chunk in self.client.api.pull(
-                reference, stream=True, decode=True, auth_config=dict(auth) if auth else None
-            ):
-                if "error" in chunk:
-                    raise EngineError(f"pulling {reference} failed: {str(chunk['error']).strip()}")
-                if on_line is not None and chunk.get("status"):
-                    on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"pulling {reference} failed: {_short(exc)}") from None
+            retries.call(policy, lambda: self._pull_once(reference, auth, on_line, policy.stall))
+        except retries.Transient as failure:
+            raise RegistryError(
+                f"pulling {reference} failed after {failure.tries} "
+                f"{'try' if failure.tries == 1 else 'tries'}: {failure.reason}"
+            ) from None
         pulled = self.image(reference)
         if pulled is None:
             raise EngineError(f"pulling {reference}: the engine reported success but has no image")
         return pulled
+
+    def _pull_once(
+        self, reference: str, auth: Mapping[str, str] | None, on_line: LineSink | None,
+        stall: float,
+    ) -> None:
+        try:
+            with self._patience(stall) as api:
+                for chunk in api.pull(
+                    reference, stream=True, decode=True, auth_config=dict(auth) if auth else None
+                ):
+                    if "error" in chunk:
+                        error = str(chunk["error"]).strip()
+                        if _transient(error):
+                            raise retries.Transient(error)
+                        raise EngineError(f"pulling {reference} failed: {error}")
+                    if on_line is not None and chunk.get("status"):
+                        on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
+        except retries.Transient:
+            self._drop_client()
+            raise
+        except _stream_errors() as exc:
+            self._drop_client()
+            if _timed_out(exc):
+                raise retries.Transient(f"no progress for {stall:g} s (stalled)") from None
+            if _transient(_short(exc)):
+                raise retries.Transient(_short(exc)) from None
+            raise EngineError(f"pulling {reference} failed: {_short(exc)}") from None
 
     def tag(self, image: str, name: str) -> None:
         """Tag `image` (a name or a reference by digest) as `name` (`repository:tag`)."""
@@ -550,6 +652,40 @@ def _extra_plugin_folders(config: str) -> list[str]:
     if not isinstance(folders, list):
         return []
     return [folder for folder in folders if isinstance(folder, str)]
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """What reading an engine's streamed answer can raise besides its own errors: the
+    docker SDK's, and requests' and urllib3's (a read that timed out, a dropped
+    connection), which the SDK lets through mid-stream."""
+    import docker.errors
+    import requests.exceptions
+    import urllib3.exceptions
+
+    return (
+        docker.errors.DockerException,
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        OSError,
+    )
+
+
+def _timed_out(exc: BaseException) -> bool:
+    import requests.exceptions
+    import urllib3.exceptions
+
+    timeouts = (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
+    return isinstance(exc, timeouts) or "timed out" in str(exc).lower()
+
+
+def registry_hiccup(output: str) -> str | None:
+    """The line of a failed build's output that says a registry request failed in a
+    way another try may not (a reset, a 429, a 5xx): fetching a base or the layer cache,
+    or pushing; None when the build failed for another reason."""
+    for line in reversed(output.splitlines()):
+        if ("/v2/" in line or "failed to push" in line) and _transient(line):
+            return line.strip().removeprefix("| ").strip()
+    return None
 
 
 def _transient(error: str) -> bool:

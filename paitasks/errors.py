@@ -29,6 +29,11 @@ class ConfigError(PaiTasksError):
     """Registry settings are missing or malformed."""
 
 
+class RegistryError(PaiTasksError):
+    """The registry failed a request, or a push, after every try the policy allows
+    (retries.py); the message names the registry, the image, the status and the tries."""
+
+
 class HookError(PaiTasksError):
     """A build-pre.sh or build-post.sh hook failed."""
 

@@ -13,6 +13,9 @@ the build step prints.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,7 @@ from paitasks.inputs import (
     record_path,
     save_record,
 )
+from paitasks.reference import engine_name
 from paitasks.run import Run
 from paitasks.tempfolders import temporary
 
@@ -137,6 +141,13 @@ class ImageUpToDate:
         predictions.add(spec)
 
     def __call__(self, task: Any, values: Any) -> bool:
+        started = time.time()
+        fresh = self._check()
+        if self.run.executing:
+            self.run.note_check(f"build-image:{self.spec.name}", started, fresh)
+        return fresh
+
+    def _check(self) -> bool:
         run = self.run
         try:
             if run.executing:
@@ -144,6 +155,8 @@ class ImageUpToDate:
                     if run.fingerprint(base) is None:
                         self.predictions.predict(base)
                 result = assess(run, self.spec)
+                if run.lookahead is not None:
+                    run.lookahead.learned(self.spec.name, result.fingerprint)
                 fresh, reasons = result.fresh, result.reasons
                 if fresh and result.where == "registry" and run.settings.pull:
                     fresh, reasons = False, (*reasons, "pull=1: bringing it into the engine")
@@ -207,46 +220,187 @@ class Predictions:
         return memo[name]
 
 
+class Lookahead:
+    """Every registry question a run can know before its checks reach it, asked at once.
+
+    doit checks one task at a time, so a question asked by each check costs a round trip
+    of its own. When the run begins, this computes the fingerprint of every image whose
+    inputs are known then (those of images behind a hook that declares no inputs are
+    not) and asks for all their fingerprint tags, every `:tag` to push and every
+    external base at once; each time a check learns a fingerprint nobody could know
+    before (after a hook), it asks at once for the images built on it. The checks then
+    read the answers (registry.py keeps them). A guess that turns out wrong costs only
+    the question the check then asks itself: nothing is decided here."""
+
+    def __init__(self, run: Run, specs: Mapping[str, ImageSpec]) -> None:
+        self.run = run
+        self.specs = specs  # every image of the tree (filled while the tasks are made)
+        self._images: set[str] = set()  # the run's
+        self._expected: dict[str, str] = {}  # fingerprints computed ahead
+        self._users: dict[str, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, images: Sequence[str], pushes: Sequence[str]) -> list[str]:
+        """At the run's start: ask at once; the references asked."""
+        run, remote = self.run, self.run.remote
+        if remote is None:
+            return []
+        self._images = set(images) | set(pushes)
+        asked = [remote.by_tag(image) for image in pushes]
+        external = dict.fromkeys(
+            name
+            for image in images if image in self.specs
+            for name in self.specs[image].external
+            if run.images.get(engine_name(name)) is None
+        )
+        remote.prefetch([*asked, *external])
+        return asked + self._ask(sorted(self._images))
+
+    def learned(self, name: str, found: str) -> None:
+        """A check found `name`'s fingerprint: ask for the images built on it, if this
+        is news."""
+        if self.run.remote is None:
+            return
+        with self._lock:
+            if self._expected.get(name) == found:
+                return
+            self._expected[name] = found
+        self._ask(self._built_on(name))
+
+    def _ask(self, names: Sequence[str]) -> list[str]:
+        remote = self.run.remote
+        assert remote is not None
+        asked = []
+        for name in names:
+            found = self._expect(name)
+            local = self.run.images.get(name) if found is not None else None
+            if found is None or (local is not None and local.labels.get(LABEL) == found):
+                continue  # unknown yet, or the engine holds it: no question
+            asked.append(remote.by_fingerprint(name, found))
+        remote.prefetch(asked)
+        return asked
+
+    def _expect(self, name: str) -> str | None:
+        """`name`'s fingerprint if it can be known now: checked already, or computed
+        from inputs known before the hooks run (depth first, without recursion)."""
+        run = self.run
+        stack, failed = [name], set()
+        while stack:
+            current = stack[-1]
+            known = run.fingerprint(current) or self._expected.get(current)
+            spec = self.specs.get(current)
+            if known is not None or spec is None or spec.guessed or current in failed:
+                if known is None:
+                    failed.add(current)
+                stack.pop()
+                continue
+            bases = {base: run.fingerprint(base) or self._expected.get(base) for base in spec.uses}
+            pending = [base for base, value in bases.items() if value is None]
+            if any(base in failed for base in pending):
+                failed.add(current)
+                stack.pop()
+            elif pending:
+                stack.extend(pending)
+            else:
+                try:
+                    inputs = gather(run, spec, True, {k: v for k, v in bases.items() if v}).inputs
+                except (PaiTasksError, OSError):
+                    failed.add(current)
+                else:
+                    with self._lock:
+                        self._expected[current] = fingerprint(inputs)
+                stack.pop()
+        return run.fingerprint(name) or self._expected.get(name)
+
+    def _built_on(self, name: str) -> list[str]:
+        """The run's images built on `name`, directly or not."""
+        if self._users is None:
+            users: dict[str, list[str]] = {}
+            for spec in self.specs.values():
+                for base in spec.uses:
+                    users.setdefault(base, []).append(spec.name)
+            self._users = users
+        found: dict[str, None] = {}
+        stack = list(self._users.get(name, ()))
+        while stack:
+            current = stack.pop()
+            if current not in found:
+                found[current] = None
+                stack.extend(self._users.get(current, ()))
+        return [image for image in found if image in self._images]
+
+
 class PushUpToDate:
     """doit uptodate check for a push: the registry's `:tag` already serves the image
-    built from the current inputs."""
+    built from the current inputs; with `upload`, for `_upload:<image>`: the registry
+    holds that image (under its fingerprint tag, or under `:tag`)."""
 
-    def __init__(self, run: Run, image: str) -> None:
+    def __init__(self, run: Run, image: str, upload: bool = False) -> None:
         self.run = run
         self.image = image
+        self.upload = upload
         self.reason = "not checked"
 
     def __call__(self, task: Any, values: Any) -> bool:
+        started = time.time()
         try:
             fresh, self.reason = pushed_already(self.run, self.image)
+            if self.upload and not fresh:
+                fresh, self.reason = uploaded_already(self.run, self.image)
         except PaiTasksError as exc:
             self.reason = str(exc)
-            return False
+            fresh = False
+        if self.run.executing:
+            self.run.note_check(task.name, started, fresh)
         return fresh
 
     def __repr__(self) -> str:
-        return f"push of {self.image}: {self.reason}"
+        return f"{'upload' if self.upload else 'push'} of {self.image}: {self.reason}"
 
 
 def pushed_already(run: Run, image: str) -> tuple[bool, str]:
-    """Whether `<image>:<tag>` serves what the image's fingerprint tag serves."""
+    """Whether `<image>:<tag>` serves the image built from the current inputs: the one
+    its fingerprint tag serves, or the engine's (by its repository digests) when the
+    engine's image is of the current inputs."""
     run.registry()  # a clear error without config=
     remote = run.remote
     assert remote is not None
     wanted = run.fingerprint(image)
     if wanted is None:
         return False, f"image {image} was not checked in this run"
-    # Every push check of the run needs these: ask for them all at once.
-    remote.prefetch(
-        remote.by_fingerprint(name, found) for name, found in run.fingerprints().items()
-    )
     name = remote.by_tag(image)
     served = remote.digest(name)
     if served is None:
         return False, f"{name} is not in the registry"
+    local = run.images.get(image)
+    if (
+        local is not None
+        and local.labels.get(LABEL) == wanted
+        and remote.by_digest(image, served) in local.repo_digests
+    ):
+        return True, f"{name} already serves the engine's image ({served})"
+    # The push checks that get here need these: ask for them all at once.
+    remote.prefetch(
+        remote.by_fingerprint(name, found) for name, found in run.fingerprints().items()
+    )
     canonical = remote.digest(remote.by_fingerprint(image, wanted))
     if canonical is None:
         return False, "the registry holds no image built from the current inputs"
     if served != canonical:
         return False, f"{name} serves another build ({served})"
     return True, f"{name} already serves {served}"
+
+
+def uploaded_already(run: Run, image: str) -> tuple[bool, str]:
+    """Whether the registry holds the image built from the current inputs under its
+    fingerprint tag."""
+    remote = run.remote
+    assert remote is not None
+    wanted = run.fingerprint(image)
+    if wanted is None:
+        return False, f"image {image} was not checked in this run"
+    reference = remote.by_fingerprint(image, wanted)
+    found = remote.digest(reference)
+    if found is None:
+        return False, f"{reference} is not in the registry"
+    return True, f"{reference.rpartition(':')[0]}@{found} is in the registry"

@@ -141,13 +141,16 @@ class Gathered:
     assumed: bool  # the temp folders were predicted from the last build's record
 
 
-def gather(run: Run, spec: ImageSpec, predict: bool) -> Gathered:
+def gather(
+    run: Run, spec: ImageSpec, predict: bool, bases: Mapping[str, str] | None = None
+) -> Gathered:
     """The inputs of a build of `spec` now.
 
     In a run this happens after the component's copy-deps and hooks, so the context is
     what the build will see; temp folders nobody made yet count as what they would hold.
     Outside a run (`predict`: `doit info`, `doit list --status`, `pai-build plan`), what
-    hooks make is taken to be what they made for the last build.
+    hooks make is taken to be what they made for the last build. Tree bases count by the
+    fingerprints the run checked, or by `bases` where given.
     """
     builder = run.engine(spec.builder, spec.network).builder
     assumed = predict and spec.guessed
@@ -160,7 +163,7 @@ def gather(run: Run, spec: ImageSpec, predict: bool) -> Gathered:
     except ValueError:  # a dockerfile outside the context is not in `files`
         dockerfile_name = str(dockerfile)
         files["<dockerfile>"] = run.hashes.digest(str(dockerfile), os.stat(dockerfile))
-    images = {name: _base(run, spec.name, name) for name in spec.uses}
+    images = {name: _base(run, spec.name, name, bases) for name in spec.uses}
     images.update((name, external_digest(run, name)) for name in spec.external)
     # The variant only chooses dockerfiles, and the dockerfile is an input already.
     settings = {"builder": builder}
@@ -170,10 +173,10 @@ def gather(run: Run, spec: ImageSpec, predict: bool) -> Gathered:
     return Gathered(BuildInputs(dockerfile_name, files, images, settings), previous, assumed)
 
 
-def _base(run: Run, image: str, base: str) -> str:
+def _base(run: Run, image: str, base: str, bases: Mapping[str, str] | None = None) -> str:
     """A tree base counts by its fingerprint: known before anything is built, the same
     on every runner, and what the registry finds its image by."""
-    found = run.fingerprint(base)
+    found = bases.get(base) if bases is not None else run.fingerprint(base)
     if found is None:
         raise PaiTasksError(
             f"image {image}: the fingerprint of its base {base} is not known yet (check "

@@ -1,44 +1,62 @@
-"""What the registry serves, asked through the engine, remembered for one run.
+"""What registries serve, asked from this process over their HTTP API, for one run.
 
 The registry is where built images live and are found: an image is published under its
 `:tag` and under a fingerprint tag, `paitasks-<the 64 hex digits of its fingerprint>`,
 so any runner finds the image built from the same inputs by asking for that tag, even
 after `:tag` moved on to another build.
 
-The engine is the authority on how a registry is reached (`Engine.registry_digest`:
-plain HTTP for its insecure registries, its certificates and mirrors) and on docker's
-own credentials, used unless the registry settings name a user. Asking it costs about
-10 ms a question, so where the registry answers this process directly (HTTPS, or plain
-HTTP where the engine treats the registry as insecure), a `HEAD` of the manifest is
-sent instead (about 2 ms); anything unclear (a certificate Python does not trust, a
-refused login, an odd answer) goes to the engine, whose answer or error stands. Answers
-are kept for the run; many can be asked at once in the background (`prefetch`).
+A registry is usually far away (20-150 ms a round trip) and busy, so every question is
+cheap only if it costs no round trip of its own:
+
+- `RegistryView.prefetch` asks many questions at once (a run asks every question it can
+  know when it starts), and `digest` reads the answer; each reference is asked once.
+- `Client` is one registry host: one pool of keep-alive connections (urllib3), reached
+  the way the engine reaches it (plain HTTP only where the engine treats the registry
+  as insecure), with its login: Basic, or Bearer tokens
+  fetched once per set of scopes (many repositories in one token request) and kept
+  until they expire. Every request is retried by the run's policy (retries.py), and
+  recorded in the `Journal` (the timeline's registry lane, the report's waits).
+- The engine is still asked (`Engine.registry_digest`, which uses the engine's own
+  registry settings and docker's credentials) only where this process cannot be sure:
+  a certificate Python does not trust, a login refused or of an unknown kind (identity
+  tokens), an odd answer, or Docker Hub when the engine has registry mirrors. Its answer
+  or error stands.
+
+Credentials go in request headers only; no message, log or record shows them.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import ipaddress
 import json
+import os
 import re
 import socket
+import ssl
 import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from paitasks.errors import PaiTasksError
+from paitasks import reference as references
+from paitasks import retries
+from paitasks.errors import PaiTasksError, RegistryError
 
 if TYPE_CHECKING:
     from paitasks.config import RegistrySettings
-    from paitasks.engine import Engine
 
 FINGERPRINT_TAG = "paitasks-"  # + the fingerprint's hex digits
-PREFETCH_THREADS = 8
-TIMEOUT = 10.0
+CONNECTIONS = 64  # requests in flight at once, per registry
+TOKEN_SCOPES = 25  # repositories per token request (the URL stays short)
+TOKEN_MARGIN = 30.0  # seconds before a token's expiry when it is no longer used
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -49,6 +67,7 @@ MANIFEST_TYPES = ", ".join(
 )
 DOCKER_HUB = ("docker.io", "index.docker.io")
 DOCKER_HUB_API = "registry-1.docker.io"
+CERTS_D = Path("/etc/docker/certs.d")  # dockerd's per-registry certificate authorities
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -57,18 +76,481 @@ def fingerprint_tag(fingerprint: str) -> str:
     return FINGERPRINT_TAG + fingerprint.removeprefix("sha256:")
 
 
-class RegistryView:
-    """The digests the registry serves, asked once per reference per run (thread-safe)."""
+class EngineSide(Protocol):
+    """What the registry module needs of the engine: how it reaches registries, and an
+    answer of its own where this process cannot be sure."""
 
-    def __init__(self, settings: RegistrySettings, engine: Callable[[], Engine]) -> None:
+    def insecure_registry(self, host: str) -> bool: ...
+
+    def has_mirrors(self) -> bool: ...
+
+    def registry_digest(
+        self, reference: str, auth: Mapping[str, str] | None = None
+    ) -> str | None: ...
+
+
+# -- the record of a run's registry traffic ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One registry request (with its retries) as it went."""
+
+    what: str  # "HEAD ns/x:v1", "token for 12 repositories", "push ns/x:paitasks-..."
+    registry: str
+    start: float  # time.time()
+    end: float
+    tries: int
+    outcome: str  # the last status ("200", "404"), or what failed
+    image: str | None = None  # the tree image it was about, if any
+
+
+@dataclass
+class Journal:
+    """Every registry exchange of a run and each image's retries; thread-safe."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+    retries: Counter[str] = field(default_factory=Counter)  # image -> retries
+    waited: float = 0.0  # seconds doit's checks (its main thread) waited for answers
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def retried(self, image: str | None) -> None:
+        if image is not None:
+            with self._lock:
+                self.retries[image] += 1
+
+    def add_wait(self, seconds: float) -> None:
+        """Count a wait for an answer if doit's checks waited it: they run one at a time
+        in the main thread, so their waits add up to the run's time."""
+        if threading.current_thread() is threading.main_thread():
+            with self._lock:
+                self.waited += seconds
+
+    def busy(self) -> float:
+        """Seconds during which at least one request was in flight."""
+        with self._lock:
+            spans = sorted((item.start, item.end) for item in self.exchanges)
+        total, reach = 0.0, float("-inf")
+        for start, end in spans:
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
+
+
+# -- one registry host ---------------------------------------------------------------------
+
+
+class Unsure(Exception):
+    """This process cannot trust its own answer: ask the engine."""
+
+
+class Unreachable(retries.Transient):
+    """No connection could be made (refused, no such host, no answer to connect)."""
+
+
+Scope = tuple[str, frozenset[str]]  # (repository, actions)
+
+
+class Client:
+    """One registry host asked over its HTTP API, the way the engine reaches it
+    (`scheme`), with its login; thread-safe."""
+
+    def __init__(
+        self,
+        host: str,
+        scheme: str,
+        login: Callable[[], tuple[str, str] | None],
+        policy: retries.Policy,
+        journal: Journal,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.scheme = scheme
+        self.base = f"{scheme}://{api_host(host)}"
+        self.policy = policy
+        self.journal = journal
+        self._tls = tls or _tls_context(host)  # also for a token server on HTTPS
+        self._pools: dict[str, Any] = {}  # proxy ("" for none) -> urllib3 pool manager
+        self._find_login: Callable[[], tuple[str, str] | None] | None = login  # asked once,
+        self._login: tuple[str, str] | None = None  # when the registry first wants a login
+        self._lock = threading.Lock()
+        self._kind = ""  # "", "basic" or "bearer": what /v2/ asked for
+        self._realm: dict[str, str] = {}  # Bearer: realm and service
+        self._tokens: list[tuple[frozenset[Scope], str, float]] = []  # scopes, header, until
+        self._fetching: dict[frozenset[Scope], Future[str]] = {}
+        self.hinted = False  # made from an earlier run's hint, not probed
+
+    @classmethod
+    def probe(
+        cls,
+        host: str,
+        insecure: bool,
+        login: Callable[[], tuple[str, str] | None],
+        policy: retries.Policy,
+        journal: Journal,
+    ) -> Client | None:
+        """How to reach `host` directly: HTTPS (with a certificate Python trusts: the
+        system's, or dockerd's `/etc/docker/certs.d/<host>/`), else plain HTTP where the
+        engine treats the registry as insecure (both asked at once); None when neither
+        answers like a registry (`/v2/` with 200 or 401). A registry that keeps failing
+        is an error."""
+        schemes = ("https", "http") if insecure else ("https",)
+        tls = _tls_context(host)
+        clients = [cls(host, scheme, login, policy, journal, tls) for scheme in schemes]
+        with ThreadPoolExecutor(len(clients)) as pool:
+            answers = [pool.submit(client._answers) for client in clients]
+            found = [future.result() for future in answers]  # errors: HTTPS's first
+        chosen = next((c for c, ok in zip(clients, found, strict=True) if ok), None)
+        for client in clients:
+            if client is not chosen:
+                client.close()
+        return chosen
+
+    def _answers(self) -> bool:
+        """Whether `/v2/` answers like a registry here (learning the login it wants)."""
+        try:
+            response = self._send(
+                "GET", "/v2/", None, {}, what=f"GET /v2/ over {self.scheme.upper()}"
+            )
+        except Unsure:
+            return False
+        return response.status == 200 or (response.status == 401 and self._challenged(response))
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.clear()
+
+    # -- questions --------------------------------------------------------------------
+
+    def digest(self, repository: str, tag_or_digest: str, image: str | None = None) -> str | None:
+        """The digest served for repository:tag (or @digest); None when there is none."""
+        response = self._send(
+            "HEAD", f"/v2/{repository}/manifests/{tag_or_digest}",
+            (repository, frozenset({"pull"})), {"Accept": MANIFEST_TYPES},
+            what=f"HEAD {repository}:{tag_or_digest}", image=image,
+        )
+        if response.status == 404:
+            return None
+        found = response.headers.get("Docker-Content-Digest")
+        if response.status != 200 or not found:
+            raise Unsure(f"HTTP {response.status}" if response.status != 200 else "no digest")
+        return str(found)
+
+    def manifest(self, repository: str, digest: str, image: str | None = None) -> tuple[bytes, str]:
+        """The manifest `digest` of `repository`, as stored, and its media type."""
+        response = self._send(
+            "GET", f"/v2/{repository}/manifests/{digest}", (repository, frozenset({"pull"})),
+            {"Accept": MANIFEST_TYPES}, what=f"GET {repository}@{digest}", image=image,
+        )
+        media_type = response.headers.get("Content-Type", "")
+        if response.status != 200 or not media_type:
+            raise Unsure(f"HTTP {response.status}")
+        return bytes(response.data), str(media_type)
+
+    def put_manifest(
+        self, repository: str, tag: str, body: bytes, media_type: str, image: str | None = None
+    ) -> str:
+        """Store `body` as `repository:tag`; the registry's digest for it."""
+        response = self._send(
+            "PUT", f"/v2/{repository}/manifests/{tag}", (repository, frozenset({"pull", "push"})),
+            {"Content-Type": media_type}, body, what=f"PUT {repository}:{tag}", image=image,
+        )
+        found = response.headers.get("Docker-Content-Digest")
+        if response.status not in (200, 201) or not found:
+            raise Unsure(f"HTTP {response.status}")
+        return str(found)
+
+    def authorize(self, scopes: Iterable[Scope]) -> None:
+        """Fetch one token for every scope not covered yet (Bearer registries), so that
+        many requests about as many repositories share it."""
+        if self._kind != "bearer":
+            return
+        wanted = frozenset(scope for scope in _merged(scopes) if self._covered(scope) is None)
+        if wanted:
+            self._token(wanted)
+
+    def _covered(self, scope: Scope) -> str | None:
+        """A token that covers `scope`: one kept, else one being fetched (waited for)."""
+        found = self._cached(scope)
+        if found is not None:
+            return found
+        repository, actions = scope
+        with self._lock:
+            pending = [future for scopes, future in self._fetching.items()
+                       if not future.done()
+                       and any(name == repository and actions <= granted
+                               for name, granted in scopes)]
+        for future in pending:
+            with contextlib.suppress(PaiTasksError, Unsure):
+                future.result()
+        return self._cached(scope)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        scope: Scope | None,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        *,
+        what: str,
+        image: str | None = None,
+    ) -> Any:
+        """One request to the registry, authorised as it asks (a 401 gets a token for
+        exactly what it asked, once), retried while transient."""
+
+        def attempt() -> Any:
+            url = self.base + path
+            response = self._once(method, url, {**headers, **self._auth(scope)}, body)
+            challenge = response.headers.get("WWW-Authenticate", "")
+            if (
+                response.status == 401 and scope is not None and self._challenged(response)
+                and self._kind == "bearer"
+            ):
+                asked = _scopes(dict(_CHALLENGE.findall(challenge)).get("scope", ""))
+                self._token(asked or frozenset({scope}))
+                response = self._once(method, url, {**headers, **self._auth(scope)}, body)
+            return response
+
+        return self._tried(attempt, what, image)
+
+    def _tried(self, attempt: Callable[[], Any], what: str, image: str | None = None) -> Any:
+        """`attempt` as the policy says: a 429 or 5xx answer is transient too. Recorded
+        in the journal; RegistryError once it gives up, Unsure for a problem another try
+        cannot fix but the engine might (a certificate, an odd answer)."""
+        tries, last = 0, ""
+
+        def counted() -> Any:
+            nonlocal tries, last
+            tries += 1
+            response = attempt()
+            last = str(response.status)
+            if retries.transient_status(response.status):
+                wait = retries.retry_after(response.headers.get("Retry-After"))
+                raise retries.Transient(f"HTTP {response.status}", wait)
+            return response
+
+        start = time.time()
+        try:
+            response = retries.call(
+                self.policy, counted, lambda failure, wait: self.journal.retried(image)
+            )
+        except retries.Transient as failure:
+            self.journal.record(Exchange(what, self.host, start, time.time(), failure.tries,
+                                         failure.reason, image))
+            subject = f"image {image}: " if image else ""
+            where = "is unreachable" if isinstance(failure, Unreachable) else "failed"
+            raise RegistryError(
+                f"{subject}registry {self.host} {where}: {what} failed after "
+                f"{_tries(failure.tries)}: {failure.reason}"
+            ) from None
+        except Unsure as exc:
+            self.journal.record(Exchange(what, self.host, start, time.time(), tries,
+                                         f"unsure: {exc}", image))
+            raise
+        self.journal.record(Exchange(what, self.host, start, time.time(), tries, last, image))
+        return response
+
+    def _once(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Any:
+        """One try, read whole: a connection refused or reset, or no byte for `stall`
+        seconds, is transient; a certificate Python does not trust is Unsure."""
+        import urllib3.exceptions
+
+        stall = self.policy.stall
+        try:
+            return self._pool(url).request(
+                method, url, headers=dict(headers), body=body, retries=False,
+                redirect=False, timeout=urllib3.Timeout(stall, stall),
+            )
+        except urllib3.exceptions.SSLError as exc:
+            raise Unsure(f"TLS: {exc}") from None
+        except urllib3.exceptions.NewConnectionError as exc:  # refused, no such host
+            raise Unreachable(_network_reason(exc)) from None
+        except urllib3.exceptions.ConnectTimeoutError:
+            raise Unreachable(f"no connection within {stall:g} s") from None
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            raise retries.Transient(f"no answer for {stall:g} s (stalled)") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # reset, closed early
+            raise retries.Transient(_network_reason(exc)) from None
+
+    def _pool(self, url: str) -> Any:
+        """The pooled connections for `url` (keep-alive; a proxy of the environment's
+        HTTP(S)_PROXY where NO_PROXY does not exempt the host, as docker's CLI does)."""
+        import urllib.request
+
+        import urllib3
+
+        parts = urllib.parse.urlsplit(url)
+        proxy = ""
+        if not urllib.request.proxy_bypass(parts.hostname or ""):
+            proxy = urllib.request.getproxies().get(parts.scheme, "")
+        with self._lock:
+            pool = self._pools.get(proxy)
+            if pool is None:
+                options: dict[str, Any] = {"maxsize": CONNECTIONS, "ssl_context": self._tls}
+                pool = (urllib3.ProxyManager(proxy, **options) if proxy
+                        else urllib3.PoolManager(**options))
+                self._pools[proxy] = pool
+            return pool
+
+    def _challenged(self, response: Any) -> bool:
+        """Learn the login the registry asks for from a 401; False for one this process
+        cannot give (the engine may)."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        kind = challenge.split(" ", 1)[0].lower()
+        if kind == "basic" and self._credentials() is not None:
+            self._kind = "basic"
+            return True
+        if kind == "bearer":
+            params = dict(_CHALLENGE.findall(challenge))
+            if params.get("realm", "").startswith(("https://", "http://")):
+                with self._lock:
+                    self._kind = "bearer"
+                    self._realm = {"realm": params["realm"], "service": params.get("service", "")}
+                return True
+        return False
+
+    def _credentials(self) -> tuple[str, str] | None:
+        """The login for this registry, looked up when it first asks for one."""
+        with self._lock:
+            if self._find_login is not None:
+                self._login, self._find_login = self._find_login(), None
+            return self._login
+
+    @property
+    def wants_login(self) -> bool:
+        return bool(self._kind)
+
+    def hint(self) -> dict[str, str]:
+        """How this registry was reached (no secret), for the next run's `from_hint`."""
+        with self._lock:
+            return {"scheme": self.scheme, "login": self._kind, **self._realm}
+
+    @classmethod
+    def from_hint(
+        cls,
+        host: str,
+        hint: Mapping[str, str],
+        login: Callable[[], tuple[str, str] | None],
+        policy: retries.Policy,
+        journal: Journal,
+    ) -> Client:
+        """A client that reaches `host` the way an earlier run found it did, without
+        asking first (the caller probes again if it turns out wrong)."""
+        client = cls(host, hint["scheme"], login, policy, journal)
+        client.hinted = True
+        if hint.get("login") in ("basic", "bearer"):
+            client._kind = hint["login"]
+        if client._kind == "bearer":
+            client._realm = {"realm": hint.get("realm", ""), "service": hint.get("service", "")}
+        return client
+
+    def _auth(self, scope: Scope | None) -> dict[str, str]:
+        if self._kind == "basic" and self._credentials() is not None:
+            login = self._credentials()
+            assert login is not None
+            return {"Authorization": "Basic " + _basic(*login)}
+        if self._kind == "bearer" and scope is not None:
+            return {"Authorization": self._covered(scope) or self._token(frozenset({scope}))}
+        return {}
+
+    def _cached(self, scope: Scope) -> str | None:
+        repository, actions = scope
+        now = time.monotonic()
+        with self._lock:
+            for scopes, header, until in self._tokens:
+                if until > now and any(
+                    name == repository and actions <= granted for name, granted in scopes
+                ):
+                    return header
+        return None
+
+    def _token(self, scopes: frozenset[Scope]) -> str:
+        """A Bearer token for `scopes`: one request, shared by the threads that need it
+        at the same time; kept until shortly before it expires."""
+        with self._lock:
+            pending = self._fetching.get(scopes)
+            mine = pending is None or pending.done()
+            if mine:
+                pending = Future()
+                self._fetching[scopes] = pending
+        assert pending is not None
+        if not mine:
+            return pending.result()
+        try:
+            header, lifetime = self._fetch_token(scopes)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        until = time.monotonic() + max(lifetime - min(TOKEN_MARGIN, lifetime / 10), 1.0)
+        with self._lock:
+            self._tokens.append((scopes, header, until))
+        pending.set_result(header)
+        return header
+
+    def _fetch_token(self, scopes: frozenset[Scope]) -> tuple[str, float]:
+        """One request to the token server for every scope at once."""
+        params = [("service", self._realm.get("service", ""))]
+        for repository, actions in sorted(scopes, key=lambda item: item[0]):
+            params.append(("scope", f"repository:{repository}:{','.join(sorted(actions))}"))
+        headers = {}
+        login = self._credentials()
+        if login is not None:
+            params.append(("account", login[0]))
+            headers["Authorization"] = "Basic " + _basic(*login)
+        url = f"{self._realm['realm']}?{urllib.parse.urlencode(params)}"
+        what = f"token for {len(scopes)} repositor{'y' if len(scopes) == 1 else 'ies'}"
+        response = self._tried(lambda: self._once("GET", url, headers), what)
+        if response.status != 200:
+            raise Unsure(f"the token server answered {response.status}")
+        try:
+            answer = json.loads(response.data)
+            token = answer.get("token") or answer.get("access_token")
+            lifetime = float(answer.get("expires_in") or 60)
+        except (ValueError, TypeError, AttributeError):
+            raise Unsure("the token server's answer is not a token") from None
+        if not token:
+            raise Unsure("no token in the answer")
+        return f"Bearer {token}", lifetime
+
+
+# -- the run's view of its registry ------------------------------------------------------
+
+
+class RegistryView:
+    """What the registries serve, asked once per reference per run (thread-safe): the
+    settings' registry (ours), and any other a dockerfile names (external bases)."""
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        engine: Callable[[], EngineSide],
+        policy: retries.Policy | None = None,
+        hints: Path | None = None,
+    ) -> None:
         self.settings = settings
         self._engine = engine
+        self.policy = policy or retries.Policy()
+        self.journal = Journal()
         self._lock = threading.Lock()
         self._known: dict[str, str | None] = {}
         self._pending: dict[str, Future[str | None]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._direct: dict[str, Direct | None] = {}  # host -> how to ask it directly
-        self._probe_lock = threading.Lock()
+        self._clients: dict[str, Future[Client | None]] = {}  # host -> how to ask it
+        self._images: dict[str, str] = {}  # reference -> the tree image it is about
+        self._hints_file = hints  # how each registry was reached in the last run
+        self._hints: dict[str, dict[str, str]] | None = None
 
     @property
     def auth(self) -> dict[str, str] | None:
@@ -77,47 +559,146 @@ class RegistryView:
             return {"username": self.settings.username, "password": self.settings.password}
         return None
 
+    # -- names --------------------------------------------------------------------------
+
     def by_fingerprint(self, image: str, fingerprint: str) -> str:
         """`<registry>/<namespace>/<image>:paitasks-<hex>`."""
-        return f"{self.settings.repository(image)}:{fingerprint_tag(fingerprint)}"
+        return self._named(f"{self.settings.repository(image)}:{fingerprint_tag(fingerprint)}",
+                           image)
 
     def by_tag(self, image: str) -> str:
-        return self.settings.image_name(image)
+        return self._named(self.settings.image_name(image), image)
 
     def by_digest(self, image: str, digest: str) -> str:
-        return f"{self.settings.repository(image)}@{digest}"
+        return self._named(f"{self.settings.repository(image)}@{digest}", image)
+
+    def _named(self, reference: str, image: str) -> str:
+        with self._lock:
+            self._images[reference] = image
+        return reference
+
+    # -- answers ------------------------------------------------------------------------
 
     def digest(self, reference: str) -> str | None:
-        """What the registry serves for `reference`, None for nothing; EngineError when
-        it cannot be asked (unreachable, refused)."""
+        """What the registry serves for `reference`, None for nothing; a PaiTasksError
+        when it cannot be asked (unreachable, refused, failing after every try)."""
         with self._lock:
             if reference in self._known:
                 return self._known[reference]
             pending = self._pending.get(reference)
         if pending is not None:
+            started = time.monotonic()
             try:
                 return pending.result()
             except PaiTasksError:
                 pass  # ask again below, so the error is this caller's
-        found = self._ask(reference)
+            finally:
+                self.journal.add_wait(time.monotonic() - started)
+        started = time.monotonic()
+        try:
+            found = self._ask(reference)
+        finally:
+            self.journal.add_wait(time.monotonic() - started)
         self.learn(reference, found)
         return found
+
+    def prefetch(self, references_: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
+        """Start asking for every one of `references_` at once; `digest` waits for them.
+        A Bearer registry is first asked for one token for all their repositories (and
+        `scopes`, of the settings' registry)."""
+        by_host: dict[str, list[str]] = {self.settings.registry: []}
+        wanted = list(dict.fromkeys(references_))  # before the lock: naming takes it
+        with self._lock:
+            for reference in wanted:
+                if reference in self._known or reference in self._pending:
+                    continue
+                self._pending[reference] = Future()
+                by_host.setdefault(self._parts(reference)[0], []).append(reference)
+        extra = set(scopes)
+        for host, asked in by_host.items():
+            if asked or (extra and host == self.settings.registry):
+                self._executor().submit(self._batch, host, asked, extra)
+
+    def warm(self, images: Iterable[str] = (), push: bool = False) -> None:
+        """Start reaching the settings' registry now (how to reach it, its login, a
+        token for the repositories of `images`, and with `push` what their `:tag`
+        serves), so that the run's questions cost one round trip when it begins."""
+        names = list(images)
+        actions = frozenset({"pull", "push"} if push else {"pull"})
+        scopes = {(self._parts(self.by_tag(image))[1], actions) for image in names}
+        self.prefetch([self.by_tag(image) for image in names] if push else [], scopes)
+
+    def _batch(self, host: str, asked: list[str], scopes: Iterable[Scope]) -> None:
+        """Reach `host`, get tokens for `scopes` and the repositories of `asked` (in a
+        few requests, at once), then ask every one of `asked` at once."""
+        wanted = {(self._parts(ref)[1], frozenset({"pull"})) for ref in asked}
+        if host == self.settings.registry:
+            wanted.update(scopes)
+        try:
+            client = self._client(host)
+        except BaseException as exc:
+            for reference in asked:
+                self._settle(reference, error=exc)
+            return
+        if client is not None and wanted:
+            ordered = sorted(wanted, key=lambda scope: scope[0])
+            chunks = [ordered[i : i + TOKEN_SCOPES] for i in range(0, len(ordered), TOKEN_SCOPES)]
+            tokens = [self._executor().submit(_quietly, client.authorize, chunk)
+                      for chunk in chunks[1:]]
+            _quietly(client.authorize, chunks[0])
+            for future in tokens:
+                future.result()
+        for reference in asked:
+            self._executor().submit(self._prefetched, reference)
+
+    def _prefetched(self, reference: str) -> None:
+        try:
+            found = self._ask(reference)
+        except BaseException as exc:
+            self._settle(reference, error=exc)
+            return
+        self._settle(reference, found)
+
+    def _settle(
+        self, reference: str, found: str | None = None, error: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            pending = self._pending.get(reference)
+            if error is None:
+                self._known[reference] = found
+        if pending is not None and not pending.done():
+            if error is None:
+                pending.set_result(found)
+            else:
+                pending.set_exception(error)
+
+    def check(self, reference: str) -> None:
+        """Raise a clear error now, before any work, if the settings' registry cannot be
+        reached or refuses the login: waits for how to reach it and, where it wants a
+        login (or only the engine can ask it), for the answer about `reference`."""
+        client = self._client(self.settings.registry)
+        if client is None or client.wants_login:
+            self.digest(reference)
+
+    def reach(self) -> None:
+        """Start finding out how to reach the settings' registry now, in the background
+        (the HTTP client's import, the engine's settings, the probe)."""
+        self._executor().submit(_quietly, self._client, self.settings.registry)
 
     def retag(self, image: str, digest: str, tag: str) -> str | None:
         """Make `<image>:<tag>` serve the manifest `digest` in the registry itself (a
         manifest copy: no layer moves); its digest, or None where this process cannot
         do it directly (the caller then goes through an engine)."""
-        host, _, rest = self.by_tag(image).partition("/")
-        direct = self._direct_for(host)
-        if direct is None:
+        host, repository, _ = self._parts(self.by_tag(image))
+        client = self._client(host)
+        if client is None:
             return None
-        repository = _split(rest)[0]
         try:
-            body, media_type = direct.manifest(repository, digest)
-            served = direct.put_manifest(repository, tag, body, media_type)
+            body, media_type = client.manifest(repository, digest, image)
+            served = client.put_manifest(repository, tag, body, media_type, image)
         except Unsure:
             return None
-        self.learn(f"{host}/{repository}:{tag}", served)
+        self.learn(f"{self.settings.repository(image)}:{tag}", served)
         return served
 
     def learn(self, reference: str, digest: str | None) -> None:
@@ -126,195 +707,139 @@ class RegistryView:
             self._known[reference] = digest
             self._pending.pop(reference, None)
 
-    def prefetch(self, references: Iterable[str]) -> None:
-        """Start asking for `references` in the background; `digest` waits for them."""
+    def image_of(self, reference: str) -> str | None:
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(PREFETCH_THREADS, "registry")
-            for reference in references:
-                if reference in self._known or reference in self._pending:
-                    continue
-                self._pending[reference] = self._pool.submit(self._prefetched, reference)
-
-    def _ask(self, reference: str) -> str | None:
-        """The settings' registry directly where it allows it; else, when unsure, and
-        for any other registry (an external base), the engine."""
-        host, _, rest = reference.partition("/")
-        ours = host == self.settings.registry and bool(rest)
-        if ours:
-            direct = self._direct_for(host)
-            if direct is not None:
-                try:
-                    return direct.digest(*_split(rest))
-                except Unsure:
-                    pass
-        # The settings' login goes to their registry only; docker's own to any other.
-        return self._engine().registry_digest(reference, self.auth if ours else None)
-
-    def _direct_for(self, host: str) -> Direct | None:
-        with self._probe_lock:  # one probe per host, whichever thread asks first
-            if host not in self._direct:
-                insecure = self._engine().insecure_registry(host)
-                self._direct[host] = Direct.probe(host, insecure, self._credentials)
-            return self._direct[host]
-
-    def _credentials(self, host: str) -> tuple[str, str] | None:
-        """The settings' login, else docker's own for `host` (docker login, helpers)."""
-        if self.auth is not None:
-            return self.auth["username"], self.auth["password"]
-        return docker_credentials(host)
-
-    def _prefetched(self, reference: str) -> str | None:
-        found = self._ask(reference)
-        with self._lock:
-            self._known[reference] = found
-        return found
+            return self._images.get(reference)
 
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            clients = list(self._clients.values())
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        for future in clients:
+            if future.done() and future.exception() is None and future.result() is not None:
+                client = future.result()
+                assert client is not None
+                client.close()
 
+    # -- internals ----------------------------------------------------------------------
 
-class Unsure(Exception):
-    """The direct answer cannot be trusted: ask the engine."""
-
-
-class Direct:
-    """One registry asked over its HTTP API from this process, the way the engine
-    reaches it (`scheme`); credentials go in headers only and are never shown."""
-
-    def __init__(
-        self, host: str, scheme: str, credentials: Callable[[str], tuple[str, str] | None]
-    ) -> None:
-        self.host = host
-        self.scheme = scheme
-        self._credentials = credentials
-        self._lock = threading.Lock()
-        self._authorization: dict[str, str] = {}  # repository -> Authorization header
-
-    @classmethod
-    def probe(
-        cls, host: str, insecure: bool, credentials: Callable[[str], tuple[str, str] | None]
-    ) -> Direct | None:
-        """How to reach `host` directly: HTTPS with a certificate Python trusts, else
-        plain HTTP where the engine treats the registry as insecure; None when neither
-        answers like a registry (`/v2/` with 200 or 401)."""
-        for scheme in ("https", "http") if insecure else ("https",):
-            try:
-                with _open(f"{scheme}://{_api_host(host)}/v2/", "GET", {}) as response:
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            except (OSError, ValueError):
-                continue
-            if status in (200, 401):
-                return cls(host, scheme, credentials)
-        return None
-
-    def digest(self, repository: str, reference: str) -> str | None:
-        """The digest served for repository:reference; None when there is none."""
-        url = (
-            f"{self.scheme}://{_api_host(self.host)}/v2/{repository}/manifests/"
-            f"{urllib.parse.quote(reference, safe=':')}"
-        )
-        headers = {"Accept": MANIFEST_TYPES}
+    def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
-            known = self._authorization.get(repository)
-        if known:
-            headers["Authorization"] = known
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(CONNECTIONS, "registry")
+            return self._pool
+
+    def _parts(self, reference: str) -> tuple[str, str, str]:
+        """(host, repository, tag or digest) of `reference`, the way docker reads it."""
         try:
+            parsed = references.parse(reference)
+        except references.ReferenceError:
+            host, _, rest = reference.partition("/")
+            return (host, *_split(rest))
+        return parsed.domain, parsed.path, parsed.digest or parsed.tag or "latest"
+
+    def _ask(self, reference: str) -> str | None:
+        """Directly where this process can be sure; else (and for what it cannot reach
+        at all) through the engine, whose answer or error stands."""
+        host, repository, tag = self._parts(reference)
+        ours = host == self.settings.registry
+        client = self._client(host)
+        if client is not None and client.hinted:
             try:
-                response = _open(url, "HEAD", headers)
-            except urllib.error.HTTPError as exc:
-                if exc.code != 401 or known:
-                    raise
-                headers["Authorization"] = self._authorize(exc.headers, repository)
-                response = _open(url, "HEAD", headers)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise Unsure(f"HTTP {exc.code}") from None
-        except (OSError, ValueError) as exc:
-            raise Unsure(str(exc)) from None
-        with response:
-            digest = response.headers.get("Docker-Content-Digest")
-        if not digest:
-            raise Unsure("no digest in the answer")
-        if "Authorization" in headers:
-            with self._lock:
-                self._authorization[repository] = headers["Authorization"]
-        return str(digest)
+                return client.digest(repository, tag, self.image_of(reference))
+            except Unsure:  # reached otherwise now: find out again, once
+                client = self._client(host, again=client)
+        if client is not None:
+            try:
+                return client.digest(repository, tag, self.image_of(reference))
+            except Unsure:
+                pass
+        # The settings' login goes to their registry only; docker's own to any other.
+        return self._engine().registry_digest(reference, self.auth if ours else None)
 
-    def manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
-        """The manifest `digest` of `repository`, as stored, and its media type."""
-        url = f"{self.scheme}://{_api_host(self.host)}/v2/{repository}/manifests/{digest}"
-        response = self._send(url, "GET", {"Accept": MANIFEST_TYPES}, repository)
-        with response:
-            body = response.read()
-            media_type = response.headers.get("Content-Type", "")
-        if not media_type:
-            raise Unsure("no media type")
-        return body, str(media_type)
-
-    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> str:
-        """Store `body` as `repository:tag`; the registry's digest for it."""
-        url = f"{self.scheme}://{_api_host(self.host)}/v2/{repository}/manifests/{tag}"
-        response = self._send(url, "PUT", {"Content-Type": media_type}, repository, body)
-        with response:
-            digest = response.headers.get("Docker-Content-Digest")
-        if not digest:
-            raise Unsure("no digest in the answer")
-        return str(digest)
-
-    def _send(
-        self, url: str, method: str, headers: dict[str, str], repository: str,
-        body: bytes | None = None,
-    ) -> Any:
-        """One request, authorised as the registry's challenge asks (a push needs more
-        than the pull a question needed); anything else than success is Unsure."""
+    def _client(self, host: str, again: Client | None = None) -> Client | None:
+        """How this process reaches `host`: as the last run did (its hint), else
+        probed, once, by whichever thread asks first; None: through the engine. `again`:
+        that client turned out wrong: probe (once)."""
         with self._lock:
-            known = self._authorization.get(repository)
-        if known:
-            headers = {**headers, "Authorization": known}
-        for attempt in (1, 2):
-            try:
-                return _open(url, method, headers, body)
-            except urllib.error.HTTPError as exc:
-                if exc.code != 401 or attempt == 2:
-                    raise Unsure(f"HTTP {exc.code}") from None
-                try:
-                    authorization = self._authorize(exc.headers, repository)
-                except (OSError, ValueError):
-                    raise Unsure("the registry's login failed") from None
-                headers = {**headers, "Authorization": authorization}
-            except (OSError, ValueError) as exc:
-                raise Unsure(str(exc)) from None
-        raise Unsure("not authorised")
+            pending = self._clients.get(host)
+            mine = pending is None or (
+                again is not None and pending.done() and pending.exception() is None
+                and pending.result() is again
+            )
+            if mine:
+                pending = Future()
+                self._clients[host] = pending
+        assert pending is not None
+        if not mine:
+            return pending.result()
+        try:
+            client = self._probe(host, hinted=again is None)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        pending.set_result(client)
+        if again is not None:
+            again.close()
+        return client
 
-    def _authorize(self, answer: Any, repository: str) -> str:
-        """The Authorization header the registry's challenge asks for."""
-        challenge = str(answer.get("WWW-Authenticate", ""))
-        login = self._credentials(self.host)
-        if challenge.lower().startswith("basic"):
-            if login is None:
-                raise Unsure("a login is needed")
-            return "Basic " + _basic(*login)
-        if not challenge.lower().startswith("bearer"):
-            raise Unsure("an unknown challenge")
-        params = dict(_CHALLENGE.findall(challenge))
-        realm = params.pop("realm", "")
-        if not realm.startswith(("https://", "http://")):
-            raise Unsure("an unusable challenge")
-        params.setdefault("scope", f"repository:{repository}:pull")
-        headers = {"Authorization": "Basic " + _basic(*login)} if login else {}
-        with _open(realm + "?" + urllib.parse.urlencode(params), "GET", headers) as response:
-            body = json.load(response)
-        token = body.get("token") or body.get("access_token")
-        if not token:
-            raise Unsure("no token in the answer")
-        return f"Bearer {token}"
+    def _probe(self, host: str, hinted: bool) -> Client | None:
+        engine = self._engine()
+        if host in DOCKER_HUB and engine.has_mirrors():
+            return None  # the engine pulls Docker Hub's images through its mirrors
+        login = functools.partial(self._login, host)
+        hint = self._hint(host) if hinted else None
+        if hint is not None:
+            return Client.from_hint(host, hint, login, self.policy, self.journal)
+        return Client.probe(host, engine.insecure_registry(host), login, self.policy,
+                            self.journal)
+
+    def _hint(self, host: str) -> dict[str, str] | None:
+        with self._lock:
+            if self._hints is None:
+                self._hints = {}
+                if self._hints_file is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        found = json.loads(self._hints_file.read_text(encoding="utf-8"))
+                        if isinstance(found, dict):
+                            self._hints = found
+            hint = self._hints.get(host)
+        if not isinstance(hint, dict) or hint.get("scheme") not in ("https", "http"):
+            return None
+        return {str(key): str(value) for key, value in hint.items()}
+
+    def save_hints(self) -> None:
+        """Keep how each registry was reached, for the next run (nothing secret)."""
+        if self._hints_file is None:
+            return
+        with self._lock:
+            found = dict(self._hints or {})
+            clients = list(self._clients.items())
+        for host, future in clients:
+            if future.done() and future.exception() is None:
+                client = future.result()
+                if client is not None:
+                    found[host] = client.hint()
+        with contextlib.suppress(OSError):
+            self._hints_file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self._hints_file.with_name(f"{self._hints_file.name}.{os.getpid()}")
+            temporary.write_text(json.dumps(found, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(temporary, self._hints_file)
+
+    def _login(self, host: str) -> tuple[str, str] | None:
+        """The settings' login for their registry, else docker's own for `host`."""
+        if host == self.settings.registry and self.auth is not None:
+            return self.auth["username"], self.auth["password"]
+        return docker_credentials(host)
+
+
+
+def _quietly(function: Callable[..., Any], *arguments: Any) -> None:
+    """Run a warm-up step whose failure the question that needs it will report."""
+    with contextlib.suppress(PaiTasksError, Unsure, OSError):
+        function(*arguments)
 
 
 def docker_credentials(host: str) -> tuple[str, str] | None:
@@ -365,6 +890,10 @@ def is_insecure(host: str, registry_config: Mapping[str, Any]) -> bool:
     return False
 
 
+def api_host(host: str) -> str:
+    return DOCKER_HUB_API if host in DOCKER_HUB else host
+
+
 def _split(rest: str) -> tuple[str, str]:
     """`ns/image:tag` or `ns/image@sha256:...` -> (repository, tag or digest)."""
     if "@" in rest:
@@ -374,13 +903,64 @@ def _split(rest: str) -> tuple[str, str]:
     return repository, tag
 
 
-def _api_host(host: str) -> str:
-    return DOCKER_HUB_API if host in DOCKER_HUB else host
+def _merged(scopes: Iterable[Scope]) -> list[Scope]:
+    """One scope per repository, with every action asked for it."""
+    actions: dict[str, set[str]] = {}
+    for repository, wanted in scopes:
+        actions.setdefault(repository, set()).update(wanted)
+    return [(repository, frozenset(found)) for repository, found in sorted(actions.items())]
 
 
-def _open(url: str, method: str, headers: dict[str, str], body: bytes | None = None) -> Any:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    return urllib.request.urlopen(request, timeout=TIMEOUT)
+def _scopes(text: str) -> frozenset[Scope]:
+    """`repository:ns/x:pull,push repository:ns/y:pull` -> its scopes."""
+    found = set()
+    for item in text.split():
+        kind, _, rest = item.partition(":")
+        name, _, actions = rest.rpartition(":")
+        if kind == "repository" and name:
+            found.add((name, frozenset(actions.split(","))))
+    return frozenset(found)
+
+
+def _tls_context(host: str) -> ssl.SSLContext:
+    """The system's certificate authorities, and dockerd's own for this registry."""
+    context = ssl.create_default_context()
+    folder = CERTS_D / host
+    if folder.is_dir():
+        for authority in sorted(folder.glob("*.crt")):
+            try:
+                context.load_verify_locations(cafile=str(authority))
+            except (OSError, ssl.SSLError):
+                continue
+    return context
+
+
+def _certificate_problem(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "certificate" in text or "ssl" in text or "wrong version number" in text
+
+
+_NETWORK_WORDS = (  # what urllib3 says of a failed connection -> in a user's words
+    ("refused", "connection refused"),
+    ("Name or service not known", "no such host"),
+    ("name resolution", "no such host"),
+    ("reset by peer", "connection reset"),
+    ("RemoteDisconnected", "connection closed before an answer"),
+    ("Connection aborted", "connection closed before an answer"),
+    ("IncompleteRead", "connection closed mid-answer"),
+)
+
+
+def _network_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker, words in _NETWORK_WORDS:
+        if marker in text:
+            return words
+    return text.split("): ", 1)[-1].strip() or type(exc).__name__
+
+
+def _tries(count: int) -> str:
+    return f"{count} {'try' if count == 1 else 'tries'}"
 
 
 def _basic(username: str, password: str) -> str:

@@ -26,9 +26,12 @@ from paitasks.progress import Display, display_for
 from paitasks.run import Run
 from paitasks.timeline import Slice, write_trace
 
-ENGINE_TASKS = ("build-image:", "push:", "_publish:")
+ENGINE_TASKS = ("build-image:", "push:", "_publish:", "_upload:")
 PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> they do
+UPLOAD = "_upload:"  # and as upload:<image>
+PUSH_TASKS = ("push:", PUBLISH, UPLOAD)
 REPORT_FILE = "report.json"
+CHECKS = "up-to-date checks"  # the timeline's process for doit's checks
 REGISTRY_UP_TO_DATE = "up to date in the registry"
 COLOURS = {
     "done": "32", "reused": "32", "pulled": "32", "failed": "31", "not built": "33",
@@ -51,7 +54,9 @@ class Outcome:
 
 
 def display_name(name: str) -> str:
-    return f"push:{name[len(PUBLISH):]}" if name.startswith(PUBLISH) else name
+    if name.startswith(PUBLISH):
+        return f"push:{name[len(PUBLISH):]}"
+    return f"upload:{name[len(UPLOAD):]}" if name.startswith(UPLOAD) else name
 
 
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
@@ -83,8 +88,11 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             # With engine tasks and no engine, say so before any hook runs (doit reports
             # InvalidTask and stops).
             images = sorted(n.split(":", 1)[1] for n in planned if n.startswith("build-image:"))
+            pushes = sorted({n.split(":", 1)[1] for n in planned if n.startswith(PUSH_TASKS)})
             removed = self.run.begin(
-                check_engine=any(n.startswith(ENGINE_TASKS) for n in planned), images=images
+                check_engine=any(n.startswith(ENGINE_TASKS) for n in planned),
+                images=images,
+                pushes=pushes,
             )
         except PaiTasksError as exc:
             raise InvalidTask(str(exc)) from None
@@ -223,9 +231,12 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 push = {**entry, "name": outcome.values.get("name"),
                         "digest": outcome.values.get("digest")}
                 images.setdefault(subject, {})["push"] = push
+            elif kind == "upload":
+                upload = {**entry, "digest": outcome.values.get("digest")}
+                images.setdefault(subject, {})["upload"] = upload
             elif kind in ("copy-deps", "prebuild", "postbuild"):
                 components.setdefault(subject, {})[kind] = entry
-        return {
+        report: dict[str, Any] = {
             "started": _iso(self._began),
             "finished": _iso(time.time()),
             "seconds": round(time.time() - self._began, 3),
@@ -233,6 +244,17 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             "images": images,
             "components": components,
         }
+        journal = self.run.journal
+        if journal is not None:
+            for image, entry in images.items():
+                entry["retries"] = journal.retries.get(image, 0)
+            report["registry"] = {
+                "requests": len(journal.exchanges),
+                "retried": sum(1 for item in journal.exchanges if item.tries > 1),
+                "busy_seconds": round(journal.busy(), 3),
+                "waited_seconds": round(journal.waited, 3),
+            }
+        return report
 
     def _write_report(self, report: dict[str, Any]) -> None:
         path = self.run.state / REPORT_FILE
@@ -259,7 +281,17 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                     needs=tuple(display_name(n) for n in self._needs.get(name, ())),
                 )
             )
-        write_trace(self.run.state, slices, self._began)
+        waits = [
+            Slice(name=f"check {display_name(task)}", start=start, end=end, result=result,
+                  where=CHECKS)
+            for task, start, end, result in list(self.run.checks)
+        ]
+        journal = self.run.journal
+        for item in list(journal.exchanges) if journal is not None else ():
+            tries = f" ({item.tries} tries)" if item.tries > 1 else ""
+            waits.append(Slice(name=f"{item.what}{tries}", start=item.start, end=item.end,
+                               result=item.outcome, where=f"registry {item.registry}"))
+        write_trace(self.run.state, slices, self._began, waits)
 
     def _paint(self, text: str, status: str) -> str:
         code = COLOURS.get(status)

@@ -36,11 +36,13 @@ if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
     from paitasks.engines import Engines
-    from paitasks.freshness import Assessment
+    from paitasks.freshness import Assessment, Lookahead
     from paitasks.progress import Display
-    from paitasks.registry import RegistryView
+    from paitasks.registry import Journal, RegistryView
+    from paitasks.retries import Policy
 
 HASH_CACHE_FILE = "file-hashes.json"
+REGISTRIES_FILE = "registries.json"  # how each registry was reached (registry.py)
 LOCK_FILE = "lock"
 
 
@@ -63,7 +65,6 @@ class Run:
         self._remote: RegistryView | None = None
         self._several: Engines | None = None
         self._built_on: dict[str, str] = {}  # image -> the engine of engines= that built it
-        self._logins: set[tuple[str, str]] = set()
         self._tree_lock = RunLock(self.state)
         self._locked = False
         # What an up-to-date check found, for the build that follows it.
@@ -77,15 +78,23 @@ class Run:
         self.temp = tempfolders.TempFolders(self.root, self.state, self.fingerprint)
         self._output_lock = threading.Lock()
         self._display: Display | None = None  # the reporter's, while it shows the run
+        # Set by tasks.generate: asks the registry, when the run begins, every question
+        # the run can know then (freshness.Lookahead); the references it asked.
+        self.lookahead: Lookahead | None = None
+        # Each up-to-date check as it went (task, start, end, result), for the timeline.
+        self.checks: list[tuple[str, float, float, str]] = []
 
     # -- start and end (called by the reporter) ---------------------------------------
 
-    def begin(self, check_engine: bool, images: Sequence[str] = ()) -> list[Path]:
+    def begin(
+        self, check_engine: bool, images: Sequence[str] = (), pushes: Sequence[str] = ()
+    ) -> list[Path]:
         """Take the tree's lock (waiting for another run), tidy the temp folders a killed
         run left (returned, to be reported), and check the engine answers if the run has
-        engine tasks. With a registry, start asking it for the `images` of the run and
-        check the first answer, so an unreachable registry or refused credentials stop
-        the run before any work."""
+        engine tasks. With a registry, ask it at once every question the run can know
+        now (`lookahead`: the fingerprint tags of `images`, the `:tag` of `pushes`, the
+        external bases), and check it, so an unreachable registry or refused credentials
+        stop the run before any work."""
         self._tree_lock.acquire(wait=True)
         self._locked = True
         self.images.run_started(self._tree_lock.previous, self._tree_lock.written)
@@ -104,10 +113,9 @@ class Run:
                 assert self.several is not None
                 self.several.check()
             remote = self.remote
-            if remote is not None and images:
-                references = [remote.by_tag(image) for image in images]
-                remote.prefetch(references)
-                remote.digest(references[0])
+            if remote is not None and (images or pushes):
+                asked = self.lookahead(images, pushes) if self.lookahead is not None else []
+                remote.check(asked[0] if asked else remote.by_tag([*images, *pushes][0]))
         return removed
 
     def end(self) -> None:
@@ -118,6 +126,7 @@ class Run:
                 with contextlib.suppress(OSError):
                     self._hashes.save()
             if self._remote is not None:
+                self._remote.save_hints()
                 self._remote.close()
             if self._locked:
                 self._untag_stale()
@@ -184,8 +193,27 @@ class Run:
             return self._registry
 
     @property
+    def journal(self) -> Journal | None:
+        """The run's registry traffic so far; None when it had none."""
+        return self._remote.journal if self._remote is not None else None
+
+    def note_check(self, task: str, start: float, fresh: bool) -> None:
+        """An up-to-date check of `task`, which began at `start`, just ended."""
+        with self._lock:
+            self.checks.append((task, start, time.time(), "up to date" if fresh else "run"))
+
+    @property
+    def policy(self) -> Policy:
+        """How hard registry requests and pushes are tried (retries.py)."""
+        from paitasks.retries import Policy
+
+        settings = self.settings
+        return Policy(settings.tries, settings.retry_time, settings.stall)
+
+    @property
     def remote(self) -> RegistryView | None:
-        """The registry of `config=`, asked through the engine; None without `config=`."""
+        """The registry of `config=` (and any other a dockerfile names), asked from this
+        process; None without `config=`."""
         if self.settings.config is None:
             return None
         settings = self.registry()
@@ -193,7 +221,9 @@ class Run:
             if self._remote is None:
                 from paitasks.registry import RegistryView
 
-                self._remote = RegistryView(settings, self.engine)
+                self._remote = RegistryView(
+                    settings, self.engine, self.policy, self.state / REGISTRIES_FILE
+                )
             return self._remote
 
     @property
@@ -253,16 +283,6 @@ class Run:
                 self.engine().remove_images(stale)
             except PaiTasksError as exc:
                 print(f"paitasks: could not untag stale images: {exc}", file=sys.stderr)
-
-    def check_login_once(self, registry: str, username: str, password: str) -> None:
-        """Fail fast and clearly on refused credentials, once per registry and user."""
-        key = (registry, username)
-        with self._lock:
-            if key in self._logins:
-                return
-        self.engine().check_login(registry, username, password)
-        with self._lock:
-            self._logins.add(key)
 
     def keep_assessment(self, name: str, assessment: Assessment) -> None:
         with self._lock:

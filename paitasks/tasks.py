@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from paitasks import actions
-from paitasks.freshness import CopiesDeferred, ImageUpToDate, Predictions, PushUpToDate
+from paitasks.freshness import (
+    CopiesDeferred,
+    ImageUpToDate,
+    Lookahead,
+    Predictions,
+    PushUpToDate,
+)
 from paitasks.graph import Graph
 from paitasks.inputs import ImageSpec, last_engine
 from paitasks.loader import Plan
@@ -60,6 +66,7 @@ def generate(plan: Plan, run: Run) -> Iterator[TaskDict]:
         yield {"basename": basename, "name": None, "doc": doc}
     rounds: dict[str, RoundSpec] = {}
     predictions = Predictions(run)
+    run.lookahead = Lookahead(run, predictions.specs)
     for component in tree.components.values():
         yield from component_tasks(component, plan, run, rounds, predictions)
     yield from push_tasks(graph, run)
@@ -68,8 +75,11 @@ def generate(plan: Plan, run: Run) -> Iterator[TaskDict]:
 def push_tasks(graph: Graph, run: Run) -> Iterator[TaskDict]:
     """`push:<image>` for one image (after its bases), and `push` for all of them.
 
-    `push` publishes nothing until every image has built: its hidden `_publish:<image>`
-    tasks wait for `build`, so a failed build never leaves a half-published set.
+    `push` publishes nothing until every image has built and is in the registry: its
+    hidden `_upload:<image>` tasks put each image there under its fingerprint tag as soon
+    as it is built, and its `_publish:<image>` tasks, which move each `:tag`, wait for
+    `build` and for every upload, so a failed build or upload never leaves a
+    half-published set.
     """
     yield {
         "basename": "push",
@@ -77,23 +87,31 @@ def push_tasks(graph: Graph, run: Run) -> Iterator[TaskDict]:
         "actions": None,
         "task_dep": ["_publish"],
     }
-    yield {"basename": "_publish", "name": None, "doc": "push every image (after `build`)"}
+    yield {"basename": "_publish", "name": None, "doc": "move every image's tag (after `build`)"}
+    yield {"basename": "_upload", "name": None, "doc": "put every image in the registry"}
     for image in graph.tree.images:
-        action = [(actions.push_image, [run, image])]
         bases = graph.image_deps[image]
         yield {
             "basename": f"push:{image}",
             "doc": f"push image {image} to the registry (after its bases)",
-            "actions": action,
+            "actions": [(actions.push_image, [run, image])],
             "task_dep": [f"build-image:{image}", *(f"push:{base}" for base in bases)],
             "uptodate": [PushUpToDate(run, image)],
         }
         yield {
+            "basename": "_upload",
+            "name": image,
+            "doc": f"put image {image} in the registry under its fingerprint tag",
+            "actions": [(actions.upload_image, [run, image])],
+            "task_dep": [f"build-image:{image}", *(f"_upload:{base}" for base in bases)],
+            "uptodate": [PushUpToDate(run, image, upload=True)],
+        }
+        yield {
             "basename": "_publish",
             "name": image,
-            "doc": f"push image {image} once every image has built",
-            "actions": action,
-            "task_dep": ["build", *(f"_publish:{base}" for base in bases)],
+            "doc": f"move image {image}'s tag once every image is in the registry",
+            "actions": [(actions.publish_tag, [run, image])],
+            "task_dep": ["build", "_upload"],
             "uptodate": [PushUpToDate(run, image)],
         }
 

@@ -67,9 +67,14 @@ def critical_path(slices: Iterable[Slice]) -> list[Slice]:
     return list(reversed(path))
 
 
-def trace_events(slices: Sequence[Slice], began: float) -> dict[str, Any]:
-    """The Trace Event document of a run's slices (times in microseconds from `began`)."""
+def trace_events(
+    slices: Sequence[Slice], began: float, waits: Sequence[Slice] = ()
+) -> dict[str, Any]:
+    """The Trace Event document of a run's task slices (times in microseconds from
+    `began`); `waits` (up-to-date checks, registry requests) go on processes of their
+    own, named by their `where`, and never on the critical path."""
     machines = [HERE, *sorted({item.where for item in slices} - {HERE}), CRITICAL]
+    machines += sorted({item.where for item in waits} - set(machines))
     pids = {machine: number for number, machine in enumerate(machines, 1)}
     events: list[dict[str, Any]] = [
         {"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": machine}}
@@ -89,7 +94,7 @@ def trace_events(slices: Sequence[Slice], began: float) -> dict[str, Any]:
             "args": {"result": item.result},
         }
 
-    for item in sorted(slices, key=lambda entry: (entry.start, entry.end, entry.name)):
+    for item in sorted([*slices, *waits], key=lambda entry: (entry.start, entry.end, entry.name)):
         lane = lanes.setdefault(item.where, Lanes()).take(item.start, item.end)
         events.append(event(item, pids[item.where], lane))
     path = critical_path(slices)
@@ -104,11 +109,13 @@ def trace_events(slices: Sequence[Slice], began: float) -> dict[str, Any]:
     }
 
 
-def write_trace(state: Path, slices: Sequence[Slice], began: float) -> Path:
+def write_trace(
+    state: Path, slices: Sequence[Slice], began: float, waits: Sequence[Slice] = ()
+) -> Path:
     path = state / TRACE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{TRACE_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(trace_events(slices, began), indent=1) + "\n")
+    temporary.write_text(json.dumps(trace_events(slices, began, waits), indent=1) + "\n")
     os.replace(temporary, path)
     return path
 

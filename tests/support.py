@@ -53,9 +53,25 @@ class RegistryAPI:
         request = urllib.request.Request(f"{self.scheme}://{self.address}{path}", method=method)
         if accept:
             request.add_header("Accept", accept)
+        basic = ""
         if self.auth:
-            token = base64.b64encode(":".join(self.auth).encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
+            basic = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
+            request.add_header("Authorization", basic)
+        try:
+            return _opener.open(request, timeout=10)
+        except urllib.error.HTTPError as exc:
+            challenge = exc.headers.get("WWW-Authenticate", "")
+            if exc.code != 401 or not challenge.lower().startswith("bearer"):
+                raise
+        # A token registry: a token for what it asked, with the login (as a user's tools do).
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm")
+        token_request = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(params)}")
+        if basic:
+            token_request.add_header("Authorization", basic)
+        with _opener.open(token_request, timeout=10) as answer:
+            token = json.load(answer)["token"]
+        request.add_header("Authorization", f"Bearer {token}")
         return _opener.open(request, timeout=10)
 
     def ping(self) -> bool:
@@ -223,6 +239,17 @@ class Request:
     status: int
 
 
+@dataclass(frozen=True)
+class TokenAuth:
+    """The distribution registry's `auth: token`: a Bearer token from `realm` (a token
+    server, such as far_registry's), signed by the key of `certificate`."""
+
+    realm: str
+    certificate: Path
+    service: str = "paitasks-test"
+    issuer: str = "paitasks-test-issuer"
+
+
 class LoggedRegistry:
     """Debian's `docker-registry serve CONFIG` on a free 127.0.0.1 port, with its own
     storage folder and log file, deletes enabled and, if `auth` is given, an htpasswd
@@ -238,11 +265,13 @@ class LoggedRegistry:
     """
 
     def __init__(
-        self, folder: Path, auth: tuple[str, str] | None = None, tls: bool = False
+        self, folder: Path, auth: tuple[str, str] | None = None, tls: bool = False,
+        token: TokenAuth | None = None,
     ) -> None:
         self.folder = folder
         self.address = f"127.0.0.1:{free_port()}"
         self.api = RegistryAPI(self.address, auth, "https" if tls else "http")
+        self.token = token
         self.log_path = folder / "registry.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -271,7 +300,12 @@ class LoggedRegistry:
             )
             config[-1] = (f"http: {{addr: '{self.address}', "
                           f"tls: {{certificate: '{certificate}', key: '{key}'}}}}")
-        if self.api.auth:
+        if self.token is not None:
+            config.append(
+                f"auth: {{token: {{realm: '{self.token.realm}', service: '{self.token.service}',"
+                f" issuer: '{self.token.issuer}', rootcertbundle: '{self.token.certificate}'}}}}"
+            )
+        elif self.api.auth:
             username, password = self.api.auth
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
             (self.folder / "htpasswd").write_text(f"{username}:{hashed}\n")

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from paitasks.errors import EngineError
 from paitasks.inputs import external_digest
 from paitasks.reference import engine_name
 from paitasks.registry import RegistryView, _split, is_insecure
+from paitasks.retries import Policy
 from tests.support import (
     BUSYBOX,
     ENGINE2_ENV,
@@ -710,7 +712,10 @@ class FakeEngine:
         self.lock = threading.Lock()
 
     def insecure_registry(self, host: str) -> bool:
-        return True  # nothing listens on its port 1: the direct probe fails at once
+        return True
+
+    def has_mirrors(self) -> bool:
+        return False
 
     def registry_digest(self, reference: str, auth: object = None) -> str | None:
         with self.lock:
@@ -723,6 +728,17 @@ class FakeEngine:
 SETTINGS = RegistrySettings("ns", "127.0.0.1:1", "v1")
 
 
+class EngineOnly(RegistryView):
+    """A view that asks every question through the engine (no registry to reach)."""
+
+    def _client(self, host: str, again: object = None) -> None:
+        return None
+
+
+def engine_only(engine: FakeEngine) -> RegistryView:
+    return EngineOnly(SETTINGS, lambda: engine)
+
+
 @given(st.text("0123456789abcdef", min_size=64, max_size=64))
 def test_fingerprint_tag_is_a_valid_tag_naming_the_fingerprint(hex_digits: str) -> None:
     tag = registry_module.fingerprint_tag(f"sha256:{hex_digits}")
@@ -733,7 +749,7 @@ def test_fingerprint_tag_is_a_valid_tag_naming_the_fingerprint(hex_digits: str) 
 
 def test_each_reference_is_asked_once_and_errors_are_not_remembered() -> None:
     engine = FakeEngine({"a": "sha256:1"}, fail={"bad"})
-    view = RegistryView(SETTINGS, lambda: engine)  # type: ignore[arg-type, return-value]
+    view = engine_only(engine)
     assert view.digest("a") == "sha256:1"
     assert view.digest("a") == "sha256:1"
     assert view.digest("missing") is None
@@ -749,7 +765,7 @@ def test_each_reference_is_asked_once_and_errors_are_not_remembered() -> None:
 
 def test_prefetched_answers_serve_later_questions() -> None:
     engine = FakeEngine({f"r{i}": f"sha256:{i}" for i in range(20)}, fail={"bad"})
-    view = RegistryView(SETTINGS, lambda: engine)  # type: ignore[arg-type, return-value]
+    view = engine_only(engine)
     view.prefetch([*(f"r{i}" for i in range(20)), "bad"])
     assert [view.digest(f"r{i}") for i in range(20)] == [f"sha256:{i}" for i in range(20)]
     with pytest.raises(EngineError):  # the caller gets the error, asked again
@@ -759,13 +775,13 @@ def test_prefetched_answers_serve_later_questions() -> None:
 
 
 def test_names_in_the_registry() -> None:
-    view = RegistryView(SETTINGS, lambda: FakeEngine({}))  # type: ignore[arg-type, return-value]
+    view = RegistryView(SETTINGS, lambda: FakeEngine({}))
     assert view.by_tag("x") == "127.0.0.1:1/ns/x:v1"
     assert view.by_fingerprint("x", "sha256:ab") == "127.0.0.1:1/ns/x:paitasks-ab"
     assert view.by_digest("x", "sha256:cd") == "127.0.0.1:1/ns/x@sha256:cd"
     assert view.auth is None
     login = RegistryView(
-        RegistrySettings("ns", "h.io", "v1", "u", "p"), lambda: FakeEngine({})  # type: ignore[arg-type, return-value]
+        RegistrySettings("ns", "h.io", "v1", "u", "p"), lambda: FakeEngine({})
     )
     assert login.auth == {"username": "u", "password": "p"}
 
@@ -795,7 +811,7 @@ def test_an_external_image_counts_by_its_digest(
     name: str, local: LocalImage | None, served: str | None, expected: str
 ) -> None:
     engine = FakeEngine({name: served})
-    remote = RegistryView(SETTINGS, lambda: engine)  # type: ignore[arg-type, return-value]
+    remote = engine_only(engine)
     images = {engine_name(name): local} if local else {}
     run = FakeRun(images, remote)
     assert external_digest(run, name) == expected  # type: ignore[arg-type]
@@ -828,3 +844,78 @@ def test_references_split_into_repository_and_tag_or_digest() -> None:
     assert _split("ns/x:paitasks-ab") == ("ns/x", "paitasks-ab")
     assert _split("ns/deep/x@sha256:cd") == ("ns/deep/x", "sha256:cd")
     assert _split("ns/x:v1") == ("ns/x", "v1")
+
+
+# -- pure logic of the registry client: scopes, tokens, the journal, hints ----------------
+
+
+def test_a_challenge_scope_lists_repositories_and_actions() -> None:
+    assert registry_module._scopes("repository:ns/x:pull,push repository:ns/y:pull") == {
+        ("ns/x", frozenset({"pull", "push"})), ("ns/y", frozenset({"pull"})),
+    }
+    assert registry_module._scopes("registry:catalog:*") == frozenset()
+
+
+def test_scopes_of_one_repository_are_merged() -> None:
+    merged = registry_module._merged([
+        ("ns/x", frozenset({"pull"})), ("ns/y", frozenset({"pull"})),
+        ("ns/x", frozenset({"pull", "push"})),
+    ])
+    assert merged == [("ns/x", frozenset({"pull", "push"})), ("ns/y", frozenset({"pull"}))]
+
+
+def test_a_token_serves_the_scopes_it_was_fetched_for_until_it_expires() -> None:
+    client = registry_module.Client(
+        "h.io", "https", lambda: None, Policy(), registry_module.Journal()
+    )
+    pull_push = ("ns/x", frozenset({"pull", "push"}))
+    client._tokens.append((frozenset({pull_push}), "Bearer t1", time.monotonic() + 60))
+    assert client._cached(("ns/x", frozenset({"pull"}))) == "Bearer t1"
+    assert client._cached(pull_push) == "Bearer t1"
+    assert client._cached(("ns/y", frozenset({"pull"}))) is None
+    client._tokens[:] = [(frozenset({pull_push}), "Bearer t1", time.monotonic() - 1)]
+    assert client._cached(pull_push) is None
+
+
+def test_the_journal_counts_time_in_flight_once() -> None:
+    journal = registry_module.Journal()
+    for start, end in ((0.0, 1.0), (0.5, 1.5), (3.0, 4.0)):
+        journal.record(registry_module.Exchange("HEAD ns/x:v1", "h", start, end, 1, "200"))
+    assert journal.busy() == pytest.approx(2.5)
+
+
+def test_how_a_registry_was_reached_is_kept_for_the_next_run(tmp_path: Path) -> None:
+    hints = tmp_path / "registries.json"
+    hints.write_text(json.dumps({
+        "h.io:5000": {"scheme": "http", "login": "bearer", "realm": "https://auth.h.io/t",
+                      "service": "h"},
+        "odd:1": {"scheme": "ftp"},
+    }))
+    view = RegistryView(SETTINGS, lambda: FakeEngine({}), hints=hints)
+    found = view._hint("h.io:5000")
+    assert found is not None
+    client = registry_module.Client.from_hint(
+        "h.io:5000", found, lambda: ("u", "p"), view.policy, view.journal
+    )
+    assert (client.scheme, client.hinted, client.wants_login) == ("http", True, True)
+    assert client.hint() == {"scheme": "http", "login": "bearer",
+                             "realm": "https://auth.h.io/t", "service": "h"}
+    assert view._hint("odd:1") is None
+    assert view._hint("elsewhere") is None
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("HTTPConnection(host='h', port=1): Failed to establish a new connection: "
+         "[Errno 111] Connection refused", "connection refused"),
+        ("('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))",
+         "connection reset"),
+        ("('Connection aborted.', RemoteDisconnected('Remote end closed connection'))",
+         "connection closed before an answer"),
+        ("something new", "something new"),
+    ],
+)
+def test_network_failures_in_a_users_words(text: str, words: str) -> None:
+    assert registry_module._network_reason(OSError(text)) == words

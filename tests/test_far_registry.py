@@ -1,0 +1,436 @@
+"""A registry as users have it: far away, rate-limited, failing now and then, behind tokens.
+
+Engine 1 publishes a prefixed copy of src-fixtures through `FarRegistry` (tests/
+far_registry.py), a proxy of this project's own that adds a round trip to every byte and
+injects faults, in front of a registry of this module's own. Engine 2 stands for a fresh
+CI runner. What the runs did is read from the proxy's log (every request, who sent it,
+what it was answered, when), from the registry's HTTP API and from `report.json`; the
+tests count and compare, they never time. The times are in bench/run.py (scenario 8).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.far_registry import FarRegistry, logical_key, token_keys
+from tests.support import (
+    ENGINE2_ENV,
+    FIXTURES,
+    PAI_BUILD,
+    LoggedRegistry,
+    TokenAuth,
+    engine2_images,
+    fingerprint_tag,
+    free_port,
+    output,
+    prefixed_tree,
+    run_doit,
+    succeeded,
+)
+from tests.test_push import write_config
+from tests.test_registry import clear_engine1, clear_engine2, run_engine2_busybox
+
+pytestmark = pytest.mark.engine
+
+TAG = "v1"
+RTT = 40  # milliseconds: far enough to tell requests sent at once from one after another
+OURS = "python-urllib3"  # the User-Agent of paitasks' own registry requests
+DOCKER = "docker/"  # the engine's
+USER, PASSWORD = "ci-robot", "far-Pa55-do-not-leak"
+FAST_STALL = {"PAI_REGISTRY_STALL": "3"}
+
+
+@dataclass(frozen=True)
+class Published:
+    """The tree engine 1 built and pushed through the far registry."""
+
+    src: Path
+    ns: str
+    config: Path
+    far: FarRegistry
+    registry: LoggedRegistry
+    images: list[str]
+    watchdog: str  # its prefixed name: the leaf the tests change
+
+    def digest(self, image: str, tag: str = TAG) -> str | None:
+        return self.registry.api.manifest_digest(f"{self.ns}/{image}", tag)
+
+
+def doit(src: Path, *arguments: str, engine2: bool = False,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {**(ENGINE2_ENV if engine2 else {}), **(env or {})}
+    return run_doit(*arguments, f"src={src}", cwd=src.parent, env=environ)
+
+
+def report(src: Path) -> dict[str, Any]:
+    return dict(json.loads((src.parent / ".paitasks" / "report.json").read_text()))
+
+
+def fresh_runner(published: Published, root: Path, change: str | None = None) -> Path:
+    """A fresh clone of the tree on engine 2 (no `.paitasks/`, no image of the tree);
+    with `change`, a new line in watchdog's cmd/main.sh, so watchdog must be rebuilt."""
+    clear_engine2(published.ns)
+    src = root / "src"
+    shutil.copytree(published.src, src, symlinks=True)
+    if change is not None:
+        script = src / "watchdog" / "cmd" / "main.sh"
+        script.write_text(script.read_text() + f"# {change}\n")
+    return src
+
+
+def ours(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item for item in requests if item["agent"].startswith(OURS)]
+
+
+def engines(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item for item in requests if item["agent"].startswith(DOCKER)]
+
+
+def rounds(requests: list[dict[str, Any]], every: list[dict[str, Any]]) -> list[list[str]]:
+    """`requests` grouped by when their client sent them: a request reaches the proxy's
+    HTTP layer half a round trip after it was sent, and the first one of a connection a
+    whole round trip later (the handshake). Requests sent one after another are a round
+    trip apart; requests sent at once, a few milliseconds. `every` is all the requests
+    the proxy served in the run (to tell which request opened its connection)."""
+    opened: dict[int, float] = {}
+    for item in sorted(every, key=lambda entry: entry["start"]):
+        opened.setdefault(item["connection"], item["start"])
+    rtt = RTT / 1000
+    sent = sorted(
+        (item["start"] - rtt / 2 - (rtt if opened[item["connection"]] == item["start"] else 0),
+         item["path"])
+        for item in requests
+    )
+    groups: list[list[str]] = []
+    last = float("-inf")
+    for moment, path in sent:
+        if moment - last > rtt / 2:
+            groups.append([])
+        groups[-1].append(path)
+        last = moment
+    return groups
+
+
+def faulted(requests: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [item for item in requests if item["fault"] == action]
+
+
+def key(item: dict[str, Any]) -> str:
+    return logical_key(item["method"], f"{item['path']}?{item['query']}")
+
+
+def retried_later(requests: list[dict[str, Any]], failed: dict[str, Any]) -> dict[str, Any]:
+    """The request after `failed` that is the same (its retry: an upload's id apart)."""
+    later = [item for item in requests
+             if item["start"] > failed["start"] and key(item) == key(failed)]
+    assert later, f"{key(failed)} was never tried again"
+    return later[0]
+
+
+def tags_served(published: Published) -> dict[str, str | None]:
+    return {image: published.digest(image) for image in published.images}
+
+
+# -- fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
+    prefix = f"pt{secrets.token_hex(4)}"
+    yield prefix
+    clear_engine1(docker_client, prefix)
+    clear_engine2(prefix)
+
+
+@pytest.fixture(scope="module")
+def far(logged_registry: LoggedRegistry) -> Iterator[FarRegistry]:
+    with FarRegistry(logged_registry.address, rtt_ms=RTT) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def published(
+    ns: str, far: FarRegistry, logged_registry: LoggedRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Published:
+    root = tmp_path_factory.mktemp("far-published")
+    src = root / "src"
+    names = prefixed_tree(FIXTURES, src, ns)
+    config = write_config(root / "cfg", far.address, ns, TAG)
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={config}"))
+    images = sorted(report(src)["images"])
+    found = Published(src, ns, config, far, logged_registry, images, names["watchdog"])
+    assert all(tags_served(found).values()), tags_served(found)
+    return found
+
+
+@pytest.fixture
+def faults(far: FarRegistry) -> Iterator[FarRegistry]:
+    """The far registry, its fault rules cleared after the test."""
+    yield far
+    far.faults([])
+
+
+# -- round trips: ask everything at once, on few connections ---------------------------
+
+
+def test_a_fresh_runner_asks_every_question_once_and_at_once(
+    published: Published, tmp_path: Path
+) -> None:
+    src = fresh_runner(published, tmp_path)
+    mark = published.far.mark()
+    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    succeeded(result)
+    statuses = {name: entry["status"] for name, entry in report(src)["images"].items()}
+    assert set(statuses.values()) == {"up to date in the registry"}, statuses
+    requests = published.far.requests(mark)
+    assert not engines(requests), "the engine was not needed: nothing to pull or push"
+    heads = [item for item in ours(requests) if item["method"] == "HEAD"]
+    asked = Counter(item["path"] for item in heads)
+    assert all(count == 1 for count in asked.values()), asked.most_common(3)
+    expected = {f"/v2/{published.ns}/{image}/manifests/{tag}"
+                for image, entry in report(src)["images"].items()
+                for tag in (TAG, fingerprint_tag(entry["fingerprint"]))}
+    assert set(asked) == expected
+    assert {item["method"] for item in ours(requests)} <= {"GET", "HEAD"}
+    assert [item["path"] for item in ours(requests) if item["method"] == "GET"] == ["/v2/"]
+    # Asked at once: the `:tag`s as soon as the tree is read, the fingerprint tags once
+    # the run begins, and the one behind componentB's hook (which declares no inputs, so
+    # its fingerprint is known only once it ran) after that hook: three round trips for
+    # any number of images (two when the first two overlap).
+    groups = rounds(heads, requests)
+    assert len(groups) <= 3, groups
+    assert max(len(group) for group in groups) >= len(published.images) - 1, groups
+    assert len({item["connection"] for item in heads}) >= len(published.images) - 1
+    registry = report(src)["registry"]
+    assert registry["requests"] >= len(expected)
+    assert registry["retried"] == 0
+
+
+def test_the_timeline_and_the_report_show_the_waits(
+    published: Published, tmp_path: Path
+) -> None:
+    src = fresh_runner(published, tmp_path)
+    succeeded(doit(src, "-n", "4", "build", f"config={published.config}", engine2=True))
+    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
+    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
+                 if event["ph"] == "M"}
+    slices = Counter(processes[event["pid"]] for event in trace["traceEvents"]
+                     if event["ph"] == "X")
+    assert slices["up-to-date checks"] == len(published.images)
+    assert slices[f"registry {published.far.address}"] >= len(published.images)
+    shown = subprocess.run([PAI_BUILD, "report", "--src", str(src)], capture_output=True,
+                           text=True, timeout=60, check=True).stdout
+    assert "registry: " in shown and "the up-to-date checks waited" in shown
+
+
+def test_a_warm_engine_asks_only_what_its_tags_serve(published: Published) -> None:
+    """The engine that pushed holds every image under the registry's digests: the push
+    checks need `:tag` only, one request per image, none of them twice."""
+    mark = published.far.mark()
+    succeeded(doit(published.src, "-n", "4", "build", "push", f"config={published.config}"))
+    heads = [item for item in ours(published.far.requests(mark)) if item["method"] == "HEAD"]
+    assert sorted(item["path"] for item in heads) == sorted(
+        f"/v2/{published.ns}/{image}/manifests/{TAG}" for image in published.images
+    )
+
+
+# -- faults: transient ones cost time, not the run --------------------------------------
+
+
+def test_429_with_retry_after_on_one_request_in_three(
+    published: Published, faults: FarRegistry, tmp_path: Path
+) -> None:
+    change = secrets.token_hex(4)
+    src = fresh_runner(published, tmp_path, change=change)
+    faults.faults([{"action": "429", "every": 3, "retry_after": "1"}])
+    mark = faults.mark()
+    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    succeeded(result)
+    requests = faults.requests(mark)
+    refused = faulted(requests, "429")
+    assert refused, "the rule picked no request"
+    for failed in ours(refused):  # paitasks' own: tried again once the wait asked for passed
+        again = retried_later(requests, failed)
+        assert again["start"] - failed["end"] >= 1.0 - 0.05, (failed, again)
+        assert again["status"] not in (429, None)
+    entries = report(src)["images"]
+    assert sum(entry["retries"] for entry in entries.values()) >= len(ours(refused))
+    assert entries[published.watchdog]["push"]["status"] == "done"
+    assert published.digest(published.watchdog) == published.registry.api.manifest_digest(
+        f"{published.ns}/{published.watchdog}",
+        fingerprint_tag(entries[published.watchdog]["fingerprint"]),
+    )
+    image = f"{published.far.address}/{published.ns}/{published.watchdog}:{TAG}"
+    assert change in run_engine2_busybox(image, "/usr/bin/watchdog")
+
+
+def test_429_without_retry_after_and_503_are_tried_again(
+    published: Published, faults: FarRegistry, tmp_path: Path
+) -> None:
+    src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
+    faults.faults([
+        {"action": "429", "every": 3, "methods": ["HEAD"]},
+        {"action": "503", "every": 3, "methods": ["GET", "POST", "PATCH", "PUT"]},
+    ])
+    mark = faults.mark()
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
+    requests = faults.requests(mark)
+    assert faulted(requests, "429") and faulted(requests, "503")
+    assert engines(faulted(requests, "503")), "no engine request (a push) met a 503"
+    for failed in ours(faulted(requests, "429") + faulted(requests, "503")):
+        retried_later(requests, failed)
+    entries = report(src)["images"]
+    assert entries[published.watchdog]["push"]["status"] == "done"
+    assert entries[published.watchdog]["retries"] >= 1
+
+
+def test_a_reset_connection_is_tried_again(
+    published: Published, faults: FarRegistry, tmp_path: Path
+) -> None:
+    src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
+    faults.faults([{"action": "reset", "every": 3}])
+    mark = faults.mark()
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
+    requests = faults.requests(mark)
+    assert ours(faulted(requests, "reset")) and engines(faulted(requests, "reset"))
+    for failed in ours(faulted(requests, "reset")):
+        retried_later(requests, failed)
+    assert report(src)["images"][published.watchdog]["push"]["status"] == "done"
+
+
+def test_a_stalled_upload_is_tried_again_and_publishes_the_same_digest(
+    published: Published, faults: FarRegistry, tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    change = secrets.token_hex(4)
+    src = fresh_runner(published, tmp_path / "stalled", change=change)
+    faults.faults([{"action": "stall", "methods": ["PATCH"], "path": "/blobs/uploads/"}])
+    mark = faults.mark()
+    result = doit(src, "-n", "4", "build", "push", f"config={published.config}",
+                  engine2=True, env=FAST_STALL)
+    succeeded(result)
+    requests = faults.requests(mark)
+    assert engines(faulted(requests, "stall")), "no upload stalled"
+    entries = report(src)["images"]
+    assert entries[published.watchdog]["retries"] >= 1
+    published_digest = published.digest(published.watchdog)
+    # The same image pushed cleanly elsewhere gets the same digest.
+    image = f"{published.far.address}/{published.ns}/{published.watchdog}:{TAG}"
+    with LoggedRegistry(tmp_path_factory.mktemp("clean-registry")) as clean:
+        target = f"{clean.address}/clean/{published.watchdog}:{TAG}"
+        subprocess.run(["docker", "--host", ENGINE2_ENV["DOCKER_HOST"], "tag", image, target],
+                       check=True, capture_output=True, timeout=60)
+        subprocess.run(["docker", "--host", ENGINE2_ENV["DOCKER_HOST"], "push", target],
+                       check=True, capture_output=True, timeout=120)
+        assert clean.api.manifest_digest(f"clean/{published.watchdog}", TAG) == published_digest
+
+
+def test_a_registry_that_keeps_failing_ends_in_one_line_and_publishes_nothing(
+    published: Published, faults: FarRegistry, tmp_path: Path
+) -> None:
+    """Uploads stall every time: the run gives up after its tries with one line naming
+    the registry, the image, what failed and the tries; no `:tag` moves, for any image
+    (the uploads come first); the same run without the fault then publishes."""
+    before = tags_served(published)
+    src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
+    faults.faults([{"action": "stall", "methods": ["PATCH"], "path": "/blobs/uploads/",
+                    "times": 100}])
+    result = doit(src, "-n", "4", "build", "push", f"config={published.config}",
+                  engine2=True, env={**FAST_STALL, "PAI_REGISTRY_TRIES": "2"})
+    assert result.returncode != 0
+    text = output(result)
+    assert "Traceback" not in text
+    failure = [line for line in text.splitlines()
+               if published.watchdog in line and "failed after 2 tries" in line]
+    assert failure, text[-3000:]
+    assert published.far.address in failure[0] and "stalled" in failure[0]
+    assert tags_served(published) == before, "a :tag moved although an upload failed"
+    entries = report(src)["images"]
+    assert entries[published.watchdog]["upload"]["status"] == "failed"
+    assert not [image for image, entry in entries.items()
+                if entry.get("push", {}).get("status") == "done"]
+    faults.faults([])
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
+    assert published.digest(published.watchdog) != before[published.watchdog]
+
+
+# -- a token registry --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenRegistry:
+    registry: LoggedRegistry
+    far: FarRegistry
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
+    """A registry that takes Bearer tokens from the far registry's token server, where
+    only USER may get one."""
+    if not LoggedRegistry.available():
+        pytest.fail("docker-registry is not installed (Debian's docker-registry)")
+    folder = tmp_path_factory.mktemp("token-registry")
+    key, certificate = token_keys(folder / "keys")
+    port = free_port()
+    token = TokenAuth(f"http://127.0.0.1:{port}/token", certificate)
+    registry = LoggedRegistry(folder / "registry", auth=(USER, PASSWORD), token=token)
+    with FarRegistry(registry.address, rtt_ms=RTT, port=port,
+                     tokens=(key, certificate, {USER: PASSWORD})) as proxy, registry:
+        yield TokenRegistry(registry, proxy)
+
+
+def test_a_token_registry_costs_one_token_per_set_of_repositories(
+    token_registry: TokenRegistry, ns: str, tmp_path: Path
+) -> None:
+    far = token_registry.far
+    root = tmp_path / "engine1"
+    src = root / "src"
+    prefixed_tree(FIXTURES, src, ns)
+    config = write_config(root / "cfg", far.address, f"{ns}-t", TAG,
+                          username=USER, password=PASSWORD)
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={config}"))
+    runner = tmp_path / "runner" / "src"
+    shutil.copytree(src, runner, symlinks=True)
+    clear_engine2(ns)
+    mark = far.mark()
+    result = doit(runner, "-n", "4", "build", "push", f"config={config}", engine2=True)
+    succeeded(result)
+    assert PASSWORD not in output(result)
+    images = report(runner)["images"]
+    assert {entry["status"] for entry in images.values()} == {"up to date in the registry"}
+    requests = ours(far.requests(mark))
+    tokens = [item for item in requests if item["path"] == "/token"]
+    scopes = [item["query"].count("scope=") for item in tokens]
+    # One token for every repository of the tree (pull and push: the run pushes).
+    assert len(tokens) == 1 and scopes == [len(images)], [item["query"] for item in tokens]
+    heads = [item for item in requests if item["method"] == "HEAD"]
+    assert len(heads) == 2 * len(images)
+    assert all(item["status"] == 200 for item in heads)
+    assert engine2_images(ns) == {}
+
+
+def test_a_wrong_password_stops_the_run_before_any_work(
+    token_registry: TokenRegistry, ns: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    prefixed_tree(FIXTURES, src, ns)
+    config = write_config(tmp_path / "cfg", token_registry.far.address, f"{ns}-w", TAG,
+                          username=USER, password="not-the-password")
+    result = doit(src, "build", f"config={config}")
+    assert result.returncode != 0
+    text = output(result)
+    assert token_registry.far.address in text and "Traceback" not in text
+    assert "not-the-password" not in text
+    assert not list(src.glob("*/generated")), "a hook ran"
