@@ -40,10 +40,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -64,6 +65,7 @@ SCENARIOS = {
     "5": "cold build",
     "6": "fresh CI runner",
     "7": "two engines",
+    "8": "a far registry",
 }
 INSIDE = "*counted in the parts above:*"
 # An image built, in a run's output: doit's own line (`.  build-image:X`, up to a8a1812)
@@ -301,9 +303,11 @@ class Bench:
             command.append(f"builder={self.builder}")
         result = timed_run(command, env or self.env)
         if result.returncode != 0:
+            errors = [line for line in result.stdout.splitlines()
+                      if "ERROR" in line or "failed" in line][:20]
             raise BenchError(
-                f"{' '.join(command)} failed ({result.returncode}):\n"
-                f"{_tail(result.stdout)}\n{_tail(result.stderr)}"
+                f"{' '.join(command)} failed ({result.returncode}):\n" + "\n".join(errors)
+                + f"\n{_tail(result.stdout)}\n{_tail(result.stderr)}"
             )
         return result
 
@@ -328,6 +332,7 @@ class Bench:
         tree: GeneratedTree,
         engine2: bool = False,
         expect: tuple[Sequence[str], Sequence[str]] | None = None,
+        config: Path | None = None,
     ) -> Timed:
         """`doit -n 4 build push config=CFG` on engine 1 or 2; checks in its report that
         exactly `expect` = (built, pushed) images were built and pushed, none pulled."""
@@ -335,7 +340,7 @@ class Bench:
             tree,
             "build",
             "push",
-            f"config={self.registry_config()}",
+            f"config={config or self.registry_config()}",
             env=self.env2 if engine2 else self.env,
         )
         if expect is not None:
@@ -346,20 +351,24 @@ class Bench:
                 raise BenchError(f"expected {wanted}, the run's report.json says {done}")
         return result
 
-    def registry_config(self) -> Path:
-        """A services-configuration.yaml naming the registry, with the run id as namespace."""
+    def registry_config(self, domain: str = REGISTRY) -> Path:
+        """A services-configuration.yaml naming the registry (or `domain`, a far
+        registry in front of it), with the run id as namespace."""
         if self._config is None:
             if not self.registry.ping():
                 raise BenchError(f"no registry answers on {REGISTRY} (scripts/dev-engine up)")
-            folder = self.work / "registry-config"
-            folder.mkdir(exist_ok=True)
-            (folder / "services-configuration.yaml").write_text(
-                "cluster:\n  docker-registry:\n"
-                f"    namespace: {self.run_id}\n    domain: {REGISTRY}\n    tag: latest\n",
-                encoding="utf-8",
-            )
-            self._config = folder
-        return self._config
+            self._config = self.work / "registry-config"
+        if domain == REGISTRY:
+            folder = self._config
+        else:
+            folder = self.work / f"registry-config-{domain.replace(':', '-')}"
+        folder.mkdir(exist_ok=True)
+        (folder / "services-configuration.yaml").write_text(
+            "cluster:\n  docker-registry:\n"
+            f"    namespace: {self.run_id}\n    domain: '{domain}'\n    tag: latest\n",
+            encoding="utf-8",
+        )
+        return folder
 
     def fresh_copy(self, tree: GeneratedTree, tag: str) -> GeneratedTree:
         """A copy of `tree`'s sources under work/<tag>, without its `.paitasks/`: a new
@@ -371,11 +380,15 @@ class Bench:
         return dataclasses.replace(tree, root=folder, src=folder / "src")
 
     def baseline(
-        self, tree: GeneratedTree, builder: str | None = None, env: dict[str, str] | None = None
+        self, tree: GeneratedTree, builder: str | None = None, env: dict[str, str] | None = None,
+        push: str | None = None,
     ) -> Timed:
-        """bench/baseline.py on `tree` (pai_build's way), a fresh process like pai_build."""
+        """bench/baseline.py on `tree` (pai_build's way), a fresh process like pai_build;
+        with `push` (registry/namespace), it then tags and pushes every image there."""
         builder = builder or self.baseline_builder
         command = [sys.executable, str(BASELINE), str(tree.src), "--builder", builder]
+        if push:
+            command += ["--push", push]
         result = timed_run(command, env or self.env)
         if result.returncode != 0:
             raise BenchError(f"baseline failed:\n{_tail(result.stdout)}\n{_tail(result.stderr)}")
@@ -959,6 +972,193 @@ class Spread:
         return ", ".join(parts)
 
 
+RETRY_AFTER = 1.0  # seconds: what scenario 8's 429s ask for
+
+
+@dataclass(frozen=True)
+class FarRun:
+    """One timed run through the far registry, with what it asked of it."""
+
+    seconds: float
+    requests: int  # requests the far registry served
+    waits: float  # seconds of Retry-After waits the registry asked for (their union)
+
+
+def far_run(bench: Bench, far: Any, run: Callable[[], Timed]) -> FarRun:
+    """`run()`, timed, with the far registry's log of it."""
+    mark = far.mark()
+    timed = run()
+    served = far.requests(mark)
+    asked = sorted(  # each 429 asked for RETRY_AFTER seconds from its answer
+        (item["end"], item["end"] + RETRY_AFTER)
+        for item in served if item.get("fault") == "429" and item.get("end")
+    )
+    waits, reach = 0.0, float("-inf")
+    for start, end in asked:
+        if end > reach:
+            waits += end - max(start, reach)
+            reach = end
+    return FarRun(timed.seconds, len(served), waits)
+
+
+def scenario_far_registry(bench: Bench, sizes: Sizes, report: Report) -> None:
+    """Scenario 8: the registry far away. bench's own proxy (tests/far_registry.py)
+    between the runners and the registry adds a chosen round trip (0, 50, 150 ms) to
+    every byte and connection; the standard tree, published through it. At each round
+    trip: a fresh runner where nothing changed, one leaf changed there, and the warm
+    engine's no-op with push; a cold build and push of the whole tree against pai_build's
+    way (build everything, then `docker tag` and `docker push` each); and, at 50 ms,
+    the leaf change with faults: one request in three answered 429 (Retry-After: 1) the
+    first time, or 503 the first time."""
+    sys.path.insert(0, str(REPO))
+    from tests.far_registry import FarRegistry
+
+    round_trips = (0, 50) if bench.runs == 1 and sizes is QUICK else (0, 50, 150)
+    with FarRegistry(REGISTRY) as far:
+        config = bench.registry_config(far.address)
+        tree = bench.tree("far", standard_tree(sizes))
+        progress(f"far registry: first build and push of the {len(tree.images)}-image tree")
+        bench.publish(tree, expect=(tree.images, tree.images), config=config)
+        leaves = tree.leaves()
+        nothing: tuple[list[str], list[str]] = ([], [])
+        times: dict[tuple[str, int], list[FarRun]] = {}
+        count = 0
+
+        def leaf_change(tag: str) -> Timed:
+            nonlocal count
+            component = leaves[count % len(leaves)]
+            count += 1
+            image = tree.components[component].images[0]
+            _touch_file(tree, component)
+            bench.remove_images(engine2=True)
+            copy = bench.fresh_copy(tree, tag)
+            result = bench.publish(copy, True, ([image], [image]), config=config)
+            # Engine 1 takes the new image, so that it holds every image again.
+            bench.doit(tree, "build", "push", f"config={config}", "pull=1")
+            return result
+
+        def fresh(tag: str) -> Timed:
+            bench.remove_images(engine2=True)
+            return bench.publish(bench.fresh_copy(tree, tag), True, nothing, config=config)
+
+        for rtt in round_trips:
+            far.rtt(rtt)
+            for _ in runs_of(bench.runs, f"far registry at {rtt} ms"):
+                for kind, job in (
+                    ("warm", lambda: bench.publish(tree, expect=nothing, config=config)),
+                    ("fresh", lambda: fresh("farc")),
+                    ("leaf", lambda: leaf_change("farc")),
+                ):
+                    times.setdefault((kind, rtt), []).append(far_run(bench, far, job))
+        far.rtt(50)
+        for _ in runs_of(bench.runs, "far registry at 50 ms, with faults"):
+            for kind, rules in (
+                ("429", [{"action": "429", "every": 3, "retry_after": f"{RETRY_AFTER:g}"}]),
+                ("503", [{"action": "503", "every": 3}]),
+            ):
+                far.faults(rules)
+                try:
+                    times.setdefault((kind, 50), []).append(
+                        far_run(bench, far, lambda: leaf_change("farf"))
+                    )
+                finally:
+                    far.faults([])
+        cold: dict[int, tuple[list[float], list[float]]] = {}
+        for rtt in round_trips[1:]:
+            far.rtt(rtt)
+            for index in runs_of(max(1, bench.runs // 2), f"cold build and push at {rtt} ms"):
+                seed = secrets.token_hex(8)
+                ours = bench.tree("farcold", standard_tree(sizes, seed=f"o{seed}"))
+                theirs = bench.tree("farbase", standard_tree(sizes, seed=f"b{seed}"))
+                pair = cold.setdefault(rtt, ([], []))
+                for turn in ((0, 1) if index % 2 == 0 else (1, 0)):  # who goes first: by turns
+                    if turn == 0:
+                        expect = (ours.images, ours.images)
+                        pair[0].append(bench.publish(ours, expect=expect, config=config).seconds)
+                    else:
+                        pushed = f"{far.address}/{bench.run_id}"
+                        pair[1].append(bench.baseline(theirs, push=pushed).seconds)
+                bench.remove_images(f"{bench.run_id}-farcold-")
+                bench.remove_images(f"{bench.run_id}-farbase-")
+                shutil.rmtree(ours.root)
+                shutil.rmtree(theirs.root)
+    bench.remove_images(engine2=True)
+    shutil.rmtree(tree.root)
+    for tag in ("farc", "farf"):
+        shutil.rmtree(bench.work / tag, ignore_errors=True)
+    report.rows += far_rows(times, cold, len(tree.images), round_trips)
+
+
+def far_rows(
+    times: dict[tuple[str, int], list[FarRun]],
+    cold: dict[int, tuple[list[float], list[float]]],
+    images: int,
+    round_trips: Sequence[int],
+) -> list[Row]:
+    label = f"8. {SCENARIOS['8']}"
+    size = f"{images} images"
+    rows = []
+
+    def seconds(kind: str, rtt: int) -> list[float]:
+        return [run.seconds for run in times.get((kind, rtt), [])]
+
+    def requests(kind: str, rtt: int) -> str:
+        counts = [run.requests for run in times.get((kind, rtt), [])]
+        return f"{statistics.median(counts):.0f} requests" if counts else ""
+
+    for rtt in round_trips[1:]:
+        for kind, what, target, needed in (
+            ("fresh", "fresh runner, nothing changed", "<= 1.5x (>= 0.67x)", 1 / 1.5),
+            ("warm", "warm engine, nothing changed, with push", "<= 1.3x (>= 0.77x)", 1 / 1.3),
+        ):
+            row = Row(
+                f"{label} at {rtt} ms: {what}", size, seconds(kind, rtt), seconds(kind, 0),
+                baseline_is="the same run with the registry 0 ms away",
+                target=target if rtt == 50 else "",
+                note=f"{requests(kind, rtt)}; 0 built, 0 pushed",
+            )
+            if rtt == 50:
+                row.met = (row.ratio or 0) >= needed
+            rows.append(row)
+        leaf = Row(
+            f"{label} at {rtt} ms: fresh runner, one leaf changed", f"{size}, 1 built",
+            seconds("leaf", rtt), seconds("leaf", 0),
+            baseline_is="the same run with the registry 0 ms away",
+            target="<= 2.5 s" if rtt == 50 else "",
+            note=f"{requests('leaf', rtt)}; exactly 1 built and 1 pushed",
+        )
+        if rtt == 50:
+            leaf.met = statistics.median(leaf.ours) <= 2.5
+        rows.append(leaf)
+        ours, theirs = cold.get(rtt, ([], []))
+        row = Row(
+            f"{label} at {rtt} ms: cold build and push of the whole tree", size, ours, theirs,
+            baseline_is="pai_build's way: docker build each, then docker tag and push each",
+            target=">= 2x" if rtt == 50 else "",
+        )
+        if rtt == 50 and row.ratio is not None:
+            row.met = row.ratio >= 2
+        rows.append(row)
+    base = statistics.median(seconds("leaf", 50)) if seconds("leaf", 50) else 0.0
+    for kind, what in (("429", "429 (Retry-After: 1) to one request in three, once"),
+                       ("503", "503 to one request in three, once")):
+        runs = times.get((kind, 50), [])
+        if not runs:
+            continue
+        waits = statistics.median(run.waits for run in runs)
+        row = Row(
+            f"{label} at 50 ms: fresh runner, one leaf changed, {what}", f"{size}, 1 built",
+            [run.seconds for run in runs], seconds("leaf", 50),
+            baseline_is="the same run without faults",
+            target="<= (that + the waits asked) x 1.5",
+            note=f"the run succeeded every time; waits asked {waits:.1f} s; "
+                 f"{statistics.median(run.requests for run in runs):.0f} requests",
+        )
+        row.met = statistics.median(row.ours) <= (base + waits) * 1.5
+        rows.append(row)
+    return rows
+
+
 def context_host(name: str) -> str | None:
     """The docker endpoint of docker context `name`; None if there is no such context."""
     result = subprocess.run(
@@ -1299,6 +1499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scenario_slow_run(bench, sizes, report)
             if "7" in chosen:
                 scenario_two_engines(bench, sizes, report)
+            if "8" in chosen:
+                scenario_far_registry(bench, sizes, report)
         except BenchError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             print("bench: stopped; the figures measured so far follow", file=sys.stderr)

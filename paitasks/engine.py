@@ -72,6 +72,18 @@ TRANSIENT = (
     "unavailable",
 )
 LAYER_DONE = ("Pushed", "Layer already exists")  # a push's word for a layer now there
+# What BuildKit and dockerd say when a build's request to a registry failed (a base by
+# digest, the layer cache, an engines= push), as against a failure of the build itself.
+REGISTRY_WORK = (
+    "/v2/",
+    "failed to push",
+    "unexpected status",
+    "failed to resolve source metadata",
+    "failed to copy",
+    "failed to fetch",
+    "failed to authorize",
+    "error pulling",
+)
 # Environment variables the docker CLI reads itself: a build arg of such a name must not
 # replace the CLI's own value.
 CLI_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR"})
@@ -683,7 +695,7 @@ def registry_hiccup(output: str) -> str | None:
     way another try may not (a reset, a 429, a 5xx): fetching a base or the layer cache,
     or pushing; None when the build failed for another reason."""
     for line in reversed(output.splitlines()):
-        if ("/v2/" in line or "failed to push" in line) and _transient(line):
+        if any(marker in line for marker in REGISTRY_WORK) and _transient(line):
             return line.strip().removeprefix("| ").strip()
     return None
 

@@ -14,6 +14,7 @@ from paitasks.engine import (
     BuildRequest,
     Engine,
     buildx_command,
+    registry_hiccup,
     run_cli,
     takes_named_contexts,
 )
@@ -313,3 +314,25 @@ def test_named_contexts_from_dockerd_23_on(version: str, named: bool) -> None:
 def test_the_engines_here_take_no_named_contexts(engine: Engine) -> None:
     """dockerd 20.10 embeds BuildKit 0.8: bases come by a rewritten dockerfile here."""
     assert engine.named_contexts is False
+
+
+@pytest.mark.parametrize(
+    ("output", "hiccup"),
+    [
+        ('ERROR: failed to solve: failed to do request: Head "http://r:5000/v2/ns/b/manifests/'
+         'sha256:ab": read tcp 127.0.0.1:1->127.0.0.1:5000: read: connection reset by peer', True),
+        ("ERROR: failed to solve: failed to resolve source metadata for r:5000/ns/b@sha256:ab: "
+         "unexpected status code [manifests sha256:ab]: 429 Too Many Requests", True),
+        ("ERROR: failed to solve: failed to push r:5000/ns/x:paitasks-1: unexpected status: "
+         "503 Service Unavailable", True),
+        # the build's own failures are not the registry's
+        ("ERROR: failed to solve: process \"/bin/sh -c curl http://x/v2/\" did not complete "
+         "successfully: exit code: 1", False),
+        ("ERROR: failed to solve: failed to compute cache key: \"/missing\" not found", False),
+        ("ERROR: failed to solve: r:5000/ns/b@sha256:ab: unauthorized: authentication "
+         "required", False),
+    ],
+)
+def test_a_build_that_failed_on_the_registry_is_told_apart(output: str, hiccup: bool) -> None:
+    found = registry_hiccup(f"#1 [internal] load build definition\n{output}\n")
+    assert (found is not None) is hiccup
