@@ -9,28 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from doit.exceptions import TaskFailed
 
-from paitasks import freshness, retries
+from paitasks import freshness, publish, retries
 from paitasks.dockerfile import rewrite_images
 from paitasks.engine import registry_hiccup
 from paitasks.errors import EngineError, PaiTasksError
 from paitasks.hooks import run_hook
-from paitasks.inputs import LABEL, ImageSpec, last_engine, save_record
+from paitasks.inputs import LABEL, ImageSpec, save_record
 from paitasks.reference import local_image_name
-from paitasks.registry import Exchange, fingerprint_tag
 from paitasks.retries import Transient
 from paitasks.run import Run
-from paitasks.streaming import LineSink
 from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
 
 if TYPE_CHECKING:
-    from paitasks.engine import Engine
     from paitasks.engines import Engines
 
 T = TypeVar("T")
@@ -70,7 +66,10 @@ def hook(run: Run, round_: RoundSpec, script: str) -> Any:
 
     try:
         run.check_same_process()
-        if run.temp.run_hook(round_, path, execute, run.hashes):
+        skipped = run.temp.run_hook(round_, path, execute, run.hashes)
+        if path.name == "build-pre.sh" and not skipped and run.lookahead is not None:
+            run.lookahead.after_hook(round_.images)  # their registry questions, at once
+        if skipped:
             return {"hook": path.name, "skipped": "declared inputs unchanged"}
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
@@ -179,7 +178,7 @@ def _tried(run: Run, image: str, build: Callable[[], T]) -> T:
             if hiccup is None:
                 raise
             failed[:] = [exc]
-            raise Transient(hiccup) from None
+            raise Transient(hiccup, throttled="429" in hiccup or "Too Many" in hiccup) from None
 
     def retried(failure: Transient, wait: float) -> None:
         if run.journal is not None:
@@ -263,20 +262,22 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
             continue  # the registry has none: the engine's, built in this run or before
         reference = remote.by_digest(base, digest)
         local = run.images.get(base)
-        if not elsewhere and local is not None and reference in local.repo_digests:
+        if not elsewhere and local is not None and digest in publish.published_digests(
+            run, base, local
+        ):
             continue
         taken[base] = reference
     return taken
 
 
-def upload_image(run: Run, image: str) -> Any:
+def upload_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> Any:
     """`_upload:<image>`: make the registry hold the image built from the current inputs
     under its fingerprint tag, pushed from this engine if the registry has none yet.
     `:tag` is not touched: `push` moves every image's `:tag` only once every image is in
     the registry, so a failed upload leaves nothing half-published."""
     try:
         run.check_same_process()
-        digest = _upload(run, image)
+        digest = publish.upload(run, image, bases)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
     return {"image": image, "digest": digest}
@@ -286,142 +287,21 @@ def publish_tag(run: Run, image: str) -> Any:
     """`_publish:<image>`: move the image's `:tag` to what its fingerprint tag serves."""
     try:
         run.check_same_process()
-        digest = _move_tag(run, image)
+        digest = publish.move_tag(run, image)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
     return {"image": image, "name": run.registry().image_name(image), "digest": digest}
 
 
-def push_image(run: Run, image: str) -> Any:
+def push_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> Any:
     """`push:<image>`: upload it, then move its `:tag`; return name and digest."""
     try:
         run.check_same_process()
-        _upload(run, image)
-        digest = _move_tag(run, image)
+        publish.upload(run, image, bases)
+        digest = publish.move_tag(run, image)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
     return {"image": image, "name": run.registry().image_name(image), "digest": digest}
-
-
-def _upload(run: Run, image: str) -> str:
-    """The digest the registry serves for the image's fingerprint tag, pushed there
-    from this engine first where it has none."""
-    remote = run.remote
-    if remote is None:
-        run.registry()  # raises: pushing needs registry settings
-    assert remote is not None
-    wanted = run.fingerprint(image)
-    if wanted is None:
-        raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
-    by_fingerprint = remote.by_fingerprint(image, wanted)
-    canonical = remote.digest(by_fingerprint)
-    if canonical is not None:
-        return canonical
-    local = run.images.get(image)
-    if local is None or local.labels.get(LABEL) != wanted:
-        raise PaiTasksError(f"image {image}: not in the engine, build it first")
-    # The engine keeps the pushed name (and with it the image's repository digest)
-    # until `:tag` has moved too.
-    canonical = engine_push(run, run.engine(), image, image, fingerprint_tag(wanted))
-    remote.learn(by_fingerprint, canonical)
-    return canonical
-
-
-def _move_tag(run: Run, image: str) -> str:
-    """Make `:tag` serve what the fingerprint tag serves: a manifest copy in the
-    registry (no layer moves, nothing loaded here), else pushed by an engine."""
-    settings, remote = run.registry(), run.remote
-    assert remote is not None
-    wanted = run.fingerprint(image)
-    if wanted is None:
-        raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
-    canonical = remote.digest(remote.by_fingerprint(image, wanted))
-    if canonical is None:
-        raise PaiTasksError(
-            f"image {image}: the registry holds no image of its inputs: push it first"
-        )
-    by_tag = remote.by_tag(image)
-    digest = remote.digest(by_tag)
-    if digest != canonical:
-        digest = remote.retag(image, canonical, settings.tag) or _push_tag_through_an_engine(
-            run, image, canonical, run.output(f"push:{image}", f"push {image}")
-        )
-        remote.learn(by_tag, digest)
-    if digest != canonical:
-        raise PaiTasksError(
-            f"image {image}: pushed {settings.image_name(image)} as {digest}, but the "
-            f"registry serves {canonical} for its fingerprint"
-        )
-    local = run.images.get(image)
-    if local is not None and local.labels.get(LABEL) == wanted:
-        # As pai_build leaves it: the engine's image under its full name too, if that
-        # is the image `:tag` serves (its repository digests say so after a push).
-        engine = run.engine()
-        held = engine.image(image)
-        if held is not None and remote.by_digest(image, canonical) in held.repo_digests:
-            engine.tag(image, settings.image_name(image))
-            engine.remove_images([remote.by_fingerprint(image, wanted)])  # the tag only
-    return digest
-
-
-def engine_push(run: Run, engine: Engine, image: str, source: str, tag: str) -> str:
-    """Push `source` (an image or reference an engine holds) as the image's
-    `<repository>:<tag>` through `engine`, tried as the run's policy says; recorded in
-    the run's registry journal."""
-    settings, remote = run.registry(), run.remote
-    assert remote is not None
-    repository = settings.repository(image)
-    tries, outcome, start = 1, "pushed", time.time()
-
-    def retried(failure: Transient, wait: float) -> None:
-        nonlocal tries
-        tries += 1
-        remote.journal.retried(image)
-
-    try:
-        return engine.push(
-            source, repository, tag, remote.auth,
-            on_line=run.output(f"push:{image}", f"push {image}"),
-            policy=run.policy, on_retry=retried,
-        )
-    except PaiTasksError as exc:
-        outcome = f"failed: {exc}"
-        raise
-    finally:
-        remote.journal.record(Exchange(
-            f"push {repository}:{tag}", settings.registry, start, time.time(), tries, outcome,
-            image,
-        ))
-
-
-def _push_tag_through_an_engine(
-    run: Run, image: str, canonical: str, on_line: LineSink | None
-) -> str:
-    """`:tag` pushed by a docker engine, where the registry cannot be asked to copy a
-    manifest directly: (engines=) the one that built it, else one that pulls it by
-    digest first (a docker context of engines=, else this machine's engine: a buildx
-    builder of another driver has no engine to push from)."""
-    remote, settings = run.remote, run.registry()
-    assert remote is not None
-    wanted = run.fingerprint(image) or ""
-    by_fingerprint = remote.by_fingerprint(image, wanted)
-    engine, source = run.engine(), remote.by_digest(image, canonical)
-    several = run.several
-    built_on = run.built_on(image)
-    if several is not None and built_on is None:  # built by an earlier run, maybe
-        last = last_engine(run.state, image)
-        built_on = last if last in several.names else None
-    there = several.docker_engine(built_on) if several is not None else None
-    if there is not None:
-        engine = there  # the one that built it holds what it pushed; another pulls it
-    if engine.image(by_fingerprint) is not None:
-        source = by_fingerprint
-    else:
-        engine.pull(source, remote.auth, on_line, run.policy)
-    digest = engine_push(run, engine, image, source, settings.tag)
-    if source == by_fingerprint:  # keep the engine's tags few
-        engine.remove_images([by_fingerprint])
-    return digest
 
 
 def clean(run: Run, folder: str) -> Any:

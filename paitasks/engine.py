@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import math
 import os
@@ -34,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paitasks import retries
 from paitasks.errors import EngineError, RegistryError
@@ -83,6 +84,8 @@ REGISTRY_WORK = (
     "failed to fetch",
     "failed to authorize",
     "error pulling",
+    "pulling from host",
+    "failed with status code",
 )
 # Environment variables the docker CLI reads itself: a build arg of such a name must not
 # replace the CLI's own value.
@@ -240,6 +243,28 @@ class Engine:
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         return LocalImage(attrs["Id"], dict(labels), tuple(attrs.get("RepoDigests") or ()))
 
+    def layout(self, name: str) -> tuple[str, int, tuple[str, ...]]:
+        """Image `name`'s id, size in bytes and layers (their diff ids, bottom first)."""
+        import docker.errors
+
+        try:
+            attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
+        layers = tuple(str(layer) for layer in (attrs.get("RootFS") or {}).get("Layers") or ())
+        return str(attrs["Id"]), int(attrs.get("Size") or 0), layers
+
+    def export(self, name: str) -> BinaryIO:
+        """Image `name` as `docker save` writes it (a tar of its config and each layer,
+        uncompressed), read as it comes from the engine."""
+        import docker.errors
+
+        try:
+            chunks = self.client.api.get_image(name)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot export image {name}: {_short(exc)}") from None
+        return io.BufferedReader(_ChunkReader(iter(chunks)), buffer_size=1 << 20)
+
     def remove_images(self, names: Iterable[str]) -> None:
         """Remove tags, ignoring the ones that are already gone."""
         import docker.errors
@@ -340,7 +365,7 @@ class Engine:
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
                         if _transient(error):
-                            raise retries.Transient(error)
+                            raise retries.Transient(error, throttled=_throttled(error))
                         raise EngineError(f"pushing {repository}:{tag} failed: {error}")
                     status = str(chunk.get("status") or "")
                     if status.startswith("Retrying in"):
@@ -462,7 +487,7 @@ class Engine:
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
                         if _transient(error):
-                            raise retries.Transient(error)
+                            raise retries.Transient(error, throttled=_throttled(error))
                         raise EngineError(f"pulling {reference} failed: {error}")
                     if on_line is not None and chunk.get("status"):
                         on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
@@ -700,11 +725,38 @@ def registry_hiccup(output: str) -> str | None:
     return None
 
 
+def _throttled(error: str) -> bool:
+    """Whether a registry said "too many requests" (dockerd's words for a 429)."""
+    text = error.lower()
+    return "429" in text or "too many requests" in text or "toomanyrequests" in text
+
+
 def _transient(error: str) -> bool:
     text = error.lower()
     if "unauthorized" in text or "denied" in text or "authentication required" in text:
         return False
     return any(marker in text for marker in TRANSIENT)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file over an iterator of byte chunks (the docker SDK's streams)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            self._left = next(self._chunks, b"")
+            if not self._left:
+                return 0
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -32,6 +32,7 @@ from paitasks.inputs import (
     record_path,
     save_record,
 )
+from paitasks.publish import published_digests
 from paitasks.reference import engine_name
 from paitasks.run import Run
 from paitasks.tempfolders import temporary
@@ -267,6 +268,28 @@ class Lookahead:
             self._expected[name] = found
         self._ask(self._built_on(name))
 
+    def after_hook(self, images: Sequence[str]) -> None:
+        """A component's build-pre.sh just ran, in a worker thread: what its `images`
+        are built from is known now. Ask for them and for what is built on them now,
+        rather than one at a time when doit's checks reach them."""
+        run = self.run
+        if run.remote is None:
+            return
+        names = [name for name in images if name in self._images and name in self.specs]
+        for name in names:
+            spec = self.specs[name]
+            bases = {base: run.fingerprint(base) or self._expected.get(base) for base in spec.uses}
+            known = {base: value for base, value in bases.items() if value}
+            if len(known) < len(bases):
+                continue
+            try:
+                inputs = gather(run, spec, False, known).inputs
+            except (PaiTasksError, OSError):
+                continue
+            with self._lock:
+                self._expected[name] = fingerprint(inputs)
+        self._ask([*names, *(user for name in names for user in self._built_on(name))])
+
     def _ask(self, names: Sequence[str]) -> list[str]:
         remote = self.run.remote
         assert remote is not None
@@ -376,7 +399,7 @@ def pushed_already(run: Run, image: str) -> tuple[bool, str]:
     if (
         local is not None
         and local.labels.get(LABEL) == wanted
-        and remote.by_digest(image, served) in local.repo_digests
+        and served in published_digests(run, image, local)
     ):
         return True, f"{name} already serves the engine's image ({served})"
     # The push checks that get here need these: ask for them all at once.

@@ -305,23 +305,75 @@ class Client:
         what: str,
         image: str | None = None,
     ) -> Any:
-        """One request to the registry, authorised as it asks (a 401 gets a token for
-        exactly what it asked, once), retried while transient."""
+        """One request to the registry, authorised as it asks, retried while transient."""
+        url = self.base + path
+        return self._tried(lambda: self._authorized(method, url, headers, body, scope),
+                           what, image)
+
+    def _authorized(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None,
+        scope: Scope | None, redirect: bool = False,
+    ) -> Any:
+        """One try, with the login the registry asks for: a 401 gets a token for exactly
+        what it asked, and the request is sent once more."""
+        response = self._once(method, url, {**headers, **self._auth(scope)}, body, redirect)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if (
+            response.status == 401 and scope is not None and self._challenged(response)
+            and self._kind == "bearer"
+        ):
+            asked = _scopes(dict(_CHALLENGE.findall(challenge)).get("scope", ""))
+            self._token(asked or frozenset({scope}))
+            response = self._once(method, url, {**headers, **self._auth(scope)}, body, redirect)
+        return response
+
+    # -- blobs (an image pushed from this process: publish.py) ----------------------------
+
+    def blob(self, repository: str, digest: str, image: str | None = None) -> bytes:
+        """Blob `digest` of `repository` (a small one: an image's config)."""
+        url = f"{self.base}/v2/{repository}/blobs/{digest}"
+        scope = (repository, frozenset({"pull"}))
+        response = self._tried(  # a registry may send it from elsewhere (a redirect)
+            lambda: self._authorized("GET", url, {}, None, scope, redirect=True),
+            f"GET {repository}@{digest}", image,
+        )
+        if response.status != 200:
+            raise Unsure(f"HTTP {response.status}")
+        return bytes(response.data)
+
+    def mount(self, repository: str, digest: str, source: str, image: str | None = None) -> bool:
+        """Make blob `digest` of repository `source` one of `repository`'s, without
+        sending it (a cross-repository mount); False when the registry will not."""
+        query = urllib.parse.urlencode({"mount": digest, "from": source})
+        response = self._send(
+            "POST", f"/v2/{repository}/blobs/uploads/?{query}",
+            (repository, frozenset({"pull", "push"})), {"Content-Length": "0"}, b"",
+            what=f"mount {digest[:19]} from {source} into {repository}", image=image,
+        )
+        return bool(response.status == 201)
+
+    def upload(self, repository: str, digest: str, body: bytes, image: str | None = None) -> None:
+        """Send blob `digest` (`body`) to `repository`: an upload session, then its
+        content in one request; a retry starts a new session."""
+        scope = (repository, frozenset({"pull", "push"}))
 
         def attempt() -> Any:
-            url = self.base + path
-            response = self._once(method, url, {**headers, **self._auth(scope)}, body)
-            challenge = response.headers.get("WWW-Authenticate", "")
-            if (
-                response.status == 401 and scope is not None and self._challenged(response)
-                and self._kind == "bearer"
-            ):
-                asked = _scopes(dict(_CHALLENGE.findall(challenge)).get("scope", ""))
-                self._token(asked or frozenset({scope}))
-                response = self._once(method, url, {**headers, **self._auth(scope)}, body)
-            return response
+            started = self._authorized(
+                "POST", f"{self.base}/v2/{repository}/blobs/uploads/",
+                {"Content-Length": "0"}, b"", scope,
+            )
+            location = started.headers.get("Location")
+            if started.status != 202 or not location:
+                return started
+            url = urllib.parse.urljoin(self.base + "/", location)
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
+            return self._authorized(
+                "PUT", url, {"Content-Type": "application/octet-stream"}, body, scope
+            )
 
-        return self._tried(attempt, what, image)
+        response = self._tried(attempt, f"upload {digest[:19]} to {repository}", image)
+        if response.status != 201:
+            raise Unsure(f"HTTP {response.status}")
 
     def _tried(self, attempt: Callable[[], Any], what: str, image: str | None = None) -> Any:
         """`attempt` as the policy says: a 429 or 5xx answer is transient too. Recorded
@@ -336,7 +388,7 @@ class Client:
             last = str(response.status)
             if retries.transient_status(response.status):
                 wait = retries.retry_after(response.headers.get("Retry-After"))
-                raise retries.Transient(f"HTTP {response.status}", wait)
+                raise retries.Transient(f"HTTP {response.status}", wait, response.status == 429)
             return response
 
         start = time.time()
@@ -361,17 +413,22 @@ class Client:
         return response
 
     def _once(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None,
+        redirect: bool = False,
     ) -> Any:
         """One try, read whole: a connection refused or reset, or no byte for `stall`
-        seconds, is transient; a certificate Python does not trust is Unsure."""
+        seconds, is transient; a certificate Python does not trust is Unsure. With
+        `redirect`, redirects are followed (without the login, to another host)."""
+        import urllib3
         import urllib3.exceptions
 
         stall = self.policy.stall
+        follow = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5)
         try:
             return self._pool(url).request(
-                method, url, headers=dict(headers), body=body, retries=False,
-                redirect=False, timeout=urllib3.Timeout(stall, stall),
+                method, url, headers=dict(headers), body=body,
+                retries=follow if redirect else False, redirect=redirect,
+                timeout=urllib3.Timeout(stall, stall),
             )
         except urllib3.exceptions.SSLError as exc:
             raise Unsure(f"TLS: {exc}") from None
@@ -571,6 +628,15 @@ class RegistryView:
 
     def by_digest(self, image: str, digest: str) -> str:
         return self._named(f"{self.settings.repository(image)}@{digest}", image)
+
+    def repository(self, image: str) -> str:
+        """`<namespace>/<image>`: the image's repository in the registry's API."""
+        return self._parts(self.by_tag(image))[1]
+
+    def client(self) -> Client | None:
+        """How this process reaches the settings' registry; None: only through an
+        engine."""
+        return self._client(self.settings.registry)
 
     def _named(self, reference: str, image: str) -> str:
         with self._lock:

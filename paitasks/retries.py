@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # imported when a request is made: planning never needs it
 T = TypeVar("T")
 
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is waited for this long
-FIRST_WAIT = 0.5  # seconds: the backoff's first step (doubled at every try, jittered)
+FIRST_WAIT = 0.2  # seconds: the backoff's first step (doubled at every try, jittered)
 MAX_WAIT = 10.0
+THROTTLED = 1.0  # seconds: the least wait after a 429 that does not say how long
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,13 @@ class Transient(Exception):
     """A try failed in a way another try may not: `reason` in words (the status, the
     error), `retry_after` the seconds the registry asked to wait, if it did."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.throttled = throttled  # a 429: wait at least THROTTLED when it says no more
         self.tries = 1  # set by `call` when it gives up
 
 
@@ -66,11 +70,18 @@ def call(
     tries = 0
     furthest = [progress() if progress else 0, 0]  # the most progress, and the try it came
 
-    def stop(state: tenacity.RetryCallState) -> bool:
+    def in_a_row(state: tenacity.RetryCallState) -> int:
+        """Tries since the last one that got further (all of them, without `progress`)."""
         if progress is not None and progress() > furthest[0]:
             furthest[:] = [progress(), state.attempt_number - 1]
-        in_a_row = state.attempt_number - furthest[1]
-        return in_a_row >= policy.tries or _spent(state) + state.upcoming_sleep >= policy.within
+        return state.attempt_number - furthest[1]
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return (in_a_row(state) >= policy.tries
+                or _spent(state) + state.upcoming_sleep >= policy.within)
+
+    def wait_for(state: tenacity.RetryCallState) -> float:
+        return wait(state, in_a_row(state))
 
     def counted() -> T:
         nonlocal tries
@@ -85,7 +96,7 @@ def call(
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(Transient),
         stop=stop,
-        wait=wait,
+        wait=wait_for,
         before_sleep=before_sleep,
         sleep=sleep,
         reraise=True,
@@ -102,15 +113,19 @@ def _spent(state: tenacity.RetryCallState) -> float:
     return max(state.seconds_since_start or 0.0, state.idle_for)
 
 
-def wait(state: tenacity.RetryCallState) -> float:
+def wait(state: tenacity.RetryCallState, in_a_row: int) -> float:
     """The wait before the next try: what the registry asked for (capped) plus a little
-    jitter, else an exponential backoff, jittered between half and all of its step."""
+    jitter, else an exponential backoff over the tries in a row that got no further,
+    jittered between half and all of its step."""
     failure = state.outcome.exception() if state.outcome else None
     asked = failure.retry_after if isinstance(failure, Transient) else None
     if asked is not None:
         return min(max(asked, 0.0), MAX_RETRY_AFTER) + random.uniform(0, 0.1)
-    ceiling = min(MAX_WAIT, FIRST_WAIT * 2 ** (state.attempt_number - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    ceiling = min(MAX_WAIT, FIRST_WAIT * 2 ** (max(in_a_row, 1) - 1))
+    backoff = random.uniform(ceiling / 2, ceiling)
+    if isinstance(failure, Transient) and failure.throttled:
+        return max(backoff, THROTTLED + random.uniform(0, 0.1))
+    return backoff
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

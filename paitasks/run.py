@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import secrets
 import sys
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
 
 HASH_CACHE_FILE = "file-hashes.json"
 REGISTRIES_FILE = "registries.json"  # how each registry was reached (registry.py)
+SENT_FILE = "sent.json"  # the digests images were sent from here under (publish.py)
 LOCK_FILE = "lock"
 
 
@@ -83,6 +85,8 @@ class Run:
         self.lookahead: Lookahead | None = None
         # Each up-to-date check as it went (task, start, end, result), for the timeline.
         self.checks: list[tuple[str, float, float, str]] = []
+        self._sent: dict[str, str] | None = None  # see `sent`
+        self._sent_changed = False
 
     # -- start and end (called by the reporter) ---------------------------------------
 
@@ -128,6 +132,9 @@ class Run:
             if self._remote is not None:
                 self._remote.save_hints()
                 self._remote.close()
+            if self._sent_changed and self._sent is not None:
+                with contextlib.suppress(OSError):
+                    _write_json(self.state / SENT_FILE, self._sent)
             if self._locked:
                 self._untag_stale()
                 self.temp.remove()
@@ -196,6 +203,23 @@ class Run:
     def journal(self) -> Journal | None:
         """The run's registry traffic so far; None when it had none."""
         return self._remote.journal if self._remote is not None else None
+
+    def sent(self, image_id: str, digest: str | None = None) -> str | None:
+        """The manifest digest under which this machine sent the engine's image
+        `image_id` to the settings' registry (publish.send; the engine does not know
+        it); with `digest`, note it. Kept in `.paitasks/sent.json` for later runs."""
+        with self._lock:
+            if self._sent is None:
+                self._sent = {}
+                with contextlib.suppress(OSError, ValueError):
+                    found = json.loads((self.state / SENT_FILE).read_text(encoding="utf-8"))
+                    if isinstance(found, dict):
+                        self._sent = {str(k): str(v) for k, v in found.items()}
+            key = f"{self.settings.config}|{image_id}"
+            if digest is not None:
+                self._sent[key] = digest
+                self._sent_changed = True
+            return self._sent.get(key)
 
     def note_check(self, task: str, start: float, fresh: bool) -> None:
         """An up-to-date check of `task`, which began at `start`, just ended."""
@@ -476,6 +500,14 @@ def idle_run_mark(state: Path) -> str | None:
         return ""
     except OSError:
         return None
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Write `data` to `path` whole or not at all (another process may read it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _holder(path: Path) -> str:

@@ -29,6 +29,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "tries": ("tries", "PAI_REGISTRY_TRIES"),
     "retry_time": ("retry_time", "PAI_REGISTRY_RETRY_TIME"),
     "stall": ("stall", "PAI_REGISTRY_STALL"),
+    "send_limit": ("send_limit", "PAI_SEND_LIMIT"),
 }
 BUILDERS = ("buildx", "classic")
 TRUE = ("1", "true", "yes", "on")
@@ -55,6 +56,9 @@ class Settings:
     tries: int = 5
     retry_time: float = 120.0
     stall: float = 60.0
+    # Images up to this many megabytes are sent to the registry from this process
+    # (publish.py); larger ones, or all with 0, are pushed by the engine.
+    send_limit: int = 256
 
     @property
     def root(self) -> Path:
@@ -94,18 +98,19 @@ def resolve_settings(
     network = pick("network") or "host"
     args_file = pick("build_args")
 
-    def number(name: str, default: float, whole: bool = False) -> float:
+    def number(name: str, default: float, whole: bool = False, zero: bool = False) -> float:
         text = pick(name)
         if text is None:
             return default
         try:
             value = int(text) if whole else float(text)
         except ValueError:
-            value = 0
-        if not 0 < value < float("inf"):
+            value = -1
+        if not (0 < value < float("inf") or (zero and value == 0)):
             var, env = SOURCES[name]
             kind = "a whole number" if whole else "a number of seconds"
-            raise PaiTasksError(f"{var}={text} ({env}): expected {kind} above 0")
+            bound = "0 or more" if zero else "above 0"
+            raise PaiTasksError(f"{var}={text} ({env}): expected {kind} {bound}")
         return value
 
     return Settings(
@@ -126,6 +131,7 @@ def resolve_settings(
         tries=int(number("tries", 5, whole=True)),
         retry_time=number("retry_time", 120.0),
         stall=number("stall", 60.0),
+        send_limit=int(number("send_limit", 256, whole=True, zero=True)),
     )
 
 

@@ -94,7 +94,7 @@ def push_tasks(graph: Graph, run: Run) -> Iterator[TaskDict]:
         yield {
             "basename": f"push:{image}",
             "doc": f"push image {image} to the registry (after its bases)",
-            "actions": [(actions.push_image, [run, image])],
+            "actions": [(actions.push_image, [run, image, bases])],
             "task_dep": [f"build-image:{image}", *(f"push:{base}" for base in bases)],
             "uptodate": [PushUpToDate(run, image)],
         }
@@ -102,7 +102,7 @@ def push_tasks(graph: Graph, run: Run) -> Iterator[TaskDict]:
             "basename": "_upload",
             "name": image,
             "doc": f"put image {image} in the registry under its fingerprint tag",
-            "actions": [(actions.upload_image, [run, image])],
+            "actions": [(actions.upload_image, [run, image, bases])],
             "task_dep": [f"build-image:{image}", *(f"_upload:{base}" for base in bases)],
             "uptodate": [PushUpToDate(run, image, upload=True)],
         }

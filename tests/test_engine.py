@@ -325,6 +325,9 @@ def test_the_engines_here_take_no_named_contexts(engine: Engine) -> None:
          "unexpected status code [manifests sha256:ab]: 429 Too Many Requests", True),
         ("ERROR: failed to solve: failed to push r:5000/ns/x:paitasks-1: unexpected status: "
          "503 Service Unavailable", True),
+        ("ERROR: failed to solve: rpc error: code = Unknown desc = failed to create LLB "
+         "definition: pulling from host r:5000 failed with status code [manifests "
+         "sha256:ab]: 503 ", True),
         # the build's own failures are not the registry's
         ("ERROR: failed to solve: process \"/bin/sh -c curl http://x/v2/\" did not complete "
          "successfully: exit code: 1", False),

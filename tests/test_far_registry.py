@@ -10,6 +10,7 @@ tests count and compare, they never time. The times are in bench/run.py (scenari
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -23,6 +24,8 @@ from typing import Any
 import docker
 import pytest
 
+from paitasks import publish
+from paitasks.engine import Engine
 from tests.far_registry import FarRegistry, logical_key, token_keys
 from tests.support import (
     ENGINE2_ENV,
@@ -131,9 +134,11 @@ def key(item: dict[str, Any]) -> str:
 
 
 def retried_later(requests: list[dict[str, Any]], failed: dict[str, Any]) -> dict[str, Any]:
-    """The request after `failed` that is the same (its retry: an upload's id apart)."""
+    """The request after `failed` that is the same, from the same client (its retry: an
+    upload's id apart)."""
     later = [item for item in requests
-             if item["start"] > failed["start"] and key(item) == key(failed)]
+             if item["start"] > failed["start"] and key(item) == key(failed)
+             and item["agent"] == failed["agent"]]
     assert later, f"{key(failed)} was never tried again"
     return later[0]
 
@@ -266,7 +271,10 @@ def test_429_with_retry_after_on_one_request_in_three(
         assert again["start"] - failed["end"] >= 1.0 - 0.05, (failed, again)
         assert again["status"] not in (429, None)
     entries = report(src)["images"]
-    assert sum(entry["retries"] for entry in entries.values()) >= len(ours(refused))
+    for image, entry in entries.items():  # each 429 about an image is a retry of it
+        about = [item for item in ours(refused)
+                 if item["path"].startswith(f"/v2/{published.ns}/{image}/")]
+        assert entry["retries"] >= len(about), (image, entry["retries"], about)
     assert entries[published.watchdog]["push"]["status"] == "done"
     assert published.digest(published.watchdog) == published.registry.api.manifest_digest(
         f"{published.ns}/{published.watchdog}",
@@ -276,8 +284,21 @@ def test_429_with_retry_after_on_one_request_in_three(
     assert change in run_engine2_busybox(image, "/usr/bin/watchdog")
 
 
+# Who sends the images: paitasks itself (images up to `send_limit` MB, the default for
+# these), or the engine's own push (all images with `send_limit=0`).
+SENDERS = {"paitasks": {}, "engine": {"PAI_SEND_LIMIT": "0"}}
+# The requests of an upload: paitasks sends a blob with POST then PUT, the engine with
+# POST, PATCH, PUT.
+UPLOADING = {"paitasks": "PUT", "engine": "PATCH"}
+
+
+def senders(requests: list[dict[str, Any]], sender: str) -> list[dict[str, Any]]:
+    return ours(requests) if sender == "paitasks" else engines(requests)
+
+
+@pytest.mark.parametrize("sender", sorted(SENDERS))
 def test_429_without_retry_after_and_503_are_tried_again(
-    published: Published, faults: FarRegistry, tmp_path: Path
+    published: Published, faults: FarRegistry, tmp_path: Path, sender: str
 ) -> None:
     src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
     faults.faults([
@@ -285,10 +306,13 @@ def test_429_without_retry_after_and_503_are_tried_again(
         {"action": "503", "every": 3, "methods": ["GET", "POST", "PATCH", "PUT"]},
     ])
     mark = faults.mark()
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}",
+                   engine2=True, env=SENDERS[sender]))
     requests = faults.requests(mark)
     assert faulted(requests, "429") and faulted(requests, "503")
-    assert engines(faulted(requests, "503")), "no engine request (a push) met a 503"
+    uploads = [item for item in senders(faulted(requests, "503"), sender)
+               if "/blobs/uploads/" in item["path"]]
+    assert uploads, f"no upload by {sender} met a 503"
     for failed in ours(faulted(requests, "429") + faulted(requests, "503")):
         retried_later(requests, failed)
     entries = report(src)["images"]
@@ -296,66 +320,82 @@ def test_429_without_retry_after_and_503_are_tried_again(
     assert entries[published.watchdog]["retries"] >= 1
 
 
+@pytest.mark.parametrize("sender", sorted(SENDERS))
 def test_a_reset_connection_is_tried_again(
-    published: Published, faults: FarRegistry, tmp_path: Path
+    published: Published, faults: FarRegistry, tmp_path: Path, sender: str
 ) -> None:
     src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
     faults.faults([{"action": "reset", "every": 3}])
     mark = faults.mark()
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
+    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}",
+                   engine2=True, env=SENDERS[sender]))
     requests = faults.requests(mark)
-    assert ours(faulted(requests, "reset")) and engines(faulted(requests, "reset"))
+    assert senders(faulted(requests, "reset"), sender)
     for failed in ours(faulted(requests, "reset")):
         retried_later(requests, failed)
     assert report(src)["images"][published.watchdog]["push"]["status"] == "done"
 
 
+@pytest.mark.parametrize("sender", sorted(SENDERS))
 def test_a_stalled_upload_is_tried_again_and_publishes_the_same_digest(
     published: Published, faults: FarRegistry, tmp_path: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, sender: str,
 ) -> None:
-    change = secrets.token_hex(4)
-    src = fresh_runner(published, tmp_path / "stalled", change=change)
-    faults.faults([{"action": "stall", "methods": ["PATCH"], "path": "/blobs/uploads/"}])
+    src = fresh_runner(published, tmp_path / "stalled", change=secrets.token_hex(4))
+    faults.faults([{"action": "stall", "methods": [UPLOADING[sender]],
+                    "path": "/blobs/uploads/"}])
     mark = faults.mark()
     result = doit(src, "-n", "4", "build", "push", f"config={published.config}",
-                  engine2=True, env=FAST_STALL)
+                  engine2=True, env={**FAST_STALL, **SENDERS[sender]})
     succeeded(result)
     requests = faults.requests(mark)
-    assert engines(faulted(requests, "stall")), "no upload stalled"
+    assert senders(faulted(requests, "stall"), sender), "no upload stalled"
     entries = report(src)["images"]
     assert entries[published.watchdog]["retries"] >= 1
-    published_digest = published.digest(published.watchdog)
-    # The same image pushed cleanly elsewhere gets the same digest.
+    digest = published.digest(published.watchdog)
     image = f"{published.far.address}/{published.ns}/{published.watchdog}:{TAG}"
-    with LoggedRegistry(tmp_path_factory.mktemp("clean-registry")) as clean:
-        target = f"{clean.address}/clean/{published.watchdog}:{TAG}"
-        subprocess.run(["docker", "--host", ENGINE2_ENV["DOCKER_HOST"], "tag", image, target],
-                       check=True, capture_output=True, timeout=60)
-        subprocess.run(["docker", "--host", ENGINE2_ENV["DOCKER_HOST"], "push", target],
-                       check=True, capture_output=True, timeout=120)
-        assert clean.api.manifest_digest(f"clean/{published.watchdog}", TAG) == published_digest
+    if sender == "engine":  # the same image pushed cleanly elsewhere: the same digest
+        with LoggedRegistry(tmp_path_factory.mktemp("clean-registry")) as clean:
+            target = f"{clean.address}/clean/{published.watchdog}:{TAG}"
+            for command in (["tag", image, target], ["push", target]):
+                subprocess.run(["docker", "--host", ENGINE2_ENV["DOCKER_HOST"], *command],
+                               check=True, capture_output=True, timeout=120)
+            assert clean.api.manifest_digest(f"clean/{published.watchdog}", TAG) == digest
+    else:  # every layer is its base's (mounted) or compressed as any try compresses it
+        api = published.registry.api
+        layers = set(api.layers(f"{published.ns}/{published.watchdog}", TAG))
+        base = next(name for name in published.images if name.endswith("-base-image"))
+        mounted = set(api.layers(f"{published.ns}/{base}", TAG))
+        engine = Engine(host=ENGINE2_ENV["DOCKER_HOST"])
+        image_id, _, _ = engine.layout(image)
+        _, exported = publish._export(engine, image, image_id, tmp_path)
+        again = {"sha256:" + hashlib.sha256(publish._compressed(path)).hexdigest()
+                 for path in exported.values()}
+        assert layers - mounted, "no layer was sent"
+        assert layers - mounted <= again, "a layer sent is not what another try sends"
 
 
+@pytest.mark.parametrize("sender", sorted(SENDERS))
 def test_a_registry_that_keeps_failing_ends_in_one_line_and_publishes_nothing(
-    published: Published, faults: FarRegistry, tmp_path: Path
+    published: Published, faults: FarRegistry, tmp_path: Path, sender: str
 ) -> None:
     """Uploads stall every time: the run gives up after its tries with one line naming
     the registry, the image, what failed and the tries; no `:tag` moves, for any image
     (the uploads come first); the same run without the fault then publishes."""
     before = tags_served(published)
     src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
-    faults.faults([{"action": "stall", "methods": ["PATCH"], "path": "/blobs/uploads/",
-                    "times": 100}])
+    faults.faults([{"action": "stall", "methods": [UPLOADING[sender]],
+                    "path": "/blobs/uploads/", "times": 100}])
     result = doit(src, "-n", "4", "build", "push", f"config={published.config}",
-                  engine2=True, env={**FAST_STALL, "PAI_REGISTRY_TRIES": "2"})
+                  engine2=True, env={**FAST_STALL, **SENDERS[sender], "PAI_REGISTRY_TRIES": "2"})
     assert result.returncode != 0
     text = output(result)
     assert "Traceback" not in text
     failure = [line for line in text.splitlines()
                if published.watchdog in line and "failed after 2 tries" in line]
     assert failure, text[-3000:]
-    assert published.far.address in failure[0] and "stalled" in failure[0]
+    assert published.far.address in failure[0]
+    assert "stalled" in failure[0] or "no answer" in failure[0]
     assert tags_served(published) == before, "a :tag moved although an upload failed"
     entries = report(src)["images"]
     assert entries[published.watchdog]["upload"]["status"] == "failed"

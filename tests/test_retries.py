@@ -130,3 +130,30 @@ def test_with_progress_only_tries_in_a_row_that_got_no_further_count() -> None:
     with pytest.raises(Transient) as failure:
         retries.call(policy, stuck, sleep=lambda s: None, progress=lambda: 0)
     assert failure.value.tries == 2
+
+
+def test_the_backoff_starts_again_after_a_try_that_got_further() -> None:
+    done: set[int] = set()
+    waits: list[float] = []
+
+    def push() -> str:
+        if len(done) < 5:
+            done.add(len(done))
+            raise Transient("503")
+        return "digest"
+
+    retries.call(Policy(tries=3, within=1000), push, sleep=waits.append,
+                 progress=lambda: len(done))
+    assert all(wait <= retries.FIRST_WAIT for wait in waits), waits
+
+
+def test_a_429_that_does_not_say_how_long_waits_at_least_a_second() -> None:
+    waits: list[float] = []
+
+    def throttled() -> str:
+        if not waits:
+            raise Transient("HTTP 429", throttled=True)
+        return "answer"
+
+    retries.call(Policy(), throttled, sleep=waits.append)
+    assert retries.THROTTLED <= waits[0] <= retries.THROTTLED + 0.1

@@ -33,6 +33,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "tries": ("3", "8", 3, 8, 5),
     "retry_time": ("30", "2.5", 30.0, 2.5, 120.0),
     "stall": ("10", "0.5", 10.0, 0.5, 60.0),
+    "send_limit": ("0", "1024", 0, 1024, 256),
 }
 
 
@@ -229,9 +230,10 @@ def test_variable_false_beats_environment_true() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("tries", "0"), ("tries", "2.5"), ("tries", "many"), ("retry_time", "-1"),
-     ("stall", "inf"), ("stall", "nan"), ("retry_time", "0")],
+     ("stall", "inf"), ("stall", "nan"), ("retry_time", "0"), ("send_limit", "-1"),
+     ("send_limit", "1.5")],
 )
 def test_registry_patience_must_be_a_positive_number(name: str, value: str) -> None:
     var, env = SOURCES[name]
-    with pytest.raises(PaiTasksError, match=rf"^{var}={value} \({env}\): expected .* above 0"):
+    with pytest.raises(PaiTasksError, match=rf"^{var}={value} \({env}\): expected .* (above|or)"):
         resolve_settings({var: value}, environ={}, cwd=CWD)

@@ -1,0 +1,321 @@
+"""Publishing: putting an image in the registry, and moving its `:tag` there.
+
+`push` has two steps, so that nothing is half-published:
+
+1. `upload`: the registry holds the image built from the current inputs under its
+   fingerprint tag (`paitasks-<hex>`). Nothing to do when it has one already (built on
+   another runner, or by an engine of `engines=`). Otherwise this engine's image is
+   sent, and only what the registry lacks: a small image from this process (its new
+   layers, compressed here; the layers of its tree bases mounted from their
+   repositories, which sends nothing; its config; its manifest), each request pooled
+   and retried on its own; a large one by the engine's own push, retried as a whole.
+2. `move_tag`: once every image is in the registry, `:tag` is made to serve what the
+   fingerprint tag serves: a manifest copy in the registry (no layer moves), or, where
+   this process cannot ask for that, an engine's push.
+
+The engine's own push (dockerd 20.10) makes a new connection for every request and
+asks for each layer one after another, so a push costs two round trips per layer; from
+here it costs about four in all. Exporting an image reads all of its layers, so large
+ones are left to the engine (the `send_limit` setting).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paitasks.errors import PaiTasksError
+from paitasks.inputs import LABEL, last_engine
+from paitasks.registry import Client, Exchange, Unsure, fingerprint_tag
+from paitasks.retries import Transient
+from paitasks.run import Run
+from paitasks.streaming import LineSink
+
+if TYPE_CHECKING:
+    from paitasks.engine import Engine
+    from paitasks.registry import RegistryView
+
+SENDERS = 8  # blobs sent at once
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG = "application/vnd.docker.container.image.v1+json"
+LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+def upload(run: Run, image: str, bases: Sequence[str] = ()) -> str:
+    """The digest the registry serves for the image's fingerprint tag, after sending
+    this engine's image there if it has none. `bases`: the tree images it is built on,
+    whose layers the registry has already."""
+    remote = _remote(run)
+    wanted = _fingerprint(run, image)
+    by_fingerprint = remote.by_fingerprint(image, wanted)
+    canonical = remote.digest(by_fingerprint)
+    if canonical is not None:
+        return canonical
+    local = run.images.get(image)
+    if local is None or local.labels.get(LABEL) != wanted:
+        raise PaiTasksError(f"image {image}: not in the engine, build it first")
+    engine = run.engine()
+    canonical = send(run, engine, image, bases, fingerprint_tag(wanted))
+    if canonical is None:  # too large, or not reached directly: the engine pushes it
+        # It keeps the pushed name (and the repository digest) until `:tag` moved too.
+        canonical = engine_push(run, engine, image, image, fingerprint_tag(wanted))
+    remote.learn(by_fingerprint, canonical)
+    return canonical
+
+
+def move_tag(run: Run, image: str) -> str:
+    """Make `:tag` serve what the fingerprint tag serves: a manifest copy in the
+    registry (no layer moves, nothing loaded here), else pushed by an engine."""
+    settings, remote = run.registry(), _remote(run)
+    wanted = _fingerprint(run, image)
+    canonical = remote.digest(remote.by_fingerprint(image, wanted))
+    if canonical is None:
+        raise PaiTasksError(
+            f"image {image}: the registry holds no image of its inputs: push it first"
+        )
+    by_tag = remote.by_tag(image)
+    digest = remote.digest(by_tag)
+    if digest != canonical:
+        digest = remote.retag(image, canonical, settings.tag) or _tag_through_an_engine(
+            run, image, canonical, run.output(f"push:{image}", f"push {image}")
+        )
+        remote.learn(by_tag, digest)
+    if digest != canonical:
+        raise PaiTasksError(
+            f"image {image}: pushed {settings.image_name(image)} as {digest}, but the "
+            f"registry serves {canonical} for its fingerprint"
+        )
+    local = run.images.get(image)
+    if local is not None and local.labels.get(LABEL) == wanted:
+        # As pai_build leaves it: the engine's image under its full name too, if that
+        # is the image `:tag` serves.
+        engine = run.engine()
+        held = engine.image(image)
+        if held is not None and canonical in published_digests(run, image, held):
+            engine.tag(image, settings.image_name(image))
+            engine.remove_images([remote.by_fingerprint(image, wanted)])  # the tag only
+    return digest
+
+
+def published_digests(run: Run, image: str, local: Any) -> set[str]:
+    """The registry digests the engine's image `local` of `image` is published as:
+    those the engine knows (it pushed or pulled it) and those sent from here."""
+    remote = _remote(run)
+    prefix = remote.by_digest(image, "")
+    found = {entry[len(prefix):] for entry in local.repo_digests if entry.startswith(prefix)}
+    sent = run.sent(local.id)
+    return found | ({sent} if sent else set())
+
+
+def send(
+    run: Run, engine: Engine, image: str, bases: Sequence[str], tag: str
+) -> str | None:
+    """Send this engine's `image` to the registry from this process, as `tag`: only
+    the layers its tree `bases` do not have (those are mounted), its config and its
+    manifest, each request retried on its own. The manifest's digest; None when the
+    image is too large for that, or this process cannot reach the registry."""
+    remote = _remote(run)
+    client = remote.client()
+    if client is None:
+        return None
+    image_id, size, diff_ids = engine.layout(image)
+    if size > run.settings.send_limit << 20 or not diff_ids:
+        return None
+    repository = remote.repository(image)
+    start = time.time()
+    try:
+        with ThreadPoolExecutor(SENDERS) as pool, tempfile.TemporaryDirectory(
+            prefix="paitasks-send-"
+        ) as folder:
+            # What the registry has of the bases, asked while the engine exports.
+            asking = pool.submit(_base_layers, run, client, bases)
+            config, layers = _export(engine, image, image_id, Path(folder))
+            missing = [diff for diff in diff_ids if diff not in layers]
+            if missing:
+                raise Unsure(f"the engine's export lacks layer {missing[0]}")
+            sending = pool.submit(client.upload, repository, image_id, config, image)
+            entries = _send_layers(pool, client, repository, image, diff_ids,
+                                   asking.result(), layers)
+            sending.result()
+        manifest = json.dumps({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": CONFIG, "size": len(config), "digest": image_id},
+            "layers": entries,
+        }, indent=3).encode()
+        digest = client.put_manifest(repository, tag, manifest, MANIFEST, image)
+    except Unsure as exc:
+        remote.journal.record(Exchange(f"send {repository}:{tag}", client.host, start,
+                                       time.time(), 1, f"unsure: {exc}", image))
+        return None
+    if digest != "sha256:" + hashlib.sha256(manifest).hexdigest():
+        raise PaiTasksError(f"image {image}: the registry stored another manifest ({digest})")
+    run.sent(image_id, digest)
+    return digest
+
+
+def _base_layers(run: Run, client: Client, bases: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """diff id -> the layer (its digest, size, media type and repository) as the
+    registry holds it under the tree bases' images of the current inputs."""
+    remote = _remote(run)
+    known: dict[str, dict[str, Any]] = {}
+    for base in bases:
+        found = run.fingerprint(base)
+        digest = remote.digest(remote.by_fingerprint(base, found)) if found else None
+        if digest is None:
+            continue
+        repository = remote.repository(base)
+        body, _ = client.manifest(repository, digest, base)
+        manifest = json.loads(body)
+        if "layers" not in manifest or "config" not in manifest:
+            continue  # an index (several platforms): its layers are not this image's
+        config = json.loads(client.blob(repository, manifest["config"]["digest"], base))
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        for diff_id, layer in zip(diff_ids, manifest["layers"], strict=False):
+            known.setdefault(diff_id, {**layer, "repository": repository})
+    return known
+
+
+def _export(
+    engine: Engine, image: str, image_id: str, folder: Path
+) -> tuple[bytes, dict[str, Path]]:
+    """The image's config (as the engine stores it) and each layer, uncompressed, in
+    a file of `folder`, by diff id (the sha256 of its content)."""
+    config = b""
+    layers: dict[str, Path] = {}
+    with engine.export(image) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            content = tar.extractfile(member)
+            assert content is not None
+            if member.name == image_id.removeprefix("sha256:") + ".json":
+                config = content.read()
+            elif member.name.endswith("/layer.tar"):
+                path = folder / f"{len(layers)}.tar"
+                digest = hashlib.sha256()
+                with open(path, "wb") as out:
+                    while chunk := content.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                layers["sha256:" + digest.hexdigest()] = path
+    if "sha256:" + hashlib.sha256(config).hexdigest() != image_id:
+        raise Unsure("the engine's export has another config")
+    return config, layers
+
+
+def _send_layers(
+    pool: ThreadPoolExecutor, client: Client, repository: str, image: str,
+    diff_ids: Sequence[str], known: dict[str, dict[str, Any]], layers: dict[str, Path],
+) -> list[dict[str, Any]]:
+    """The manifest's layer entries, once each layer is in `repository`: mounted from
+    a base's repository where the registry has it, else compressed here and sent."""
+
+    def place(diff_id: str) -> dict[str, Any]:
+        layer = known.get(diff_id)
+        if layer is not None and client.mount(
+            repository, layer["digest"], layer["repository"], image
+        ):
+            return {"mediaType": layer.get("mediaType", LAYER), "size": layer["size"],
+                    "digest": layer["digest"]}
+        body = _compressed(layers[diff_id])
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        client.upload(repository, digest, body, image)
+        return {"mediaType": LAYER, "size": len(body), "digest": digest}
+
+    ordered = list(dict.fromkeys(diff_ids))
+    placed = dict(zip(ordered, pool.map(place, ordered), strict=True))
+    return [placed[diff_id] for diff_id in diff_ids]
+
+
+def _compressed(path: Path) -> bytes:
+    """A layer gzipped the same way every time (no name, no time in its header), so a
+    layer sent again after a failed try has the same digest."""
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as out:
+        with open(path, "rb") as source, gzip.GzipFile(
+            filename="", mode="wb", fileobj=out, mtime=0, compresslevel=6
+        ) as packed:
+            shutil.copyfileobj(source, packed, 1 << 20)
+        out.seek(0)
+        return out.read()
+
+
+def engine_push(run: Run, engine: Engine, image: str, source: str, tag: str) -> str:
+    """Push `source` (an image or reference an engine holds) as the image's
+    `<repository>:<tag>` through `engine`, tried as the run's policy says; recorded in
+    the run's registry journal."""
+    settings, remote = run.registry(), _remote(run)
+    repository = settings.repository(image)
+    tries, outcome, start = 1, "pushed", time.time()
+
+    def retried(failure: Transient, wait: float) -> None:
+        nonlocal tries
+        tries += 1
+        remote.journal.retried(image)
+
+    try:
+        return engine.push(
+            source, repository, tag, remote.auth,
+            on_line=run.output(f"push:{image}", f"push {image}"),
+            policy=run.policy, on_retry=retried,
+        )
+    except PaiTasksError as exc:
+        outcome = f"failed: {exc}"
+        raise
+    finally:
+        remote.journal.record(Exchange(
+            f"push {repository}:{tag}", settings.registry, start, time.time(), tries, outcome,
+            image,
+        ))
+
+
+def _tag_through_an_engine(
+    run: Run, image: str, canonical: str, on_line: LineSink | None
+) -> str:
+    """`:tag` pushed by a docker engine, where the registry cannot be asked to copy a
+    manifest directly: (engines=) the one that built it, else one that pulls it by
+    digest first (a docker context of engines=, else this machine's engine: a buildx
+    builder of another driver has no engine to push from)."""
+    remote, settings = _remote(run), run.registry()
+    by_fingerprint = remote.by_fingerprint(image, run.fingerprint(image) or "")
+    engine, source = run.engine(), remote.by_digest(image, canonical)
+    several = run.several
+    built_on = run.built_on(image)
+    if several is not None and built_on is None:  # built by an earlier run, maybe
+        last = last_engine(run.state, image)
+        built_on = last if last in several.names else None
+    there = several.docker_engine(built_on) if several is not None else None
+    if there is not None:
+        engine = there  # the one that built it holds what it pushed; another pulls it
+    if engine.image(by_fingerprint) is not None:
+        source = by_fingerprint
+    else:
+        engine.pull(source, remote.auth, on_line, run.policy)
+    digest = engine_push(run, engine, image, source, settings.tag)
+    if source == by_fingerprint:  # keep the engine's tags few
+        engine.remove_images([by_fingerprint])
+    return digest
+
+
+def _remote(run: Run) -> RegistryView:
+    remote = run.remote
+    if remote is None:
+        run.registry()  # raises: pushing needs registry settings
+    assert remote is not None
+    return remote
+
+
+def _fingerprint(run: Run, image: str) -> str:
+    wanted = run.fingerprint(image)
+    if wanted is None:
+        raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
+    return wanted
