@@ -354,32 +354,54 @@ class Engine:
     ) -> str:
         """One push; Transient for what another try may fix. The layers it finds in the
         registry, or puts there, are added to `done`."""
-        digest: str | None = None
+        digests: list[str] = []
+
+        def watch(chunk: Mapping[str, Any]) -> None:
+            status = str(chunk.get("status") or "")
+            if status in LAYER_DONE or status.startswith("Mounted from"):
+                done.add(str(chunk.get("id", "")))
+            found = (chunk.get("aux") or {}).get("Digest")
+            if found:
+                digests.append(str(found))
+
+        self._follow(
+            lambda api: api.push(repository, tag=tag, stream=True, decode=True,
+                                 auth_config=dict(auth or {}) or None),
+            f"pushing {repository}:{tag}", stall, on_line, watch,
+        )
+        if not digests:
+            raise EngineError(f"pushing {repository}:{tag}: the engine reported no digest")
+        return digests[-1]
+
+    def _follow(
+        self,
+        start: Callable[[Any], Iterable[Mapping[str, Any]]],
+        what: str,
+        stall: float,
+        on_line: LineSink | None,
+        watch: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        """Follow a push or pull the engine streams (`start(api)`): each status to
+        `on_line`, each message to `watch`. Transient for what another try may fix: the
+        registry's 429 or 5xx, a reset, no message for `stall` seconds, or dockerd
+        about to wait before retrying an upload itself (cut short: the caller retries)."""
         try:
             with self._patience(stall) as api:
-                stream = api.push(
-                    repository, tag=tag, stream=True, decode=True,
-                    auth_config=dict(auth or {}) or None,
-                )
-                for chunk in stream:
+                for chunk in start(api):
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
                         if _transient(error):
                             raise retries.Transient(error, throttled=_throttled(error))
-                        raise EngineError(f"pushing {repository}:{tag} failed: {error}")
+                        raise EngineError(f"{what} failed: {error}")
                     status = str(chunk.get("status") or "")
                     if status.startswith("Retrying in"):
-                        # dockerd's own retry of an upload, after seconds of waiting.
                         raise retries.Transient("the registry failed an upload")
-                    if status in LAYER_DONE or status.startswith("Mounted from"):
-                        done.add(str(chunk.get("id", "")))
-                    aux = chunk.get("aux") or {}
-                    if aux.get("Digest"):
-                        digest = str(aux["Digest"])
+                    if watch is not None:
+                        watch(chunk)
                     if on_line is not None and status:
                         on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
         except retries.Transient:
-            self._drop_client()  # so the engine gives the abandoned push up
+            self._drop_client()  # so the engine gives the abandoned transfer up
             raise
         except _stream_errors() as exc:
             self._drop_client()
@@ -387,10 +409,7 @@ class Engine:
                 raise retries.Transient(f"no progress for {stall:g} s (stalled)") from None
             if _transient(_short(exc)):
                 raise retries.Transient(_short(exc)) from None
-            raise EngineError(f"pushing {repository}:{tag} failed: {_short(exc)}") from None
-        if digest is None:
-            raise EngineError(f"pushing {repository}:{tag}: the engine reported no digest")
-        return digest
+            raise EngineError(f"{what} failed: {_short(exc)}") from None
 
     @contextlib.contextmanager
     def _patience(self, stall: float) -> Iterator[Any]:
@@ -463,8 +482,15 @@ class Engine:
         """Pull `reference` (by digest) and return the image; transient failures are
         tried again as `policy` says."""
         policy = policy or retries.Policy()
+        def once() -> None:
+            self._follow(
+                lambda api: api.pull(reference, stream=True, decode=True,
+                                     auth_config=dict(auth) if auth else None),
+                f"pulling {reference}", policy.stall, on_line,
+            )
+
         try:
-            retries.call(policy, lambda: self._pull_once(reference, auth, on_line, policy.stall))
+            retries.call(policy, once)
         except retries.Transient as failure:
             raise RegistryError(
                 f"pulling {reference} failed after {failure.tries} "
@@ -474,33 +500,6 @@ class Engine:
         if pulled is None:
             raise EngineError(f"pulling {reference}: the engine reported success but has no image")
         return pulled
-
-    def _pull_once(
-        self, reference: str, auth: Mapping[str, str] | None, on_line: LineSink | None,
-        stall: float,
-    ) -> None:
-        try:
-            with self._patience(stall) as api:
-                for chunk in api.pull(
-                    reference, stream=True, decode=True, auth_config=dict(auth) if auth else None
-                ):
-                    if "error" in chunk:
-                        error = str(chunk["error"]).strip()
-                        if _transient(error):
-                            raise retries.Transient(error, throttled=_throttled(error))
-                        raise EngineError(f"pulling {reference} failed: {error}")
-                    if on_line is not None and chunk.get("status"):
-                        on_line(" ".join(str(chunk[k]) for k in ("id", "status") if chunk.get(k)))
-        except retries.Transient:
-            self._drop_client()
-            raise
-        except _stream_errors() as exc:
-            self._drop_client()
-            if _timed_out(exc):
-                raise retries.Transient(f"no progress for {stall:g} s (stalled)") from None
-            if _transient(_short(exc)):
-                raise retries.Transient(_short(exc)) from None
-            raise EngineError(f"pulling {reference} failed: {_short(exc)}") from None
 
     def tag(self, image: str, name: str) -> None:
         """Tag `image` (a name or a reference by digest) as `name` (`repository:tag`)."""

@@ -302,36 +302,17 @@ class Proxy:
         up_writer.write(up.send(h11.Request(
             method=request.method, target=request.target, headers=request.headers
         )) or b"")
-        while True:  # the request's body
-            event = await _next_event(client, reader)
-            if isinstance(event, h11.Data):
-                up_writer.write(up.send(event) or b"")
-                await up_writer.drain()
-            elif isinstance(event, h11.EndOfMessage):
-                up_writer.write(up.send(h11.EndOfMessage()) or b"")
-                await up_writer.drain()
-                break
-            else:
-                raise h11.ProtocolError("request body ended early")
-        status = 0
+        await _pass_body(client, reader, up, up_writer)
         while True:  # the response
             event = await _next_event(up, up_reader)
-            if isinstance(event, h11.InformationalResponse):
-                continue
             if isinstance(event, h11.Response):
-                status = event.status_code
                 writer.write(client.send(h11.Response(
                     status_code=event.status_code, headers=event.headers, reason=event.reason
                 )) or b"")
-            elif isinstance(event, h11.Data):
-                writer.write(client.send(event) or b"")
-                await writer.drain()
-            elif isinstance(event, h11.EndOfMessage):
-                writer.write(client.send(h11.EndOfMessage()) or b"")
-                await writer.drain()
-                return status
-            else:
-                raise h11.ProtocolError("the upstream closed mid-response")
+                await _pass_body(up, up_reader, client, writer)
+                return int(event.status_code)
+            if not isinstance(event, h11.InformationalResponse):
+                raise h11.ProtocolError("the upstream closed before answering")
 
     # -- control --------------------------------------------------------------------
 
@@ -374,6 +355,21 @@ async def _next_event(connection: h11.Connection, reader: asyncio.StreamReader) 
             connection.receive_data(await reader.read(CHUNK))
             continue
         return event
+
+
+async def _pass_body(
+    source: h11.Connection, reader: asyncio.StreamReader,
+    sink: h11.Connection, writer: asyncio.StreamWriter,
+) -> None:
+    """Copy a message's body from one side to the other, to its end."""
+    while True:
+        event = await _next_event(source, reader)
+        if not isinstance(event, h11.Data | h11.EndOfMessage):
+            raise h11.ProtocolError("the message ended early")
+        writer.write(sink.send(event) or b"")
+        await writer.drain()
+        if isinstance(event, h11.EndOfMessage):
+            return
 
 
 async def _drain(connection: h11.Connection, reader: asyncio.StreamReader) -> None:

@@ -208,10 +208,23 @@ def run_doit(
 
 
 def doit_on(
-    src: Path, *arguments: str, cwd: Path | None = None
+    src: Path, *arguments: str, cwd: Path | None = None, engine2: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m doit -f dodo.py ARGUMENTS src=SRC`, from the tree's root by default."""
-    return run_doit(*arguments, f"src={src}", cwd=cwd or src.parent)
+    """`python -m doit -f dodo.py ARGUMENTS src=SRC`, from the tree's root by default;
+    on engine 2 (a fresh runner), with `env` added to the environment."""
+    environ = {**(ENGINE2_ENV if engine2 else {}), **(env or {})}
+    return run_doit(*arguments, f"src={src}", cwd=cwd or src.parent, env=environ)
+
+
+def report(src: Path) -> dict[str, Any]:
+    """The last run's `.paitasks/report.json` of the tree whose source folder is `src`."""
+    return dict(json.loads((src.parent / ".paitasks" / "report.json").read_text()))
+
+
+def statuses(src: Path) -> dict[str, str]:
+    """Image -> its status in the last run's report.json."""
+    return {name: entry["status"] for name, entry in report(src)["images"].items()}
 
 
 def free_port() -> int:

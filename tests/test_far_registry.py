@@ -33,12 +33,13 @@ from tests.support import (
     PAI_BUILD,
     LoggedRegistry,
     TokenAuth,
+    doit_on,
     engine2_images,
     fingerprint_tag,
     free_port,
     output,
     prefixed_tree,
-    run_doit,
+    report,
     succeeded,
 )
 from tests.test_push import write_config
@@ -68,16 +69,6 @@ class Published:
 
     def digest(self, image: str, tag: str = TAG) -> str | None:
         return self.registry.api.manifest_digest(f"{self.ns}/{image}", tag)
-
-
-def doit(src: Path, *arguments: str, engine2: bool = False,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {**(ENGINE2_ENV if engine2 else {}), **(env or {})}
-    return run_doit(*arguments, f"src={src}", cwd=src.parent, env=environ)
-
-
-def report(src: Path) -> dict[str, Any]:
-    return dict(json.loads((src.parent / ".paitasks" / "report.json").read_text()))
 
 
 def fresh_runner(published: Published, root: Path, change: str | None = None) -> Path:
@@ -173,7 +164,7 @@ def published(
     src = root / "src"
     names = prefixed_tree(FIXTURES, src, ns)
     config = write_config(root / "cfg", far.address, ns, TAG)
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={config}"))
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={config}"))
     images = sorted(report(src)["images"])
     found = Published(src, ns, config, far, logged_registry, images, names["watchdog"])
     assert all(tags_served(found).values()), tags_served(found)
@@ -195,7 +186,7 @@ def test_a_fresh_runner_asks_every_question_once_and_at_once(
 ) -> None:
     src = fresh_runner(published, tmp_path)
     mark = published.far.mark()
-    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
     succeeded(result)
     statuses = {name: entry["status"] for name, entry in report(src)["images"].items()}
     assert set(statuses.values()) == {"up to date in the registry"}, statuses
@@ -227,7 +218,7 @@ def test_the_timeline_and_the_report_show_the_waits(
     published: Published, tmp_path: Path
 ) -> None:
     src = fresh_runner(published, tmp_path)
-    succeeded(doit(src, "-n", "4", "build", f"config={published.config}", engine2=True))
+    succeeded(doit_on(src, "-n", "4", "build", f"config={published.config}", engine2=True))
     trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
     processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
                  if event["ph"] == "M"}
@@ -244,7 +235,7 @@ def test_a_warm_engine_asks_only_what_its_tags_serve(published: Published) -> No
     """The engine that pushed holds every image under the registry's digests: the push
     checks need `:tag` only, one request per image, none of them twice."""
     mark = published.far.mark()
-    succeeded(doit(published.src, "-n", "4", "build", "push", f"config={published.config}"))
+    succeeded(doit_on(published.src, "-n", "4", "build", "push", f"config={published.config}"))
     heads = [item for item in ours(published.far.requests(mark)) if item["method"] == "HEAD"]
     assert sorted(item["path"] for item in heads) == sorted(
         f"/v2/{published.ns}/{image}/manifests/{TAG}" for image in published.images
@@ -261,7 +252,7 @@ def test_429_with_retry_after_on_one_request_in_three(
     src = fresh_runner(published, tmp_path, change=change)
     faults.faults([{"action": "429", "every": 3, "retry_after": "1"}])
     mark = faults.mark()
-    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
     succeeded(result)
     requests = faults.requests(mark)
     refused = faulted(requests, "429")
@@ -306,7 +297,7 @@ def test_429_without_retry_after_and_503_are_tried_again(
         {"action": "503", "every": 3, "methods": ["GET", "POST", "PATCH", "PUT"]},
     ])
     mark = faults.mark()
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}",
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
                    engine2=True, env=SENDERS[sender]))
     requests = faults.requests(mark)
     assert faulted(requests, "429") and faulted(requests, "503")
@@ -327,7 +318,7 @@ def test_a_reset_connection_is_tried_again(
     src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
     faults.faults([{"action": "reset", "every": 3}])
     mark = faults.mark()
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}",
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
                    engine2=True, env=SENDERS[sender]))
     requests = faults.requests(mark)
     assert senders(faulted(requests, "reset"), sender)
@@ -345,7 +336,7 @@ def test_a_stalled_upload_is_tried_again_and_publishes_the_same_digest(
     faults.faults([{"action": "stall", "methods": [UPLOADING[sender]],
                     "path": "/blobs/uploads/"}])
     mark = faults.mark()
-    result = doit(src, "-n", "4", "build", "push", f"config={published.config}",
+    result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
                   engine2=True, env={**FAST_STALL, **SENDERS[sender]})
     succeeded(result)
     requests = faults.requests(mark)
@@ -386,7 +377,7 @@ def test_a_registry_that_keeps_failing_ends_in_one_line_and_publishes_nothing(
     src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
     faults.faults([{"action": "stall", "methods": [UPLOADING[sender]],
                     "path": "/blobs/uploads/", "times": 100}])
-    result = doit(src, "-n", "4", "build", "push", f"config={published.config}",
+    result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
                   engine2=True, env={**FAST_STALL, **SENDERS[sender], "PAI_REGISTRY_TRIES": "2"})
     assert result.returncode != 0
     text = output(result)
@@ -402,7 +393,7 @@ def test_a_registry_that_keeps_failing_ends_in_one_line_and_publishes_nothing(
     assert not [image for image, entry in entries.items()
                 if entry.get("push", {}).get("status") == "done"]
     faults.faults([])
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True))
     assert published.digest(published.watchdog) != before[published.watchdog]
 
 
@@ -440,12 +431,12 @@ def test_a_token_registry_costs_one_token_per_set_of_repositories(
     prefixed_tree(FIXTURES, src, ns)
     config = write_config(root / "cfg", far.address, f"{ns}-t", TAG,
                           username=USER, password=PASSWORD)
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={config}"))
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={config}"))
     runner = tmp_path / "runner" / "src"
     shutil.copytree(src, runner, symlinks=True)
     clear_engine2(ns)
     mark = far.mark()
-    result = doit(runner, "-n", "4", "build", "push", f"config={config}", engine2=True)
+    result = doit_on(runner, "-n", "4", "build", "push", f"config={config}", engine2=True)
     succeeded(result)
     assert PASSWORD not in output(result)
     images = report(runner)["images"]
@@ -468,7 +459,7 @@ def test_a_wrong_password_stops_the_run_before_any_work(
     prefixed_tree(FIXTURES, src, ns)
     config = write_config(tmp_path / "cfg", token_registry.far.address, f"{ns}-w", TAG,
                           username=USER, password="not-the-password")
-    result = doit(src, "build", f"config={config}")
+    result = doit_on(src, "build", f"config={config}")
     assert result.returncode != 0
     text = output(result)
     assert token_registry.far.address in text and "Traceback" not in text

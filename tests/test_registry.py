@@ -50,6 +50,7 @@ from tests.support import (
     PAI_BUILD,
     LoggedRegistry,
     RegistryAPI,
+    doit_on,
     engine2,
     engine2_images,
     fingerprint_tag,
@@ -57,7 +58,8 @@ from tests.support import (
     image_of,
     output,
     prefixed_tree,
-    run_doit,
+    report,
+    statuses,
     succeeded,
     summary_rows,
 )
@@ -109,38 +111,12 @@ def user_environ() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
 
 
-def doit(src: Path, *arguments: str, engine2: bool = False,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`doit ARGUMENTS src=SRC` from the tree's root, on engine 1 or engine 2."""
-    environ = {**(ENGINE2_ENV if engine2 else {}), **(env or {})}
-    return run_doit(*arguments, f"src={src}", cwd=src.parent, env=environ)
-
-
-
-
-
-
-def report(src: Path) -> dict[str, Any]:
-    return dict(json.loads((src.parent / ".paitasks" / "report.json").read_text()))
-
-
-def statuses(src: Path) -> dict[str, str]:
-    """Image -> its status in the last run's report.json."""
-    return {name: entry["status"] for name, entry in report(src)["images"].items()}
-
-
-
-
-
-
 def fresh_copy(src: Path, root: Path) -> Path:
     """A fresh clone of the tree: the source folder only, no `.paitasks/`."""
     copy = root / "src"
     shutil.copytree(src, copy, symlinks=True)
     assert not (root / ".paitasks").exists()
     return copy
-
-
 
 
 def registry_json(api: RegistryAPI, path: str) -> Any:
@@ -261,7 +237,7 @@ def published(
     src = root / "src"
     names = prefixed_tree(FIXTURES, src, ns)
     config = write_config(root / "cfg", logged_registry.address, ns, TAG)
-    succeeded(doit(src, "-n", "4", "build", "push", f"config={config}"))
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={config}"))
     images = report(src)["images"]
     fingerprints = {name: entry["fingerprint"] for name, entry in images.items()}
     assert len(fingerprints) == len(MARKERS), sorted(fingerprints)
@@ -305,7 +281,7 @@ def leaf_change(
     script = src / "componentB" / "test-build" / "start.sh"
     script.write_text(script.read_text() + line + "\n")
     mark = published.registry.mark()
-    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
     succeeded(result)
     return LeafChange(
         src, published.names["component-b"], line, result,
@@ -348,7 +324,7 @@ def test_fresh_runner_finds_everything_in_the_registry(
     registry = published.registry
     layers = all_layers(published)
     mark = registry.mark()
-    result = doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+    result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
     stdout = succeeded(result)
 
     assert statuses(src) == dict.fromkeys(published.images, REGISTRY_FRESH)
@@ -372,7 +348,7 @@ def test_pull_brings_every_image_to_a_fresh_runner(
     published: Published, fresh_runner: Path
 ) -> None:
     src = fresh_copy(published.src, fresh_runner)
-    result = doit(src, "-n", "4", "build", f"config={published.config}", "pull=1", engine2=True)
+    result = doit_on(src, "-n", "4", "build", f"config={published.config}", "pull=1", engine2=True)
     stdout = succeeded(result)
     assert statuses(src) == dict.fromkeys(published.images, "pulled")
     rows = summary_rows(stdout, published.images)
@@ -430,7 +406,7 @@ def test_push_moves_the_tag_back_to_this_branch_build(
     repository = published.repository(image)
     assert registry.api.manifest_digest(repository, TAG) != published.digests[image]
     mark = registry.mark()
-    result = doit(published.src, "-n", "4", "build", "push", f"config={published.config}")
+    result = doit_on(published.src, "-n", "4", "build", "push", f"config={published.config}")
     succeeded(result)
     for name, status in statuses(published.src).items():
         assert status.startswith("up to date"), (name, status)
@@ -465,7 +441,7 @@ def test_a_fresh_runner_moves_a_tag_in_the_registry_without_pulling(
     ):
         clear_engine2(published.ns)
         mark = registry.mark()
-        succeeded(doit(src, "-n", "4", "build", "push", f"config={published.config}",
+        succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
                        engine2=True))
         assert registry.api.manifest_digest(repository, TAG) == serves
         assert registry.manifest_puts(mark) == {repository: [TAG]}
@@ -490,7 +466,7 @@ def test_stale_local_name_is_untagged_or_replaced(
         published.fingerprints[image]
     src = fresh_copy(leaf_change.src, tmp_path / "engine1")
 
-    stdout = succeeded(doit(src, "-n", "4", "build", f"config={published.config}"))
+    stdout = succeeded(doit_on(src, "-n", "4", "build", f"config={published.config}"))
     found = statuses(src)
     assert found[image] == REGISTRY_FRESH, stdout
     assert {found[name] for name in published.images if name != image} == {"up to date"}
@@ -498,7 +474,7 @@ def test_stale_local_name_is_untagged_or_replaced(
     # Only the name went: the old image, still tagged as it was pushed, stays.
     assert on_engine1(docker_client, old_id)
 
-    succeeded(doit(src, "-n", "4", "build", f"config={published.config}", "pull=1"))
+    succeeded(doit_on(src, "-n", "4", "build", f"config={published.config}", "pull=1"))
     assert statuses(src)[image] == "pulled"
     assert leaf_change.line.split('"')[1] in run_on_engine1(image)
 
@@ -518,7 +494,7 @@ def test_base_change_rebuilds_the_base_and_what_is_built_on_it(
 
     mark = registry.mark()
     stdout = succeeded(
-        doit(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
+        doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
     )
     expected = {image: "done" if image in rebuilt else REGISTRY_FRESH
                 for image in published.images}
@@ -564,13 +540,13 @@ def test_rebuild_on_a_fresh_runner_reuses_the_registry_layer_cache(
         "COPY note /note\n"
     )
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-    succeeded(doit(src, "build", "push", f"config={config}"))
+    succeeded(doit_on(src, "build", "push", f"config={config}"))
     stamp = run_on_engine1_busybox(image, "/stamp")
     assert stamp.startswith(prefix)
 
     second = fresh_copy(src, tmp_path / "second")
     (second / "slow" / "note").write_text("second note\n")
-    result = doit(second, "build", f"config={config}", "verbose=1", engine2=True)
+    result = doit_on(second, "build", f"config={config}", "verbose=1", engine2=True)
     stdout = succeeded(result)
     assert statuses(second) == {image: "done"}
     assert run_engine2_busybox(image, "/note") == "second note\n"
@@ -609,14 +585,14 @@ def test_docker_login_credentials_are_used(
     assert login.returncode == 0, output(login)
     env = {"DOCKER_CONFIG": str(docker_config)}
 
-    first = doit(src, "build", "push", f"config={config}", env=env)
+    first = doit_on(src, "build", "push", f"config={config}", env=env)
     succeeded(first)
     assert PASSWORD not in output(first)
     for image in (base, app):
         assert login_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is not None
 
     mark = login_registry.mark()
-    second = doit(src, "build", "push", f"config={config}", env=env)
+    second = doit_on(src, "build", "push", f"config={config}", env=env)
     stdout = succeeded(second)
     assert login_registry.manifest_puts(mark) == {}
     rows = summary_rows(stdout, [base, app])
@@ -637,7 +613,7 @@ def test_a_registry_that_refuses_stops_the_run_before_any_work(
     if plugins.is_dir():
         (docker_config / "cli-plugins").symlink_to(plugins)
     mark = login_registry.mark()
-    result = doit(src, "build", "push", f"config={config}",
+    result = doit_on(src, "build", "push", f"config={config}",
                   env={"DOCKER_CONFIG": str(docker_config)})
     text = output(result)
     assert result.returncode != 0, text
@@ -664,16 +640,16 @@ def test_registry_by_host_name_over_plain_http(
     src, base, app = small_tree(tmp_path / "tree", prefix)
     config = write_config(tmp_path / "cfg", domain, prefix, TAG)
 
-    succeeded(doit(src, "build", "push", f"config={config}"))
+    succeeded(doit_on(src, "build", "push", f"config={config}"))
     for image in (base, app):
         assert logged_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is not None
 
     mark = logged_registry.mark()
-    succeeded(doit(src, "build", "push", f"config={config}"))
+    succeeded(doit_on(src, "build", "push", f"config={config}"))
     assert logged_registry.manifest_puts(mark) == {}
 
     runner = fresh_copy(src, tmp_path / "runner")
-    succeeded(doit(runner, "build", "push", f"config={config}", engine2=True))
+    succeeded(doit_on(runner, "build", "push", f"config={config}", engine2=True))
     assert statuses(runner) == {base: REGISTRY_FRESH, app: REGISTRY_FRESH}
     assert logged_registry.manifest_puts(mark) == {}
     assert engine2_images(prefix) == {}
@@ -686,7 +662,7 @@ def test_unreachable_registry_stops_a_fresh_runner_before_any_work(
     names = prefixed_tree(FIXTURES, src, prefix)
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     config = write_config(tmp_path / "cfg", address, prefix, TAG)
-    result = doit(src, "-n", "4", "build", "push", f"config={config}", engine2=True)
+    result = doit_on(src, "-n", "4", "build", "push", f"config={config}", engine2=True)
     text = output(result)
     assert result.returncode != 0
     assert f"registry {address} is unreachable" in text, text
