@@ -606,6 +606,7 @@ class RegistryView:
         self._pool: ThreadPoolExecutor | None = None
         self._clients: dict[str, Future[Client | None]] = {}  # host -> how to ask it
         self._images: dict[str, str] = {}  # reference -> the tree image it is about
+        self._standing: set[Scope] = set()  # the login every token request asks for
         self._hints_file = hints  # how each registry was reached in the last run
         self._hints: dict[str, dict[str, str]] | None = None
 
@@ -692,6 +693,8 @@ class RegistryView:
         names = list(images)
         actions = frozenset({"pull", "push"} if push else {"pull"})
         scopes = {(self._parts(self.by_tag(image))[1], actions) for image in names}
+        with self._lock:  # every batch asks for these too: one token for them all
+            self._standing.update(scopes)
         self.prefetch([self.by_tag(image) for image in names] if push else [], scopes)
 
     def _batch(self, host: str, asked: list[str], scopes: Iterable[Scope]) -> None:
@@ -699,7 +702,8 @@ class RegistryView:
         few requests, at once), then ask every one of `asked` at once."""
         wanted = {(self._parts(ref)[1], frozenset({"pull"})) for ref in asked}
         if host == self.settings.registry:
-            wanted.update(scopes)
+            with self._lock:
+                wanted.update(scopes, self._standing)
         try:
             client = self._client(host)
         except BaseException as exc:
@@ -707,7 +711,7 @@ class RegistryView:
                 self._settle(reference, error=exc)
             return
         if client is not None and wanted:
-            ordered = sorted(wanted, key=lambda scope: scope[0])
+            ordered = _merged(wanted)
             chunks = [ordered[i : i + TOKEN_SCOPES] for i in range(0, len(ordered), TOKEN_SCOPES)]
             tokens = [self._executor().submit(_quietly, client.authorize, chunk)
                       for chunk in chunks[1:]]

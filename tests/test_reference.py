@@ -19,7 +19,7 @@ import pytest
 from docker_image.digest import InvalidDigest
 from docker_image.reference import InvalidReference
 from docker_image.reference import Reference as Oracle
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from paitasks.reference import (
@@ -131,14 +131,26 @@ def test_parse_agrees_with_distribution_reference(text: str) -> None:
     assert got == expected, text
 
 
+def ambiguous(ref: Reference) -> bool:
+    """Docker's own familiar form is ambiguous where a Docker Hub path starts like a
+    registry host: `docker.io/0.0/x` lists as `0.0/x`, which reads as registry 0.0's x
+    (and the oracle cannot parse it back). paitasks keeps docker's form, since the
+    engine lists images by it; such names do not round-trip, in docker either."""
+    first, slash, _ = ref.path.partition("/")
+    return ref.domain == "docker.io" and bool(slash) and ("." in first or first == "localhost")
+
+
 @settings(max_examples=500, deadline=None)
 @given(references())
+@example("docker.io/0.0/0")
+@example("docker.io/0__0.0/0")
 def test_familiar_is_the_oracles_familiar_name_with_the_engines_tag(text: str) -> None:
     try:
         ref = parse(text)
     except ReferenceError:
         assert engine_name(text) == text  # nothing to normalise: left as it is
         return
+    assume(not ambiguous(ref))
     oracle_ref = Oracle.parse_normalized_named(text)
     # The oracle's familiar() fails on digest references (a bug of its own): ask it for
     # the familiar name of the repository alone.
@@ -151,11 +163,14 @@ def test_familiar_is_the_oracles_familiar_name_with_the_engines_tag(text: str) -
 
 @settings(max_examples=500, deadline=None)
 @given(references())
+@example("docker.io/0.0/0")
+@example("docker.io/0__0.0/0")
 def test_familiar_form_parses_back_to_the_same_image(text: str) -> None:
     try:
         ref = parse(text)
     except ReferenceError:
         return
+    assume(not ambiguous(ref))
     again = parse(ref.familiar)
     assert again.name == ref.name
     assert again.familiar == ref.familiar
