@@ -19,8 +19,9 @@ from paitasks import freshness, publish, retries
 from paitasks.dockerfile import rewrite_images
 from paitasks.engine import registry_hiccup
 from paitasks.errors import EngineError, PaiTasksError
+from paitasks.fingerprint import LABEL, Finding
 from paitasks.hooks import run_hook
-from paitasks.inputs import LABEL, ImageSpec, save_record
+from paitasks.inputs import ImageSpec, save_record
 from paitasks.reference import local_image_name
 from paitasks.retries import Transient
 from paitasks.run import Run
@@ -42,7 +43,7 @@ def copy_deps(run: Run, round_: RoundSpec) -> Any:
     return {"copied": [dep.name for dep in round_.copies]}
 
 
-def hook(run: Run, round_: RoundSpec, script: str) -> Any:
+def hook(run: Run, ahead: freshness.Lookahead, round_: RoundSpec, script: str) -> Any:
     """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines.
 
     With declared inputs (build/hook-inputs), a hook whose inputs are unchanged since
@@ -67,8 +68,8 @@ def hook(run: Run, round_: RoundSpec, script: str) -> Any:
     try:
         run.check_same_process()
         skipped = run.temp.run_hook(round_, path, execute, run.hashes)
-        if path.name == "build-pre.sh" and not skipped and run.lookahead is not None:
-            run.lookahead.after_hook(round_.images)  # their registry questions, at once
+        if path.name == "build-pre.sh" and not skipped:
+            ahead.after_hook(round_.images)  # their registry questions, at once
         if skipped:
             return {"hook": path.name, "skipped": "declared inputs unchanged"}
     except PaiTasksError as exc:
@@ -90,14 +91,14 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
     verbose = run.settings.verbose
     try:
         run.check_same_process()
-        assessment = run.take_assessment(spec.name) or freshness.assess(run, spec)
+        assessment = run.findings.take(spec.name) or freshness.assess(run, spec)
         if assessment.fresh and assessment.where == "registry":
             return _pull(run, spec, assessment)
         # The temp folders are made only when the build reads something in them: what
         # it does not read cannot change the image (and the fingerprint leaves it out).
         if (
             spec.round is not None
-            and assessment.reads_temp_folders
+            and freshness.reads_temp_folders(assessment)
             and run.temp.ensure_real(spec.round, "pre")
         ):
             assessment = freshness.assess(run, spec)  # now read what the build will send
@@ -123,7 +124,7 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
             on_line=run.output(f"build-image:{spec.name}", spec.name),
         ))
         run.images.update(spec.name, LocalImage(image_id, {LABEL: assessment.fingerprint}))
-        run.record(spec.name, dataclasses.replace(assessment, fresh=True, where="engine"))
+        run.findings.record(spec.name, dataclasses.replace(assessment, fresh=True, where="engine"))
         save_record(run.state, spec.name, assessment.inputs, image_id)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
@@ -131,7 +132,7 @@ def build_image(run: Run, spec: ImageSpec) -> Any:
 
 
 def _build_elsewhere(
-    run: Run, spec: ImageSpec, assessment: freshness.Assessment, several: Engines
+    run: Run, spec: ImageSpec, assessment: Finding, several: Engines
 ) -> Any:
     """engines=: build on the least busy engine, pushed from there under the image's
     fingerprint tag; nothing comes back to this machine's engine."""
@@ -155,8 +156,8 @@ def _build_elsewhere(
             on_line=run.output(f"build-image:{spec.name}", f"{spec.name} on {name}"),
         ))
     remote.learn(reference, digest)
-    run.built_on(spec.name, name)
-    run.record(spec.name, dataclasses.replace(assessment, where="registry", digest=digest))
+    run.findings.built_on(spec.name, name)
+    run.findings.record(spec.name, dataclasses.replace(assessment, where="registry", digest=digest))
     save_record(run.state, spec.name, assessment.inputs, digest, engine=name)
     return {
         "image": spec.name, "digest": digest, "engine": name,
@@ -192,7 +193,7 @@ def _tried(run: Run, image: str, build: Callable[[], T]) -> T:
         ) from None
 
 
-def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
+def _pull(run: Run, spec: ImageSpec, assessment: Finding) -> Any:
     """pull=1: bring the registry's image for these inputs in, under the image's name."""
     remote = run.remote
     assert remote is not None and assessment.digest is not None
@@ -202,7 +203,7 @@ def _pull(run: Run, spec: ImageSpec, assessment: freshness.Assessment) -> Any:
     pulled = engine.pull(source, remote.auth, on_line, run.policy)
     engine.tag(source, f"{spec.name}:latest")
     run.images.update(spec.name, pulled)
-    run.record(spec.name, dataclasses.replace(assessment, where="engine"))
+    run.findings.record(spec.name, dataclasses.replace(assessment, where="engine"))
     return {
         "image": spec.name, "id": pulled.id, "fingerprint": assessment.fingerprint,
         "pulled": source,
@@ -247,7 +248,7 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
     elsewhere = run.several is not None  # engines=: they see only the registry
     taken: dict[str, str] = {}
     for base in spec.uses:
-        found = run.result(base)
+        found = run.findings.latest(base)
         if found is None:
             continue
         digest = found.digest

@@ -24,7 +24,7 @@ from doit.doit_cmd import DoitMain
 from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
-from paitasks.freshness import Lookahead, Predictions
+from paitasks.freshness import Lookahead
 from paitasks.graph import image_order, select
 from paitasks.inputs import last_engine
 from paitasks.loader import Plan, load_plan
@@ -130,17 +130,18 @@ def plan_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     plan = load(settings)
     run = Run(settings)
-    predictions = Predictions(run)
+    ahead = Lookahead(run)
+    predictions = ahead.predictions
     for image in plan.graph.tree.images:
-        predictions.add(image_spec(plan, image, settings))
+        ahead.add(image_spec(plan, image, settings))
     if run.remote is not None:  # the registry's answers, asked at once
-        Lookahead(run, predictions.specs)(list(plan.graph.tree.images), [])
+        ahead(list(plan.graph.tree.images), [])
     stale = remote = undecided = 0
     if settings.engines:
         print(f"engines: {', '.join(settings.engines)} (each build goes to the least busy)")
     for image in image_order(plan.graph):
         fresh, reasons = predictions.predict(image)
-        found = run.result(image)
+        found = run.findings.latest(image)
         engine = last_engine(settings.state, image)
         if engine is not None:
             reasons = (*reasons, f"last built on engine {engine}")

@@ -19,6 +19,7 @@ from doit.exceptions import InvalidDodoFile
 
 from paitasks import tasks
 from paitasks.errors import PaiTasksError
+from paitasks.freshness import Lookahead
 from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
 from paitasks.run import Run, idle_run_mark
@@ -88,6 +89,7 @@ def doit_namespace(
     settings.state.mkdir(parents=True, exist_ok=True)
     _quiet_interrupts()
     run = Run(settings)
+    ahead = Lookahead(run)
     mark = idle_run_mark(settings.state) if list_images else None
     if mark is not None:  # while another run holds the tree, its images are changing
         run.images.prefetch(mark)
@@ -101,7 +103,7 @@ def doit_namespace(
         "dep_file": str(settings.state / "doit.db"),
         "backend": "sqlite3",
         "par_type": "thread",
-        "reporter": reporter_for(run),
+        "reporter": reporter_for(run, ahead),
         "verbosity": 1,
     }
 
@@ -116,7 +118,7 @@ def doit_namespace(
                 run.remote.warm(plan.graph.tree.images, pushes)
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None
-        yield from tasks.generate(plan, run)
+        yield from tasks.generate(plan, run, ahead)
 
     task_paitasks.__doc__ = f"paitasks tasks for {settings.src}"
     return config, task_paitasks

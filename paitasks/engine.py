@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import ipaddress
 import json
 import math
 import os
@@ -457,8 +458,6 @@ class Engine:
     def insecure_registry(self, host: str) -> bool:
         """Whether the engine reaches registry `host` over plain HTTP (its
         `insecure-registries`, 127.0.0.0/8 by default)."""
-        from paitasks.registry import is_insecure
-
         return is_insecure(host, self._registry_config())
 
     def has_mirrors(self) -> bool:
@@ -712,6 +711,37 @@ def _timed_out(exc: BaseException) -> bool:
 
     timeouts = (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
     return isinstance(exc, timeouts) or "timed out" in str(exc).lower()
+
+
+def is_insecure(host: str, registry_config: Mapping[str, Any]) -> bool:
+    """Whether dockerd reaches `host` over plain HTTP when HTTPS fails: a name in its
+    `insecure-registries`, or an address in its insecure ranges (127.0.0.0/8 by default,
+    also for a name that resolves there)."""
+    index = (registry_config.get("IndexConfigs") or {}).get(host) or {}
+    if index.get("Secure") is False:
+        return True
+    if host.startswith("["):  # "[::1]:5000"
+        name = host[1 : host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+    except OSError:
+        return False
+    ranges = []
+    for cidr in registry_config.get("InsecureRegistryCIDRs") or ():
+        try:
+            ranges.append(ipaddress.ip_network(cidr))
+        except ValueError:
+            continue
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            continue
+        if any(ip in network for network in ranges):
+            return True
+    return False
 
 
 def registry_hiccup(output: str) -> str | None:

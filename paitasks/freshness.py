@@ -13,19 +13,18 @@ the build step prints.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from paitasks.errors import PaiTasksError
+from paitasks.fingerprint import LABEL, Finding, explain, fingerprint
 from paitasks.inputs import (
-    LABEL,
-    BuildInputs,
+    Gathered,
     ImageSpec,
-    explain,
-    fingerprint,
+    external_digest,
     gather,
     last_engine,
     load_record,
@@ -38,64 +37,64 @@ from paitasks.run import Run
 from paitasks.tempfolders import temporary
 
 
-@dataclass(frozen=True)
-class Assessment:
-    inputs: BuildInputs
-    fingerprint: str
-    fresh: bool
-    reasons: tuple[str, ...]
-    # Where an image built from these inputs is: "engine" (under its name here) or
-    # "registry" (under its fingerprint tag, at `digest`); "" when nowhere.
-    where: str = ""
-    digest: str | None = None
-    # Outside a run: the fingerprint is a guess, since what copy-deps and hooks make is
-    # not known before they run (no record here of what they made).
-    unknown: bool = False
-
-    @property
-    def reads_temp_folders(self) -> bool:
-        """Whether the build reads anything in `dependency/` or `generated/`."""
-        return any(temporary(path) for path in self.inputs.files)
+def reads_temp_folders(finding: Finding) -> bool:
+    """Whether the build reads anything in `dependency/` or `generated/`."""
+    return any(temporary(path) for path in finding.inputs.files)
 
 
-def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Assessment:
+def _gather(
+    run: Run, spec: ImageSpec, predict: bool, bases: Mapping[str, str] | None = None
+) -> Gathered:
+    """`gather` with the run's services; tree bases count by the fingerprints the run
+    found, or by `bases` where given."""
+    if bases is None:
+        bases = {name: found for name in spec.uses if (found := run.findings.fingerprint(name))}
+    externals = {name: external_digest(run.images, run.remote, name) for name in spec.external}
+    return gather(
+        spec, predict, temp=run.temp, hashes=run.hashes, state=run.state,
+        builder=run.engine(spec.builder, spec.network).builder, bases=bases,
+        externals=externals,
+    )
+
+
+def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Finding:
     """Gather the inputs now, fingerprint them, and look for an image built from them:
     in the engine under the image's name, else (with a registry) under its fingerprint
     tag in the registry. `predict` (default: when the run is not executing tasks)
     predicts what hooks make."""
     if predict is None:
         predict = not run.executing
-    gathered = gather(run, spec, predict)
+    gathered = _gather(run, spec, predict)
     inputs, previous = gathered.inputs, gathered.previous
     wanted = fingerprint(inputs)
     current = run.images.get(spec.name)
     remote = run.remote
     if current is not None and current.labels.get(LABEL) == wanted:
-        result = Assessment(inputs, wanted, True, (), "engine")
+        result = Finding(inputs, wanted, True, (), "engine")
     else:
         if current is not None and remote is not None and not predict:
-            run.note_stale_name(spec.name)  # current after this run, or untagged
+            run.findings.note_stale(spec.name)  # current after this run, or untagged
         reference = remote.by_fingerprint(spec.name, wanted) if remote is not None else ""
         served = remote.digest(reference) if remote is not None else None
         if served is not None:
             reason = f"up to date in the registry ({reference.rpartition(':')[0]}@{served})"
-            result = Assessment(inputs, wanted, True, (reason,), "registry", served)
+            result = Finding(inputs, wanted, True, (reason,), "registry", served)
         elif current is None and remote is None:
-            result = Assessment(inputs, wanted, False, ("not in the engine",))
+            result = Finding(inputs, wanted, False, ("not in the engine",))
         elif current is None:
             # What changed since the last build here says more than where it is not.
             previous = previous or load_record(run.state, spec.name)
             reasons = tuple(explain(previous, inputs)) if previous is not None else ()
             missing = "neither the engine nor the registry holds an image of these inputs"
-            result = Assessment(inputs, wanted, False, reasons or (missing,))
+            result = Finding(inputs, wanted, False, reasons or (missing,))
         elif LABEL not in current.labels:
             reason = "the engine's image was not built by paitasks"
-            result = Assessment(inputs, wanted, False, (reason,))
+            result = Finding(inputs, wanted, False, (reason,))
         else:
             previous = previous or load_record(run.state, spec.name)
             if previous is not None and fingerprint(previous) != current.labels.get(LABEL):
                 previous = None  # the record is of another build than the engine's image
-            result = Assessment(inputs, wanted, False, tuple(explain(previous, inputs)))
+            result = Finding(inputs, wanted, False, tuple(explain(previous, inputs)))
     if gathered.assumed and previous is not None:
         note = "assuming copy-deps and hooks make the same files as last time"
         result = dataclasses.replace(result, reasons=(*result.reasons, note))
@@ -104,14 +103,28 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Assessment
             "what copy-deps and the hooks make is not known before they run (no record "
             "of a previous build here; a hook can declare its inputs in build/hook-inputs)"
         )
-        result = dataclasses.replace(result, reasons=(reason,), unknown=True)
-    run.record(spec.name, result)
-    if not predict:
-        run.keep_assessment(spec.name, result)
-        if result.fresh and not record_path(run.state, spec.name).exists():
-            # What the hooks made, for predictions (`pai-build plan`) on this machine.
-            save_record(run.state, spec.name, inputs, current.id if current else "")
+        result = dataclasses.replace(result, reasons=(reason,), undecided=True)
+    run.findings.record(spec.name, result, for_build=not predict)
+    if not predict and result.fresh and not record_path(run.state, spec.name).exists():
+        # What the hooks made, for predictions (`pai-build plan`) on this machine.
+        save_record(run.state, spec.name, inputs, current.id if current else "")
     return result
+
+
+def untag_stale(run: Run) -> None:
+    """At the end of a run with a registry: each local name of the run's images points
+    at its current image, or at nothing (an old image under the name is untagged when
+    the registry holds the current one)."""
+    stale = []
+    for name in run.findings.stale():
+        current, wanted = run.images.get(name), run.findings.fingerprint(name)
+        if current is not None and current.labels.get(LABEL) != wanted:
+            stale.append(name)
+    if stale:
+        try:
+            run.engine().remove_images(stale)
+        except PaiTasksError as exc:
+            print(f"paitasks: could not untag stale images: {exc}", file=sys.stderr)
 
 
 class CopiesDeferred:
@@ -134,12 +147,13 @@ class ImageUpToDate:
     `doit info`) nothing is rebuilt, so the check follows the graph instead: an image
     whose tree base would rebuild would rebuild too."""
 
-    def __init__(self, run: Run, spec: ImageSpec, predictions: Predictions) -> None:
+    def __init__(self, run: Run, spec: ImageSpec, ahead: Lookahead) -> None:
         self.run = run
         self.spec = spec
-        self.predictions = predictions
+        self.ahead = ahead
+        self.predictions = ahead.predictions
         self.reason = "not checked"
-        predictions.add(spec)
+        ahead.add(spec)
 
     def __call__(self, task: Any, values: Any) -> bool:
         started = time.time()
@@ -153,11 +167,10 @@ class ImageUpToDate:
         try:
             if run.executing:
                 for base in self.spec.uses:  # checked first, unless doit was told -s
-                    if run.fingerprint(base) is None:
+                    if run.findings.fingerprint(base) is None:
                         self.predictions.predict(base)
                 result = assess(run, self.spec)
-                if run.lookahead is not None:
-                    run.lookahead.learned(self.spec.name, result.fingerprint)
+                self.ahead.learned(self.spec.name, result.fingerprint)
                 fresh, reasons = result.fresh, result.reasons
                 if fresh and result.where == "registry" and run.settings.pull:
                     fresh, reasons = False, (*reasons, "pull=1: bringing it into the engine")
@@ -180,14 +193,11 @@ class Predictions:
     """Outside a run: which images of one planning would rebuild and why, following the
     graph (an image whose tree base would rebuild rebuilds too); shared by their checks."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, specs: Mapping[str, ImageSpec]) -> None:
         self.run = run
-        self.specs: dict[str, ImageSpec] = {}
+        self.specs = specs
         self.memo: dict[str, tuple[bool, tuple[str, ...]]] = {}
         self.undecided: set[str] = set()  # decided only once hooks have run
-
-    def add(self, spec: ImageSpec) -> None:
-        self.specs[spec.name] = spec
 
     def predict(self, name: str) -> tuple[bool, tuple[str, ...]]:
         """(fresh, reasons) for image `name`."""
@@ -215,7 +225,7 @@ class Predictions:
                     for used in rebuilt
                 ]
                 memo[current] = (False, (*reasons, *result.reasons))
-                if result.unknown or unknown:
+                if result.undecided or unknown:
                     self.undecided.add(current)
             stack.pop()
         return memo[name]
@@ -233,16 +243,31 @@ class Lookahead:
     read the answers (registry.py keeps them). A guess that turns out wrong costs only
     the question the check then asks itself: nothing is decided here."""
 
-    def __init__(self, run: Run, specs: Mapping[str, ImageSpec]) -> None:
+    def __init__(self, run: Run) -> None:
         self.run = run
-        self.specs = specs  # every image of the tree (filled while the tasks are made)
+        self.specs: dict[str, ImageSpec] = {}  # every image of the tree (`add`)
+        self.predictions = Predictions(run, self.specs)
         self._images: set[str] = set()  # the run's
         self._expected: dict[str, str] = {}  # fingerprints computed ahead
         self._users: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
 
+    def add(self, spec: ImageSpec) -> None:
+        self.specs[spec.name] = spec
+
+    def start(self, images: Sequence[str], pushes: Sequence[str]) -> None:
+        """When the run begins: ask every question it can know now, at once (the
+        fingerprint tags of `images`, the `:tag` of `pushes`, the external bases), and
+        check the registry, so that one unreachable or refusing the login stops the run
+        before any work."""
+        remote = self.run.remote
+        if remote is None or not (images or pushes):
+            return
+        asked = self(images, pushes)
+        remote.check(asked[0] if asked else remote.by_tag([*images, *pushes][0]))
+
     def __call__(self, images: Sequence[str], pushes: Sequence[str]) -> list[str]:
-        """At the run's start: ask at once; the references asked."""
+        """Ask at once; the references asked."""
         run, remote = self.run, self.run.remote
         if remote is None:
             return []
@@ -278,12 +303,12 @@ class Lookahead:
         names = [name for name in images if name in self._images and name in self.specs]
         for name in names:
             spec = self.specs[name]
-            bases = {base: run.fingerprint(base) or self._expected.get(base) for base in spec.uses}
+            bases = {base: self._known(base) for base in spec.uses}
             known = {base: value for base, value in bases.items() if value}
             if len(known) < len(bases):
                 continue
             try:
-                inputs = gather(run, spec, False, known).inputs
+                inputs = _gather(run, spec, False, known).inputs
             except (PaiTasksError, OSError):
                 continue
             with self._lock:
@@ -310,14 +335,14 @@ class Lookahead:
         stack, failed = [name], set()
         while stack:
             current = stack[-1]
-            known = run.fingerprint(current) or self._expected.get(current)
+            known = self._known(current)
             spec = self.specs.get(current)
             if known is not None or spec is None or spec.guessed or current in failed:
                 if known is None:
                     failed.add(current)
                 stack.pop()
                 continue
-            bases = {base: run.fingerprint(base) or self._expected.get(base) for base in spec.uses}
+            bases = {base: self._known(base) for base in spec.uses}
             pending = [base for base, value in bases.items() if value is None]
             if any(base in failed for base in pending):
                 failed.add(current)
@@ -326,14 +351,18 @@ class Lookahead:
                 stack.extend(pending)
             else:
                 try:
-                    inputs = gather(run, spec, True, {k: v for k, v in bases.items() if v}).inputs
+                    inputs = _gather(run, spec, True, {k: v for k, v in bases.items() if v}).inputs
                 except (PaiTasksError, OSError):
                     failed.add(current)
                 else:
                     with self._lock:
                         self._expected[current] = fingerprint(inputs)
                 stack.pop()
-        return run.fingerprint(name) or self._expected.get(name)
+        return self._known(name)
+
+    def _known(self, name: str) -> str | None:
+        """`name`'s fingerprint: as a check found it, else as computed ahead."""
+        return self.run.findings.fingerprint(name) or self._expected.get(name)
 
     def _built_on(self, name: str) -> list[str]:
         """The run's images built on `name`, directly or not."""
@@ -388,7 +417,7 @@ def pushed_already(run: Run, image: str) -> tuple[bool, str]:
     run.registry()  # a clear error without config=
     remote = run.remote
     assert remote is not None
-    wanted = run.fingerprint(image)
+    wanted = run.findings.fingerprint(image)
     if wanted is None:
         return False, f"image {image} was not checked in this run"
     name = remote.by_tag(image)
@@ -404,7 +433,8 @@ def pushed_already(run: Run, image: str) -> tuple[bool, str]:
         return True, f"{name} already serves the engine's image ({served})"
     # The push checks that get here need these: ask for them all at once.
     remote.prefetch(
-        remote.by_fingerprint(name, found) for name, found in run.fingerprints().items()
+        remote.by_fingerprint(name, found)
+        for name, found in run.findings.fingerprints().items()
     )
     canonical = remote.digest(remote.by_fingerprint(image, wanted))
     if canonical is None:
@@ -419,7 +449,7 @@ def uploaded_already(run: Run, image: str) -> tuple[bool, str]:
     fingerprint tag."""
     remote = run.remote
     assert remote is not None
-    wanted = run.fingerprint(image)
+    wanted = run.findings.fingerprint(image)
     if wanted is None:
         return False, f"image {image} was not checked in this run"
     reference = remote.by_fingerprint(image, wanted)

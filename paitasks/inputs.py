@@ -1,5 +1,5 @@
-"""What one image is built from: its spec, the inputs a build of it sees, their
-fingerprint, and the record of its last build.
+"""What one image is built from: its spec, the inputs a build of it sees, and the
+record of its last build.
 
 `gather` reads the inputs: the context files the engine would be sent (context.py), with
 the temp folders as they are or will be (tempfolders.py), the dockerfile, the images it
@@ -14,101 +14,26 @@ inputs are kept in `.paitasks/images/<image>.json` only to explain a rebuild in 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from paitasks.context import ignore_patterns, ignored, reads, reads_under, scan_context
 from paitasks.errors import PaiTasksError
+from paitasks.fingerprint import BuildInputs, fingerprint
 from paitasks.reference import engine_name
-from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, hook_output, temporary
+from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, TempFolders, hook_output, temporary
 
 if TYPE_CHECKING:
-    from paitasks.run import Run
+    from paitasks.context import HashCache
+    from paitasks.engine import LocalImage
+    from paitasks.registry import RegistryView
 
-LABEL = "org.paitasks.fingerprint"
-VERSION = "paitasks-fingerprint-2"
-MAX_REASONS = 5
 RECORDS_DIR = "images"
-
-
-@dataclass(frozen=True)
-class BuildInputs:
-    """Everything a build of one image sees."""
-
-    dockerfile: str  # path of the dockerfile inside the context
-    files: Mapping[str, str] = field(default_factory=dict)  # context path -> entry digest
-    # used image -> tree base: "built from <its fingerprint>"; other: its digest or id
-    images: Mapping[str, str] = field(default_factory=dict)
-    settings: Mapping[str, str] = field(default_factory=dict)  # builder, variant, build args
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dockerfile": self.dockerfile,
-            "files": dict(sorted(self.files.items())),
-            "images": dict(sorted(self.images.items())),
-            "settings": dict(sorted(self.settings.items())),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BuildInputs:
-        return cls(
-            dockerfile=str(data.get("dockerfile", "")),
-            files=dict(data.get("files") or {}),
-            images=dict(data.get("images") or {}),
-            settings=dict(data.get("settings") or {}),
-        )
-
-
-def fingerprint(inputs: BuildInputs) -> str:
-    """A stable hash of the inputs: equal inputs, equal fingerprint, in any order."""
-    payload = json.dumps([VERSION, inputs.to_json()], sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def explain(old: BuildInputs | None, new: BuildInputs, limit: int = MAX_REASONS) -> list[str]:
-    """Why `new` differs from `old`, most telling first (changed files, images, settings)."""
-    if old is None:
-        return ["no record of a previous build"]
-    reasons: list[str] = []
-    if old.dockerfile != new.dockerfile:
-        reasons.append(f"dockerfile is now {new.dockerfile}")
-    for name in sorted(set(old.images) | set(new.images)):
-        before, after = old.images.get(name, ""), new.images.get(name, "")
-        if before != after:
-            reasons.append(f"image {name} changed ({_short(before)} -> {_short(after)})")
-    for key in sorted(set(old.settings) | set(new.settings)):
-        if old.settings.get(key) != new.settings.get(key):
-            reasons.append(
-                f"setting {key} changed ({old.settings.get(key)!r} -> {new.settings.get(key)!r})"
-            )
-    changed = sorted(
-        path
-        for path in set(old.files) | set(new.files)
-        if old.files.get(path) != new.files.get(path)
-    )
-    for path in changed:
-        if path not in new.files:
-            reasons.append(f"{path} removed")
-        elif path not in old.files:
-            reasons.append(f"{path} added")
-        else:
-            reasons.append(f"{path} changed")
-    if len(reasons) > limit:
-        more = len(reasons) - limit
-        reasons = [*reasons[:limit], f"and {more} more change{'s' if more > 1 else ''}"]
-    return reasons
-
-
-def _short(value: str) -> str:
-    if not value:
-        return "absent"
-    return value.removeprefix("built from ").removeprefix("sha256:")[:12]
 
 
 @dataclass(frozen=True)
@@ -142,29 +67,38 @@ class Gathered:
 
 
 def gather(
-    run: Run, spec: ImageSpec, predict: bool, bases: Mapping[str, str] | None = None
+    spec: ImageSpec,
+    predict: bool,
+    *,
+    temp: TempFolders,
+    hashes: HashCache,
+    state: Path,
+    builder: str,
+    bases: Mapping[str, str],
+    externals: Mapping[str, str],
 ) -> Gathered:
     """The inputs of a build of `spec` now.
 
     In a run this happens after the component's copy-deps and hooks, so the context is
     what the build will see; temp folders nobody made yet count as what they would hold.
     Outside a run (`predict`: `doit info`, `doit list --status`, `pai-build plan`), what
-    hooks make is taken to be what they made for the last build. Tree bases count by the
-    fingerprints the run checked, or by `bases` where given.
+    hooks make is taken to be what they made for the last build (`state`'s record).
+    `builder` is the build tool (buildx or classic: they read `.dockerignore` files
+    differently); tree bases count by their fingerprints (`bases`), other images by
+    their digests (`externals`).
     """
-    builder = run.engine(spec.builder, spec.network).builder
     assumed = predict and spec.guessed
     # The record only explains a rebuild, or stands in for hook output outside a run.
-    previous = load_record(run.state, spec.name) if assumed else None
-    files = _context_files(run, spec, builder, predict, previous)
+    previous = load_record(state, spec.name) if assumed else None
+    files = _context_files(temp, hashes, spec, builder, predict, previous)
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     try:
         dockerfile_name = str(dockerfile.relative_to(context))
     except ValueError:  # a dockerfile outside the context is not in `files`
         dockerfile_name = str(dockerfile)
-        files["<dockerfile>"] = run.hashes.digest(str(dockerfile), os.stat(dockerfile))
-    images = {name: _base(run, spec.name, name, bases) for name in spec.uses}
-    images.update((name, external_digest(run, name)) for name in spec.external)
+        files["<dockerfile>"] = hashes.digest(str(dockerfile), os.stat(dockerfile))
+    images = {name: _base(spec.name, name, bases) for name in spec.uses}
+    images.update((name, externals.get(name, "")) for name in spec.external)
     # The variant only chooses dockerfiles, and the dockerfile is an input already.
     settings = {"builder": builder}
     settings.update({f"build-arg {key}": value for key, value in spec.build_args})
@@ -173,10 +107,10 @@ def gather(
     return Gathered(BuildInputs(dockerfile_name, files, images, settings), previous, assumed)
 
 
-def _base(run: Run, image: str, base: str, bases: Mapping[str, str] | None = None) -> str:
+def _base(image: str, base: str, bases: Mapping[str, str]) -> str:
     """A tree base counts by its fingerprint: known before anything is built, the same
     on every runner, and what the registry finds its image by."""
-    found = bases.get(base) if bases is not None else run.fingerprint(base)
+    found = bases.get(base)
     if found is None:
         raise PaiTasksError(
             f"image {image}: the fingerprint of its base {base} is not known yet (check "
@@ -185,12 +119,16 @@ def _base(run: Run, image: str, base: str, bases: Mapping[str, str] | None = Non
     return f"built from {found}"
 
 
-def external_digest(run: Run, name: str) -> str:
+class _Listing(Protocol):
+    def get(self, name: str) -> LocalImage | None: ...
+
+
+def external_digest(images: _Listing, remote: RegistryView | None, name: str) -> str:
     """An image from outside the tree counts by its registry digest: the one the local
-    image was pulled by, else the one its registry serves now (with a registry set up,
-    so a fresh runner decides without pulling), else the local image's id; "" when
-    none is known."""
-    local = run.images.get(engine_name(name))
+    image (in `images`, the engine's) was pulled by, else the one its registry serves
+    now (with a registry set up, so a fresh runner decides without pulling), else the
+    local image's id; "" when none is known."""
+    local = images.get(engine_name(name))
     repository = _repository(name)
     if local is not None:
         for entry in local.repo_digests:
@@ -198,7 +136,6 @@ def external_digest(run: Run, name: str) -> str:
             if named == repository:
                 return digest
         return local.id
-    remote = run.remote
     if remote is None:
         return ""
     try:
@@ -216,7 +153,8 @@ def _repository(name: str) -> str:
 
 
 def _context_files(
-    run: Run, spec: ImageSpec, builder: str, predict: bool, previous: BuildInputs | None
+    temp: TempFolders, hashes: HashCache, spec: ImageSpec, builder: str, predict: bool,
+    previous: BuildInputs | None,
 ) -> dict[str, str]:
     """What the build reads of its context, with its temp folders counted the way
     `TempFolders.entries` counts them: what copy-deps makes, and what a hook with
@@ -228,11 +166,10 @@ def _context_files(
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     round_ = spec.round
     if round_ is None or not round_.has_temp:
-        return scan_context(context, dockerfile, builder, run.hashes, spec.sources)
-    temp = run.temp
+        return scan_context(context, dockerfile, builder, hashes, spec.sources)
     scanned = round_.pre_hook is not None and round_.declared is None
     with temp.settled(round_):  # another image's build may be making them right now
-        files = scan_context(context, dockerfile, builder, run.hashes, spec.sources)
+        files = scan_context(context, dockerfile, builder, hashes, spec.sources)
         if scanned and temp.is_real(round_) and not predict:
             return files
     files = {path: entry for path, entry in files.items() if not temporary(path)}
@@ -243,7 +180,7 @@ def _context_files(
             last = dict(previous.files) if previous is not None else {}
         virtual = {
             path: entry
-            for path, entry in temp.entries(round_, "pre", run.hashes, last).items()
+            for path, entry in temp.entries(round_, "pre", hashes, last).items()
             if reads(path, spec.sources) or path == hook_output("pre")
         }
     patterns = ignore_patterns(context, dockerfile, builder) if virtual else []
@@ -252,7 +189,7 @@ def _context_files(
     elif patterns or any(entry.startswith("l ") for entry in (*files.values(), *virtual.values())):
         with temp.settled(round_):
             temp.ensure_real(round_, "pre")
-            return scan_context(context, dockerfile, builder, run.hashes, spec.sources)
+            return scan_context(context, dockerfile, builder, hashes, spec.sources)
     files.update(virtual)
     return files
 

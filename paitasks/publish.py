@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paitasks.errors import PaiTasksError
-from paitasks.inputs import LABEL, last_engine
+from paitasks.fingerprint import LABEL
+from paitasks.inputs import last_engine
 from paitasks.registry import Client, Exchange, Unsure, fingerprint_tag
 from paitasks.retries import Transient
 from paitasks.run import Run
@@ -169,7 +170,7 @@ def _base_layers(run: Run, client: Client, bases: Sequence[str]) -> dict[str, di
     remote = _remote(run)
     known: dict[str, dict[str, Any]] = {}
     for base in bases:
-        found = run.fingerprint(base)
+        found = run.findings.fingerprint(base)
         digest = remote.digest(remote.by_fingerprint(base, found)) if found else None
         if digest is None:
             continue
@@ -286,10 +287,10 @@ def _tag_through_an_engine(
     digest first (a docker context of engines=, else this machine's engine: a buildx
     builder of another driver has no engine to push from)."""
     remote, settings = _remote(run), run.registry()
-    by_fingerprint = remote.by_fingerprint(image, run.fingerprint(image) or "")
+    by_fingerprint = remote.by_fingerprint(image, run.findings.fingerprint(image) or "")
     engine, source = run.engine(), remote.by_digest(image, canonical)
     several = run.several
-    built_on = run.built_on(image)
+    built_on = run.findings.built_on(image)
     if several is not None and built_on is None:  # built by an earlier run, maybe
         last = last_engine(run.state, image)
         built_on = last if last in several.names else None
@@ -315,7 +316,7 @@ def _remote(run: Run) -> RegistryView:
 
 
 def _fingerprint(run: Run, image: str) -> str:
-    wanted = run.fingerprint(image)
+    wanted = run.findings.fingerprint(image)
     if wanted is None:
         raise PaiTasksError(f"image {image}: not checked in this run, cannot push it")
     return wanted

@@ -30,11 +30,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import ipaddress
 import json
 import os
 import re
-import socket
 import ssl
 import threading
 import time
@@ -927,37 +925,6 @@ def docker_credentials(host: str) -> tuple[str, str] | None:
         return None
     password = found.get("Password") or found.get("password")
     return (str(username), str(password)) if password else None
-
-
-def is_insecure(host: str, registry_config: Mapping[str, Any]) -> bool:
-    """Whether dockerd reaches `host` over plain HTTP when HTTPS fails: a name in its
-    `insecure-registries`, or an address in its insecure ranges (127.0.0.0/8 by default,
-    also for a name that resolves there)."""
-    index = (registry_config.get("IndexConfigs") or {}).get(host) or {}
-    if index.get("Secure") is False:
-        return True
-    if host.startswith("["):  # "[::1]:5000"
-        name = host[1 : host.find("]")]
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
-    except OSError:
-        return False
-    ranges = []
-    for cidr in registry_config.get("InsecureRegistryCIDRs") or ():
-        try:
-            ranges.append(ipaddress.ip_network(cidr))
-        except ValueError:
-            continue
-    for address in addresses:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            continue
-        if any(ip in network for network in ranges):
-            return True
-    return False
 
 
 def api_host(host: str) -> str:

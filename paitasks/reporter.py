@@ -21,7 +21,8 @@ from doit.exceptions import InvalidTask
 from doit.reporter import ConsoleReporter
 
 from paitasks.errors import PaiTasksError
-from paitasks.inputs import LABEL
+from paitasks.fingerprint import LABEL
+from paitasks.freshness import Lookahead, untag_stale
 from paitasks.progress import Display, display_for
 from paitasks.run import Run
 from paitasks.timeline import Slice, write_trace
@@ -63,6 +64,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     """Progress, a summary, a report and a timeline; the run's start and end go to `run`."""
 
     run: Run  # set by `reporter_for`: doit instantiates the class itself
+    ahead: Lookahead  # the run's registry questions, asked when it begins
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
@@ -89,11 +91,10 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             # InvalidTask and stops).
             images = sorted(n.split(":", 1)[1] for n in planned if n.startswith("build-image:"))
             pushes = sorted({n.split(":", 1)[1] for n in planned if n.startswith(PUSH_TASKS)})
-            removed = self.run.begin(
-                check_engine=any(n.startswith(ENGINE_TASKS) for n in planned),
-                images=images,
-                pushes=pushes,
-            )
+            check = any(n.startswith(ENGINE_TASKS) for n in planned)
+            removed = self.run.begin(check_engine=check)
+            if check:
+                self.ahead.start(images, pushes)
         except PaiTasksError as exc:
             raise InvalidTask(str(exc)) from None
         for path in removed:
@@ -110,6 +111,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 self.run.watch(None)
                 self._display = None
             if self._began_run:
+                untag_stale(self.run)
                 self.run.end()
             if self._outcomes:
                 report = self._report()
@@ -176,7 +178,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     def _up_to_date(self, name: str) -> str:
         """"up to date", or "up to date in the registry" for an image found only there."""
         if name.startswith("build-image:"):
-            found = self.run.result(name.split(":", 1)[1])
+            found = self.run.findings.latest(name.split(":", 1)[1])
             if found is not None and found.where == "registry":
                 return REGISTRY_UP_TO_DATE
         return "up to date"
@@ -223,7 +225,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 entry["id"] = outcome.values.get("id") or (local.id if local else None)
                 entry["fingerprint"] = (
                     outcome.values.get("fingerprint")
-                    or self.run.fingerprint(subject)
+                    or self.run.findings.fingerprint(subject)
                     or (local.labels.get(LABEL) if local else None)
                 )
                 images.setdefault(subject, {}).update(entry)
@@ -389,6 +391,6 @@ def _closure(tasks: Any, selected: Any) -> set[str]:
     return {name for name in seen if tasks[name].actions}
 
 
-def reporter_for(run: Run) -> type[PaiReporter]:
+def reporter_for(run: Run, ahead: Lookahead) -> type[PaiReporter]:
     """A reporter class bound to one run (doit instantiates the class itself)."""
-    return type("PaiReporter", (PaiReporter,), {"run": run})
+    return type("PaiReporter", (PaiReporter,), {"run": run, "ahead": ahead})

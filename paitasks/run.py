@@ -23,21 +23,20 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from paitasks import tempfolders
 from paitasks.context import HashCache
 from paitasks.errors import ConfigError, PaiTasksError
-from paitasks.inputs import LABEL
+from paitasks.fingerprint import Findings
 from paitasks.settings import Settings
 
 if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
     from paitasks.engines import Engines
-    from paitasks.freshness import Assessment, Lookahead
     from paitasks.progress import Display
     from paitasks.registry import Journal, RegistryView
     from paitasks.retries import Policy
@@ -66,23 +65,13 @@ class Run:
         self._registry: RegistrySettings | None = None
         self._remote: RegistryView | None = None
         self._several: Engines | None = None
-        self._built_on: dict[str, str] = {}  # image -> the engine of engines= that built it
         self._tree_lock = RunLock(self.state)
         self._locked = False
-        # What an up-to-date check found, for the build that follows it.
-        self._assessments: dict[str, Assessment] = {}
-        # The latest finding of each image checked in this run (its fingerprint, and
-        # where an image built from those inputs is), kept for the images built on it.
-        self._results: dict[str, Assessment] = {}
-        # Images whose local name points at a stale image while the registry holds the
-        # current one: untagged at the end unless this run brought the current one in.
-        self._stale_names: set[str] = set()
-        self.temp = tempfolders.TempFolders(self.root, self.state, self.fingerprint)
+        # What the checks found of each image (written by freshness.py only).
+        self.findings = Findings()
+        self.temp = tempfolders.TempFolders(self.root, self.state, self.findings.fingerprint)
         self._output_lock = threading.Lock()
         self._display: Display | None = None  # the reporter's, while it shows the run
-        # Set by tasks.generate: asks the registry, when the run begins, every question
-        # the run can know then (freshness.Lookahead); the references it asked.
-        self.lookahead: Lookahead | None = None
         # Each up-to-date check as it went (task, start, end, result), for the timeline.
         self.checks: list[tuple[str, float, float, str]] = []
         self._sent: dict[str, str] | None = None  # see `sent`
@@ -90,15 +79,10 @@ class Run:
 
     # -- start and end (called by the reporter) ---------------------------------------
 
-    def begin(
-        self, check_engine: bool, images: Sequence[str] = (), pushes: Sequence[str] = ()
-    ) -> list[Path]:
+    def begin(self, check_engine: bool) -> list[Path]:
         """Take the tree's lock (waiting for another run), tidy the temp folders a killed
         run left (returned, to be reported), and check the engine answers if the run has
-        engine tasks. With a registry, ask it at once every question the run can know
-        now (`lookahead`: the fingerprint tags of `images`, the `:tag` of `pushes`, the
-        external bases), and check it, so an unreachable registry or refused credentials
-        stop the run before any work."""
+        engine tasks (and the engines of `engines=`)."""
         self._tree_lock.acquire(wait=True)
         self._locked = True
         self.images.run_started(self._tree_lock.previous, self._tree_lock.written)
@@ -116,10 +100,6 @@ class Run:
                     )
                 assert self.several is not None
                 self.several.check()
-            remote = self.remote
-            if remote is not None and (images or pushes):
-                asked = self.lookahead(images, pushes) if self.lookahead is not None else []
-                remote.check(asked[0] if asked else remote.by_tag([*images, *pushes][0]))
         return removed
 
     def end(self) -> None:
@@ -136,7 +116,6 @@ class Run:
                 with contextlib.suppress(OSError):
                     _write_json(self.state / SENT_FILE, self._sent)
             if self._locked:
-                self._untag_stale()
                 self.temp.remove()
         finally:
             if self._locked:
@@ -261,61 +240,6 @@ class Run:
 
                 self._several = Engines(self.settings.engines)
             return self._several
-
-    def built_on(self, name: str, engine: str | None = None) -> str | None:
-        """The engine of `engines=` that built image `name` in this run (and note it)."""
-        with self._lock:
-            if engine is not None:
-                self._built_on[name] = engine
-            return self._built_on.get(name)
-
-    def record(self, name: str, assessment: Assessment) -> None:
-        """What this run found or made of image `name`; `fingerprint` and `result` read it."""
-        with self._lock:
-            self._results[name] = assessment
-
-    def result(self, name: str) -> Assessment | None:
-        with self._lock:
-            return self._results.get(name)
-
-    def fingerprint(self, name: str) -> str | None:
-        """The fingerprint of image `name` as this run knows it, if it checked it yet."""
-        found = self.result(name)
-        return found.fingerprint if found is not None else None
-
-    def fingerprints(self) -> dict[str, str]:
-        """Every image this run checked, with its fingerprint."""
-        with self._lock:
-            return {name: found.fingerprint for name, found in self._results.items()}
-
-    def note_stale_name(self, name: str) -> None:
-        with self._lock:
-            self._stale_names.add(name)
-
-    def _untag_stale(self) -> None:
-        """Rule: after a run, a local name of the run's images is current or absent."""
-        with self._lock:
-            names = sorted(self._stale_names)
-            self._stale_names.clear()
-        stale = []
-        for name in names:
-            current, wanted = self.images.get(name), self.fingerprint(name)
-            if current is not None and current.labels.get(LABEL) != wanted:
-                stale.append(name)
-        if stale:
-            try:
-                self.engine().remove_images(stale)
-            except PaiTasksError as exc:
-                print(f"paitasks: could not untag stale images: {exc}", file=sys.stderr)
-
-    def keep_assessment(self, name: str, assessment: Assessment) -> None:
-        with self._lock:
-            self._assessments[name] = assessment
-
-    def take_assessment(self, name: str) -> Assessment | None:
-        """What the up-to-date check just found, so the build does not gather it twice."""
-        with self._lock:
-            return self._assessments.pop(name, None)
 
     def watch(self, display: Display | None) -> None:
         """While a reporter shows the run (progress.py), tasks tell it what they do."""

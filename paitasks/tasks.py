@@ -21,13 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from paitasks import actions
-from paitasks.freshness import (
-    CopiesDeferred,
-    ImageUpToDate,
-    Lookahead,
-    Predictions,
-    PushUpToDate,
-)
+from paitasks.freshness import CopiesDeferred, ImageUpToDate, Lookahead, PushUpToDate
 from paitasks.graph import Graph
 from paitasks.inputs import ImageSpec, last_engine
 from paitasks.loader import Plan
@@ -45,7 +39,7 @@ GROUP_DOCS = {
 }
 
 
-def generate(plan: Plan, run: Run) -> Iterator[TaskDict]:
+def generate(plan: Plan, run: Run, ahead: Lookahead | None = None) -> Iterator[TaskDict]:
     """Every task of the tree, plus the `build` and `clean` groups."""
     graph = plan.graph
     tree = graph.tree
@@ -65,10 +59,9 @@ def generate(plan: Plan, run: Run) -> Iterator[TaskDict]:
     for basename, doc in GROUP_DOCS.items():
         yield {"basename": basename, "name": None, "doc": doc}
     rounds: dict[str, RoundSpec] = {}
-    predictions = Predictions(run)
-    run.lookahead = Lookahead(run, predictions.specs)
+    ahead = ahead or Lookahead(run)
     for component in tree.components.values():
-        yield from component_tasks(component, plan, run, rounds, predictions)
+        yield from component_tasks(component, plan, run, ahead, rounds)
     yield from push_tasks(graph, run)
 
 
@@ -120,13 +113,12 @@ def component_tasks(
     component: Component,
     plan: Plan,
     run: Run,
+    ahead: Lookahead,
     rounds: dict[str, RoundSpec] | None = None,
-    predictions: Predictions | None = None,
 ) -> Iterator[TaskDict]:
-    """The tasks of one component's round; `rounds`: round specs made so far and
-    `predictions`: the images' shared predictions (both shared by the whole tree)."""
+    """The tasks of one component's round; `ahead`: the run's questions to the registry
+    and predictions, and `rounds`: round specs made so far (both shared by the tree)."""
     settings = run.settings
-    predictions = Predictions(run) if predictions is None else predictions
     graph = plan.graph
     name = component.name
     round_ = round_spec(plan, name, {} if rounds is None else rounds)
@@ -153,7 +145,7 @@ def component_tasks(
 
     if component.pre_hook is not None:
         task = f"prebuild:{name}"
-        yield _hook_task("prebuild", round_, run, str(component.pre_hook), chain)
+        yield _hook_task("prebuild", round_, run, ahead, str(component.pre_hook), chain)
         chain, own = [task], [*own, task]
 
     images = [f"build-image:{image.name}" for image in component.images]
@@ -169,14 +161,14 @@ def component_tasks(
             "doc": doc,
             "actions": [(actions.build_image, [run, spec])],
             "task_dep": [*chain, *(f"build-image:{used}" for used in spec.uses)],
-            "uptodate": [ImageUpToDate(run, spec, predictions)],
+            "uptodate": [ImageUpToDate(run, spec, ahead)],
         }
     if images:
         chain, own = images, [*own, *images]
 
     if component.post_hook is not None:
         task = f"postbuild:{name}"
-        yield _hook_task("postbuild", round_, run, str(component.post_hook), chain)
+        yield _hook_task("postbuild", round_, run, ahead, str(component.post_hook), chain)
         chain, own = [task], [*own, task]
 
     yield {
@@ -242,6 +234,7 @@ def _hook_task(
     kind: str,
     round_: RoundSpec,
     run: Run,
+    ahead: Lookahead,
     script: str,
     task_dep: list[str],
 ) -> TaskDict:
@@ -251,7 +244,7 @@ def _hook_task(
         "basename": kind,
         "name": round_.name,
         "doc": f"run {where}/build/build-{'pre' if kind == 'prebuild' else 'post'}.sh{skip}",
-        "actions": [(actions.hook, [run, round_, script])],
+        "actions": [(actions.hook, [run, ahead, round_, script])],
         "task_dep": task_dep,
     }
 

@@ -20,7 +20,7 @@ import docker.errors
 import pytest
 
 from paitasks.engine import Engine
-from paitasks.inputs import LABEL
+from paitasks.fingerprint import LABEL
 from tests.support import (
     BUILDKIT,
     BUSYBOX,

@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from paitasks.engine import buildx_installed
-from paitasks.inputs import LABEL
+from paitasks.fingerprint import LABEL
 from paitasks.tempfolders import TEMP_FOLDERS
 from tests.support import FIXTURES, REPO, RegistryAPI, prefixed_tree
 from tests.support import run_doit as doit

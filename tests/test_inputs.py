@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paitasks.inputs import BuildInputs, explain, fingerprint
+from paitasks.fingerprint import BuildInputs, explain, fingerprint
 
 names = st.text("abcdefgh/._-", min_size=1, max_size=12)
 mappings = st.dictionaries(names, st.text(max_size=8), max_size=6)

@@ -37,11 +37,11 @@ from hypothesis import strategies as st
 import paitasks.registry as registry_module
 from paitasks import reference
 from paitasks.config import RegistrySettings
-from paitasks.engine import LocalImage
+from paitasks.engine import LocalImage, is_insecure
 from paitasks.errors import EngineError
 from paitasks.inputs import external_digest
 from paitasks.reference import engine_name
-from paitasks.registry import RegistryView, _split, is_insecure
+from paitasks.registry import RegistryView, _split
 from paitasks.retries import Policy
 from tests.support import (
     BUSYBOX,
@@ -762,12 +762,6 @@ def test_names_in_the_registry() -> None:
     assert login.auth == {"username": "u", "password": "p"}
 
 
-class FakeRun:
-    def __init__(self, images: dict[str, LocalImage], remote: RegistryView | None) -> None:
-        self.images = images
-        self.remote = remote
-
-
 @pytest.mark.parametrize(
     ("name", "local", "served", "expected"),
     [
@@ -789,12 +783,11 @@ def test_an_external_image_counts_by_its_digest(
     engine = FakeEngine({name: served})
     remote = engine_only(engine)
     images = {engine_name(name): local} if local else {}
-    run = FakeRun(images, remote)
-    assert external_digest(run, name) == expected  # type: ignore[arg-type]
+    assert external_digest(images, remote, name) == expected
 
 
 def test_without_a_registry_an_absent_external_image_is_unknown() -> None:
-    assert external_digest(FakeRun({}, None), "acme/x:1") == ""  # type: ignore[arg-type]
+    assert external_digest({}, None, "acme/x:1") == ""
 
 
 @pytest.mark.parametrize(

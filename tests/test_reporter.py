@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from paitasks.freshness import Lookahead
 from paitasks.reporter import PaiReporter, display_name, reporter_for
 from paitasks.run import Run
 from paitasks.settings import Settings
@@ -31,7 +32,8 @@ def task(name: str, actions: bool = True, task_dep: list[str] | None = None) -> 
 
 def reporter(stream: io.StringIO, tmp_path: Path) -> PaiReporter:
     (tmp_path / "src").mkdir(exist_ok=True)
-    return reporter_for(Run(Settings(src=tmp_path / "src")))(stream, {})
+    run = Run(Settings(src=tmp_path / "src"))
+    return reporter_for(run, Lookahead(run))(stream, {})
 
 
 HOOKS = {
