@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
+from paitasks.disk import write_atomically
 from paitasks.errors import PaiTasksError
 
 RACY_SECONDS = 3.0
@@ -69,10 +70,7 @@ class HashCache:
                 return
             data = json.dumps(self._entries, separators=(",", ":"))
             self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(data, encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_atomically(self.path, data)
 
 
 def _hash_file(path: str) -> str:

@@ -45,7 +45,6 @@ from paitasks.streaming import LineSink, StartError, run_streaming
 if TYPE_CHECKING:
     import docker
 
-BUILDERS = ("buildx", "classic")
 TAIL_LINES = 40
 PLUGIN_FOLDERS = (  # where the docker CLI looks for plugins, after the user's own
     "/usr/local/lib/docker/cli-plugins",
@@ -106,30 +105,32 @@ class LocalImage:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """One image build, as both builders take it."""
+    """One image build, wherever it is made: by this engine (buildx or the classic
+    builder) or by an engine of `engines=` (buildx, pushed from there)."""
 
-    tag: str
+    tags: tuple[str, ...]  # the first names the image in messages
     dockerfile: Path
     context: Path
-    labels: Mapping[str, str]
-    build_args: Mapping[str, str]
-    platform: str | None
-    cache_from: tuple[str, ...] = ()  # registry images whose inline cache to reuse
-    inline_cache: bool = False  # write the cache metadata into the image (BuildKit)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # Values go to the build tool through its environment, never on a command line.
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    platform: str | None = None
+    network: str | None = "host"  # the build's network mode; None: the engine's
+    tool: str = "buildx"  # "buildx" or "classic" (settings.BUILD_TOOLS)
+    # Registry images whose inline layer cache to reuse; the image then carries its own.
+    cache_from: tuple[str, ...] = ()
     # Named build contexts (BuildKit 0.10+): an image name -> what stands for it.
     contexts: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return self.tags[0]
 
 
 class Engine:
     """A Docker engine reached from this process (safe to share between threads)."""
 
-    def __init__(
-        self, builder: str | None = None, network: str | None = "host", host: str | None = None
-    ) -> None:
-        if builder is not None and builder not in BUILDERS:
-            raise EngineError(f"unknown builder {builder!r}: choose one of {', '.join(BUILDERS)}")
-        self._builder = builder
-        self.network = network or None
+    def __init__(self, host: str | None = None) -> None:
         self.host = host  # a docker endpoint (unix://, tcp://, ssh://); None: DOCKER_HOST
         self._version: str | None = None
         self._info: dict[str, Any] | None = None
@@ -168,11 +169,10 @@ class Engine:
         if _api_get("/_ping", self.host) is None:
             _ = self.client
 
-    @property
-    def named_contexts(self) -> bool:
-        """Whether builds here take named build contexts (`--build-context`): buildx on
-        a dockerd of 23.0 or later, whose BuildKit is 0.10 or later."""
-        if self.builder != "buildx":
+    def named_contexts(self, tool: str) -> bool:
+        """Whether builds here with `tool` take named build contexts (`--build-context`):
+        buildx on a dockerd of 23.0 or later, whose BuildKit is 0.10 or later."""
+        if tool != "buildx":
             return False
         with self._lock:
             if self._version is None:
@@ -181,14 +181,6 @@ class Engine:
                     found = self.client.version()
                 self._version = str((found or {}).get("Version", ""))
             return takes_named_contexts(self._version)
-
-    @property
-    def builder(self) -> str:
-        """The builder in use: the one asked for, else buildx when installed."""
-        with self._lock:
-            if self._builder is None:
-                self._builder = "buildx" if buildx_installed() else "classic"
-            return self._builder
 
     # -- images -----------------------------------------------------------------------
 
@@ -512,20 +504,9 @@ class Engine:
 
     # -- builds -----------------------------------------------------------------------
 
-    def build(
-        self,
-        *,
-        tag: str,
-        dockerfile: Path,
-        context: Path,
-        labels: Mapping[str, str] | None = None,
-        build_args: Mapping[str, str] | None = None,
-        platform: str | None = None,
-        cache_from: tuple[str, ...] = (),
-        contexts: Mapping[str, str] | None = None,
-        on_line: LineSink | None = None,
-    ) -> str:
-        """Build `dockerfile` in `context` as `tag` and return the new image id.
+    def build(self, request: BuildRequest, on_line: LineSink | None = None) -> str:
+        """Build `request` here (buildx, `--load`, or the classic builder through the
+        API) and return the new image's id.
 
         With `cache_from` (registry images), BuildKit reuses their layers where it can
         and writes its own cache metadata into the new image (inline cache), so a build
@@ -538,28 +519,20 @@ class Engine:
             if on_line is not None:
                 on_line(line)
 
-        request = BuildRequest(
-            tag, dockerfile, context, dict(labels or {}), dict(build_args or {}), platform,
-            cache_from, bool(cache_from), dict(contexts or {}),
-        )
         command: list[str] = []  # none for the classic builder: it is an API call
-        if self.builder == "buildx":
-            command, environment = buildx_command(request, self.network)
+        if request.tool == "buildx":
+            command, environment = buildx_command(request)
             code = run_cli(command, sink, environment)
         else:
             code = self._classic(request, sink)
         if code != 0:
-            last = "\n".join(f"  | {line}" for line in tail)
-            raise EngineError(
-                f"building image {tag} from {dockerfile} failed ({self.builder} builder, "
-                f"exit {code}); last output lines:\n{last}",
-                command,
-                code,
-                "\n".join(tail),
-            )
-        built = self.image(tag)
+            raise build_failed(request, f"from {request.dockerfile}",
+                               f"{request.tool} builder, exit {code}", tail, command, code)
+        built = self.image(request.tag)
         if built is None:
-            raise EngineError(f"image {tag}: the build reported success but no image is tagged")
+            raise EngineError(
+                f"image {request.tag}: the build reported success but no image is tagged"
+            )
         return built.id
 
     def _classic(self, request: BuildRequest, sink: LineSink) -> int:
@@ -577,7 +550,7 @@ class Engine:
                 tag=request.tag,
                 labels=dict(request.labels),
                 buildargs=dict(request.build_args),
-                network_mode=self.network,
+                network_mode=request.network,
                 platform=request.platform,
                 rm=True,
                 forcerm=True,
@@ -597,32 +570,53 @@ class Engine:
         return 0 if error is None else 1
 
 
-def buildx_command(request: BuildRequest, network: str | None) -> tuple[list[str], dict[str, str]]:
-    """The buildx build command for `request`, and what to add to its
-    environment: each build arg goes as a bare `--build-arg KEY`, which the CLI looks
-    up in its environment, so values stay off the command line (`ps` shows it to every
-    user). Names the CLI reads itself (PATH, DOCKER_HOST, proxies...) must keep the
-    CLI's own values, so those few go as KEY=VALUE."""
+def buildx_command(
+    request: BuildRequest,
+    *,
+    metadata: Path | None = None,
+    context: str | None = None,
+    builder: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The buildx build command for `request`, and what to add to its environment.
+
+    Here it loads the image into this engine; with `metadata` (a file buildx writes the
+    pushed digest to) it pushes it from where it is built instead: on the engine of
+    docker `context`, or on buildx `builder`. Each build arg goes as a bare
+    `--build-arg KEY`, which the CLI looks up in its environment, so values stay off
+    the command line (`ps` shows it to every user); names the CLI reads itself (PATH,
+    DOCKER_HOST, proxies...) must keep the CLI's own values, so those few go as
+    KEY=VALUE."""
     plugin = buildx_plugin()
-    command = [plugin, "build"] if plugin else ["docker", "buildx", "build"]
-    command += ["--progress", "plain", "--load"]
-    command += ["--file", str(request.dockerfile), "--tag", request.tag]
-    if network:
-        command += ["--network", network]
+    if context is not None:  # buildx takes a context's builder only as the current one
+        command = ["docker", "--context", context, "buildx", "build"]
+    else:
+        command = [plugin, "build"] if plugin else ["docker", "buildx", "build"]
+    if builder is not None:
+        command += ["--builder", builder]
+    command += ["--progress", "plain"]
+    if metadata is None:
+        command.append("--load")
+    else:
+        command += ["--push", "--provenance=false", "--metadata-file", str(metadata)]
+    command += ["--file", str(request.dockerfile)]
+    for tag in request.tags:
+        command += ["--tag", tag]
+    if request.network:
+        command += ["--network", request.network]
     if request.platform:
         command += ["--platform", request.platform]
     for key, value in request.labels.items():
         command += ["--label", f"{key}={value}"]
     for image in request.cache_from:
         command += ["--cache-from", f"type=registry,ref={image}"]
-    if request.inline_cache:
+    if request.cache_from:
         command += ["--cache-to", "type=inline"]
     for name, source in request.contexts.items():
         command += ["--build-context", f"{name}={source}"]
     environment: dict[str, str] = {}
     if "BUILDX_GIT_INFO" not in os.environ:
-        # Git details only go into provenance, which a loaded image does not carry; the
-        # default looks them up with a `git` process per build.
+        # Git details only go into provenance, which paitasks' images do not carry;
+        # the default looks them up with a `git` process per build.
         environment["BUILDX_GIT_INFO"] = "false"
     for key, value in request.build_args.items():
         if _read_by_cli(key):
@@ -632,6 +626,27 @@ def buildx_command(request: BuildRequest, network: str | None) -> tuple[list[str
             environment[key] = value
     command.append(str(request.context))
     return command, environment
+
+
+def build_failed(
+    request: BuildRequest, where: str, how: str, tail: Iterable[str], command: list[str],
+    code: int,
+) -> EngineError:
+    """The error of a failed build: the image, where it was built (`from <dockerfile>`
+    here, `on engine <name>`), how it ended, and the build's last output lines."""
+    lines = list(tail)
+    last = "\n".join(f"  | {line}" for line in lines)
+    return EngineError(
+        f"building image {request.tag} {where} failed ({how}); last output lines:\n{last}",
+        command,
+        code,
+        "\n".join(lines),
+    )
+
+
+def build_tool(choice: str | None) -> str:
+    """The build tool: the one chosen (`builder=`), else buildx when installed."""
+    return choice or ("buildx" if buildx_installed() else "classic")
 
 
 def _read_by_cli(name: str) -> bool:

@@ -10,12 +10,12 @@ built). The build's metadata file gives the digest. Tree bases come from the reg
 digest (actions.py), so any engine can build any image; nothing is loaded into this
 machine's engine.
 
-python-on-whales drives the builds there (buildx builds with push and a metadata file,
-through `DockerClient(context=NAME)` or `--builder NAME`) and inspects the builders
-(their BuildKit version decides named build contexts), imported only in runs that build;
-a build's arguments are on the buildx command line there. The checks before any work use
-the docker CLI. Pushing a `:tag` from a docker engine goes through the docker SDK, which
-takes the registry login in the request's header.
+Builds there are the same buildx builds as here (engine.buildx_command: build args in
+buildx's environment, never on its command line), pushed with a metadata file, through
+`docker --context NAME` or `--builder NAME`. python-on-whales inspects the builders
+(their BuildKit version decides named build contexts), imported only then. The checks
+before any work use the docker CLI. Pushing a `:tag` from a docker engine goes through
+the docker SDK, which takes the registry login in the request's header.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import re
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from paitasks.engine import TAIL_LINES, Engine, run_cli
+from paitasks.engine import TAIL_LINES, BuildRequest, Engine, build_failed, buildx_command, run_cli
 from paitasks.errors import EngineError, PaiTasksError
 from paitasks.streaming import LineSink
 
@@ -186,72 +186,35 @@ class Engines:
             with self._lock:
                 self._busy[name] -= 1
 
-    def build(
-        self,
-        name: str,
-        *,
-        tag: str,
-        dockerfile: Path,
-        context: Path,
-        labels: Mapping[str, str],
-        build_args: Mapping[str, str],
-        platform: str | None,
-        network: str | None,
-        cache_from: tuple[str, ...],
-        contexts: Mapping[str, str] | None = None,
-        on_line: LineSink | None = None,
-    ) -> str:
-        """Build on engine `name` and push the image there as `tag`; return its digest."""
-        from python_on_whales import DockerClient
-        from python_on_whales.exceptions import DockerException
-
+    def build(self, name: str, request: BuildRequest, on_line: LineSink | None = None) -> str:
+        """Build `request` on engine `name` and push it from there under its tags
+        (buildx); return the digest buildx's metadata file gives."""
         tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+        def sink(line: str) -> None:
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)
+
+        target = self._targets[name]
         with tempfile.TemporaryDirectory(prefix="paitasks-build-") as folder:
             metadata = Path(folder) / "metadata.json"
-            try:
-                # buildx takes a docker context's builder only as the current context
-                target = self._targets[name]
-                client = DockerClient(context=name) if target.host else DockerClient()
-                lines = client.buildx.build(
-                    context,
-                    builder=None if target.host else name,
-                    file=dockerfile,
-                    tags=[tag],
-                    labels=dict(labels),
-                    build_args=dict(build_args),
-                    build_contexts=dict(contexts or {}),
-                    platforms=[platform] if platform else None,
-                    network=network,
-                    cache_from=[{"type": "registry", "ref": ref} for ref in cache_from] or None,
-                    cache_to={"type": "inline"},
-                    push=True,
-                    provenance=False,
-                    metadata_file=metadata,
-                    progress="plain",
-                    stream_logs=True,
-                )
-                assert isinstance(lines, Iterator)  # stream_logs=True: its output, line by line
-                for line in lines:
-                    tail.append(line.rstrip("\n"))
-                    if on_line is not None:
-                        on_line(line.rstrip("\n"))
-            except DockerException as exc:
-                last = "\n".join(f"  | {line}" for line in tail)
+            command, environment = buildx_command(
+                request, metadata=metadata, context=name if target.host else None,
+                builder=None if target.host else name,
+            )
+            code = run_cli(command, sink, environment)
+            if code != 0:
                 gone = ""
-                if self._problem(self._targets[name]):
+                if self._problem(target):
                     self.mark_down(name)
-                    gone = f" (engine {name} no longer answers)"
-                raise EngineError(
-                    f"building image {tag} on engine {name} failed (exit {exc.return_code})"
-                    f"{gone}; last output lines:\n{last}",
-                    [str(part) for part in exc.docker_command],
-                    exc.return_code,
-                    "\n".join(tail),
-                ) from None
+                    gone = f"; engine {name} no longer answers"
+                raise build_failed(request, f"on engine {name}", f"exit {code}{gone}", tail,
+                                   command, code)
             try:
                 digest = json.loads(metadata.read_text())["containerimage.digest"]
             except (OSError, ValueError, KeyError):
                 raise EngineError(
-                    f"building image {tag} on engine {name}: buildx wrote no digest"
+                    f"building image {request.tag} on engine {name}: buildx wrote no digest"
                 ) from None
         return str(digest)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from paitasks.engine import build_tool
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, Finding, explain, fingerprint
 from paitasks.inputs import (
@@ -52,7 +53,7 @@ def _gather(
     externals = {name: external_digest(run.images, run.remote, name) for name in spec.external}
     return gather(
         spec, predict, temp=run.temp, hashes=run.hashes, state=run.state,
-        builder=run.engine(spec.builder, spec.network).builder, bases=bases,
+        builder=build_tool(spec.builder), bases=bases,
         externals=externals,
     )
 
@@ -122,7 +123,7 @@ def untag_stale(run: Run) -> None:
             stale.append(name)
     if stale:
         try:
-            run.engine().remove_images(stale)
+            run.engine.remove_images(stale)
         except PaiTasksError as exc:
             print(f"paitasks: could not untag stale images: {exc}", file=sys.stderr)
 
@@ -159,7 +160,7 @@ class ImageUpToDate:
         started = time.time()
         fresh = self._check()
         if self.run.executing:
-            self.run.note_check(f"build-image:{self.spec.name}", started, fresh)
+            self.run.output.note_check(f"build-image:{self.spec.name}", started, fresh)
         return fresh
 
     def _check(self) -> bool:
@@ -403,7 +404,7 @@ class PushUpToDate:
             self.reason = str(exc)
             fresh = False
         if self.run.executing:
-            self.run.note_check(task.name, started, fresh)
+            self.run.output.note_check(task.name, started, fresh)
         return fresh
 
     def __repr__(self) -> str:

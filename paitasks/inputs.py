@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from paitasks.context import ignore_patterns, ignored, reads, reads_under, scan_context
+from paitasks.disk import write_json
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import BuildInputs, fingerprint
 from paitasks.reference import engine_name
@@ -230,6 +230,4 @@ def save_record(
     }
     if engine is not None:
         data["engine"] = engine
-    temporary_file = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary_file.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(temporary_file, path)
+    write_json(path, data)

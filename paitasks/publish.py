@@ -64,7 +64,7 @@ def upload(run: Run, image: str, bases: Sequence[str] = ()) -> str:
     local = run.images.get(image)
     if local is None or local.labels.get(LABEL) != wanted:
         raise PaiTasksError(f"image {image}: not in the engine, build it first")
-    engine = run.engine()
+    engine = run.engine
     canonical = send(run, engine, image, bases, fingerprint_tag(wanted))
     if canonical is None:  # too large, or not reached directly: the engine pushes it
         # It keeps the pushed name (and the repository digest) until `:tag` moved too.
@@ -87,7 +87,7 @@ def move_tag(run: Run, image: str) -> str:
     digest = remote.digest(by_tag)
     if digest != canonical:
         digest = remote.retag(image, canonical, settings.tag) or _tag_through_an_engine(
-            run, image, canonical, run.output(f"push:{image}", f"push {image}")
+            run, image, canonical, run.output.lines(f"push:{image}", f"push {image}")
         )
         remote.learn(by_tag, digest)
     if digest != canonical:
@@ -99,7 +99,7 @@ def move_tag(run: Run, image: str) -> str:
     if local is not None and local.labels.get(LABEL) == wanted:
         # As pai_build leaves it: the engine's image under its full name too, if that
         # is the image `:tag` serves.
-        engine = run.engine()
+        engine = run.engine
         held = engine.image(image)
         if held is not None and canonical in published_digests(run, image, held):
             engine.tag(image, settings.image_name(image))
@@ -113,7 +113,7 @@ def published_digests(run: Run, image: str, local: Any) -> set[str]:
     remote = _remote(run)
     prefix = remote.by_digest(image, "")
     found = {entry[len(prefix):] for entry in local.repo_digests if entry.startswith(prefix)}
-    sent = run.sent(local.id)
+    sent = remote.sent(local.id)
     return found | ({sent} if sent else set())
 
 
@@ -160,7 +160,7 @@ def send(
         return None
     if digest != "sha256:" + hashlib.sha256(manifest).hexdigest():
         raise PaiTasksError(f"image {image}: the registry stored another manifest ({digest})")
-    run.sent(image_id, digest)
+    remote.sent(image_id, digest)
     return digest
 
 
@@ -266,7 +266,7 @@ def engine_push(run: Run, engine: Engine, image: str, source: str, tag: str) -> 
     try:
         return engine.push(
             source, repository, tag, remote.auth,
-            on_line=run.output(f"push:{image}", f"push {image}"),
+            on_line=run.output.lines(f"push:{image}", f"push {image}"),
             policy=run.policy, on_retry=retried,
         )
     except PaiTasksError as exc:
@@ -288,7 +288,7 @@ def _tag_through_an_engine(
     builder of another driver has no engine to push from)."""
     remote, settings = _remote(run), run.registry()
     by_fingerprint = remote.by_fingerprint(image, run.findings.fingerprint(image) or "")
-    engine, source = run.engine(), remote.by_digest(image, canonical)
+    engine, source = run.engine, remote.by_digest(image, canonical)
     several = run.several
     built_on = run.findings.built_on(image)
     if several is not None and built_on is None:  # built by an earlier run, maybe

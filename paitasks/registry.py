@@ -31,7 +31,6 @@ import base64
 import contextlib
 import functools
 import json
-import os
 import re
 import ssl
 import threading
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from paitasks import reference as references
 from paitasks import retries
+from paitasks.disk import write_json
 from paitasks.errors import PaiTasksError, RegistryError
 
 if TYPE_CHECKING:
@@ -593,6 +593,7 @@ class RegistryView:
         engine: Callable[[], EngineSide],
         policy: retries.Policy | None = None,
         hints: Path | None = None,
+        sent: Path | None = None,
     ) -> None:
         self.settings = settings
         self._engine = engine
@@ -607,6 +608,9 @@ class RegistryView:
         self._standing: set[Scope] = set()  # the login every token request asks for
         self._hints_file = hints  # how each registry was reached in the last run
         self._hints: dict[str, dict[str, str]] | None = None
+        self._sent_file = sent  # the digests images were sent from here under
+        self._sent: dict[str, str] | None = None
+        self._sent_changed = False
 
     @property
     def auth(self) -> dict[str, str] | None:
@@ -878,8 +882,31 @@ class RegistryView:
             return None
         return {str(key): str(value) for key, value in hint.items()}
 
-    def save_hints(self) -> None:
-        """Keep how each registry was reached, for the next run (nothing secret)."""
+    def sent(self, image_id: str, digest: str | None = None) -> str | None:
+        """The manifest digest under which this machine sent the engine's image
+        `image_id` to the settings' registry (publish.send; the engine does not know
+        it); with `digest`, note it. Kept for later runs by `save`."""
+        with self._lock:
+            if self._sent is None:
+                self._sent = {}
+                if self._sent_file is not None:
+                    with contextlib.suppress(OSError, ValueError, AttributeError):
+                        found = json.loads(self._sent_file.read_text(encoding="utf-8"))
+                        self._sent = {str(key): str(value) for key, value in found.items()}
+            key = f"{self.settings.registry}/{self.settings.namespace}|{image_id}"
+            if digest is not None:
+                self._sent[key] = digest
+                self._sent_changed = True
+            return self._sent.get(key)
+
+    def save(self) -> None:
+        """Keep, for the next run, how each registry was reached and what was sent to
+        the settings' registry from here (nothing secret)."""
+        with self._lock:
+            sent = dict(self._sent or {}) if self._sent_changed else None
+        if sent is not None and self._sent_file is not None:
+            with contextlib.suppress(OSError):
+                write_json(self._sent_file, sent)
         if self._hints_file is None:
             return
         with self._lock:
@@ -891,10 +918,7 @@ class RegistryView:
                 if client is not None:
                     found[host] = client.hint()
         with contextlib.suppress(OSError):
-            self._hints_file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self._hints_file.with_name(f"{self._hints_file.name}.{os.getpid()}")
-            temporary.write_text(json.dumps(found, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(temporary, self._hints_file)
+            write_json(self._hints_file, found)
 
     def _login(self, host: str) -> tuple[str, str] | None:
         """The settings' login for their registry, else docker's own for `host`."""

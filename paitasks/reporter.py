@@ -9,7 +9,6 @@ after a failure or Ctrl-C), so the reporter passes those two events on to the ru
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from doit.exceptions import InvalidTask
 from doit.reporter import ConsoleReporter
 
+from paitasks.disk import write_json
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
 from paitasks.freshness import Lookahead, untag_stale
@@ -100,7 +100,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         for path in removed:
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
         self._display = display_for(self.outstream, self._colour)
-        self.run.watch(self._display)
+        self.run.output.watch(self._display)
         self._display.start(self._total)
         super().initialize(tasks, selected_tasks)
 
@@ -108,7 +108,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         try:
             if self._display is not None:
                 self._display.stop()
-                self.run.watch(None)
+                self.run.output.watch(None)
                 self._display = None
             if self._began_run:
                 untag_stale(self.run)
@@ -261,9 +261,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     def _write_report(self, report: dict[str, Any]) -> None:
         path = self.run.state / REPORT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{REPORT_FILE}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, path)
+        write_json(path, report, indent=2)
 
     def _write_trace(self) -> None:
         """`.paitasks/trace.json`: every task that ran or was checked, as a timeline."""
@@ -286,7 +284,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         waits = [
             Slice(name=f"check {display_name(task)}", start=start, end=end, result=result,
                   where=CHECKS)
-            for task, start, end, result in list(self.run.checks)
+            for task, start, end, result in list(self.run.output.checks)
         ]
         journal = self.run.journal
         for item in list(journal.exchanges) if journal is not None else ():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import secrets
 import sys
@@ -31,13 +30,13 @@ from paitasks import tempfolders
 from paitasks.context import HashCache
 from paitasks.errors import ConfigError, PaiTasksError
 from paitasks.fingerprint import Findings
+from paitasks.output import Output
 from paitasks.settings import Settings
 
 if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
     from paitasks.engines import Engines
-    from paitasks.progress import Display
     from paitasks.registry import Journal, RegistryView
     from paitasks.retries import Policy
 
@@ -59,7 +58,7 @@ class Run:
         self.executing = False
         self._pid: int | None = None
         self._lock = threading.RLock()
-        self._engines: dict[tuple[str | None, str | None], Engine] = {}
+        self._engine: Engine | None = None
         self._images: ImageView | None = None
         self._hashes: HashCache | None = None
         self._registry: RegistrySettings | None = None
@@ -70,12 +69,7 @@ class Run:
         # What the checks found of each image (written by freshness.py only).
         self.findings = Findings()
         self.temp = tempfolders.TempFolders(self.root, self.state, self.findings.fingerprint)
-        self._output_lock = threading.Lock()
-        self._display: Display | None = None  # the reporter's, while it shows the run
-        # Each up-to-date check as it went (task, start, end, result), for the timeline.
-        self.checks: list[tuple[str, float, float, str]] = []
-        self._sent: dict[str, str] | None = None  # see `sent`
-        self._sent_changed = False
+        self.output = Output(settings.verbose)  # where what tasks print goes
 
     # -- start and end (called by the reporter) ---------------------------------------
 
@@ -90,7 +84,7 @@ class Run:
         self.executing = True
         removed = self.temp.remove()
         if check_engine:
-            self.engine().check()
+            self.engine.check()
             if self.settings.engines:
                 if self.settings.config is None:
                     raise ConfigError(
@@ -110,11 +104,8 @@ class Run:
                 with contextlib.suppress(OSError):
                     self._hashes.save()
             if self._remote is not None:
-                self._remote.save_hints()
+                self._remote.save()
                 self._remote.close()
-            if self._sent_changed and self._sent is not None:
-                with contextlib.suppress(OSError):
-                    _write_json(self.state / SENT_FILE, self._sent)
             if self._locked:
                 self.temp.remove()
         finally:
@@ -138,22 +129,22 @@ class Run:
 
     # -- shared objects ---------------------------------------------------------------
 
-    def engine(self, builder: str | None = None, network: str | None = None) -> Engine:
-        """One Engine per builder and network setting, shared by the worker threads."""
+    @property
+    def engine(self) -> Engine:
+        """This machine's engine (DOCKER_HOST), shared by the worker threads."""
         from paitasks.engine import Engine
 
         with self._lock:
-            key = (builder, network)
-            if key not in self._engines:
-                self._engines[key] = Engine(builder=builder, network=network)
-            return self._engines[key]
+            if self._engine is None:
+                self._engine = Engine()
+            return self._engine
 
     @property
     def images(self) -> ImageView:
         """The engine's images, listed once per run (the same for every builder)."""
         with self._lock:
             if self._images is None:
-                self._images = ImageView(self.engine)
+                self._images = ImageView(lambda: self.engine)
             return self._images
 
     @property
@@ -183,28 +174,6 @@ class Run:
         """The run's registry traffic so far; None when it had none."""
         return self._remote.journal if self._remote is not None else None
 
-    def sent(self, image_id: str, digest: str | None = None) -> str | None:
-        """The manifest digest under which this machine sent the engine's image
-        `image_id` to the settings' registry (publish.send; the engine does not know
-        it); with `digest`, note it. Kept in `.paitasks/sent.json` for later runs."""
-        with self._lock:
-            if self._sent is None:
-                self._sent = {}
-                with contextlib.suppress(OSError, ValueError):
-                    found = json.loads((self.state / SENT_FILE).read_text(encoding="utf-8"))
-                    if isinstance(found, dict):
-                        self._sent = {str(k): str(v) for k, v in found.items()}
-            key = f"{self.settings.config}|{image_id}"
-            if digest is not None:
-                self._sent[key] = digest
-                self._sent_changed = True
-            return self._sent.get(key)
-
-    def note_check(self, task: str, start: float, fresh: bool) -> None:
-        """An up-to-date check of `task`, which began at `start`, just ended."""
-        with self._lock:
-            self.checks.append((task, start, time.time(), "up to date" if fresh else "run"))
-
     @property
     def policy(self) -> Policy:
         """How hard registry requests and pushes are tried (retries.py)."""
@@ -225,7 +194,8 @@ class Run:
                 from paitasks.registry import RegistryView
 
                 self._remote = RegistryView(
-                    settings, self.engine, self.policy, self.state / REGISTRIES_FILE
+                    settings, lambda: self.engine, self.policy, self.state / REGISTRIES_FILE,
+                    self.state / SENT_FILE,
                 )
             return self._remote
 
@@ -240,53 +210,6 @@ class Run:
 
                 self._several = Engines(self.settings.engines)
             return self._several
-
-    def watch(self, display: Display | None) -> None:
-        """While a reporter shows the run (progress.py), tasks tell it what they do."""
-        self._display = display
-
-    def output(self, task: str, label: str) -> Callable[[str], None] | None:
-        """Where the output lines of `task` go: to the display (which shows the last one
-        live on a terminal) and, with verbose=1, printed whole, labelled `label`."""
-        display = self._display
-        printer = self.printer(label) if self.settings.verbose else None
-        if display is None and printer is None:
-            return None
-
-        def sink(line: str) -> None:
-            if display is not None:
-                display.output(task, line)
-            if printer is not None:
-                printer(line)
-
-        return sink
-
-    def tell_engine(self, task: str, engine: str) -> None:
-        """Which engine of `engines=` runs `task`, for the display."""
-        if self._display is not None:
-            self._display.output(task, "", engine)
-
-    def printer(self, label: str) -> Callable[[str], None]:
-        """Print live output lines, labelled, through the display or straight to the
-        terminal.
-
-        doit captures a python-action's output by swapping `sys.stdout`, which threads
-        share, so under `-n` captured lines could land in another task's output; labelled
-        whole lines on the real stdout never mix. Failures carry their own last lines.
-        """
-        display = self._display
-        stream = sys.__stdout__ or sys.stderr
-
-        def emit(line: str) -> None:
-            if display is not None:
-                display.write(f"[{label}] {line}\n")
-                return
-            with self._output_lock:
-                stream.write(f"[{label}] {line}\n")
-                stream.flush()
-
-        return emit
-
 
 class ImageView:
     """The engine's images, listed once per run and kept current by the run's builds.
@@ -425,13 +348,6 @@ def idle_run_mark(state: Path) -> str | None:
     except OSError:
         return None
 
-
-def _write_json(path: Path, data: object) -> None:
-    """Write `data` to `path` whole or not at all (another process may read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _holder(path: Path) -> str:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from paitasks import disk
 from paitasks.context import HashCache, describe, folder_entries
 from paitasks.errors import PaiTasksError, TreeError
 
@@ -161,11 +162,7 @@ class TempFolders:
             for path in recorded:
                 if path not in wanted or path.name not in TEMP_FOLDERS:
                     continue
-                if path.is_symlink() or path.is_file():
-                    path.unlink()
-                    removed.append(path)
-                elif path.is_dir():
-                    shutil.rmtree(path)
+                if disk.remove(path):
                     removed.append(path)
             keep = [path for path in recorded if path not in wanted]
             if keep:
@@ -414,10 +411,7 @@ def copy_component(source: Path, destination: Path) -> None:
     GNU `cp -a` does it about twice as fast as shutil; shutil is the fallback where there
     is no GNU cp.
     """
-    if destination.is_symlink() or destination.is_file():
-        destination.unlink()
-    elif destination.exists():
-        shutil.rmtree(destination)
+    disk.remove(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     if _gnu_cp():
         result = subprocess.run(
@@ -522,10 +516,7 @@ class SavedStage:
         """Put the saved temp folders in place of the component's current ones."""
         for name in TEMP_FOLDERS:
             current = folder / name
-            if current.is_symlink() or current.is_file():
-                current.unlink()
-            elif current.exists():
-                shutil.rmtree(current)
+            disk.remove(current)
             saved = self.base / "saved" / name
             if saved.exists():
                 shutil.copytree(saved, current, symlinks=True)
@@ -535,8 +526,7 @@ class SavedStage:
         save never matches)."""
         (self.base / "key").unlink(missing_ok=True)
         saved = self.base / "saved"
-        if saved.exists():
-            shutil.rmtree(saved)
+        disk.remove(saved)
         saved.mkdir(parents=True)
         for name in TEMP_FOLDERS:
             current = folder / name

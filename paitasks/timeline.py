@@ -12,11 +12,12 @@ file's metadata. Pure logic: the reporter records, this module arranges and writ
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from paitasks.disk import write_atomically
 
 TRACE_FILE = "trace.json"
 HERE = "this machine"
@@ -114,9 +115,7 @@ def write_trace(
 ) -> Path:
     path = state / TRACE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{TRACE_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(trace_events(slices, began, waits), indent=1) + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(trace_events(slices, began, waits), indent=1) + "\n")
     return path
 
 

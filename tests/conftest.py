@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import pytest
 
-from paitasks.engine import Engine
+from paitasks.engine import BuildRequest, Engine
 from paitasks.fingerprint import LABEL
 from tests.support import (
     BUILDKIT,
@@ -106,7 +106,7 @@ def busybox_image(
     """A FROM-scratch busybox base image, named `<prefix>-busybox`."""
     name = f"{prefix}-busybox"
     dockerfile = busybox_context(tmp_path / "busybox-context")
-    engine.build(tag=name, dockerfile=dockerfile, context=dockerfile.parent)
+    engine.build(BuildRequest((name,), dockerfile, dockerfile.parent))
     return name
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker as whales
 
-from paitasks import actions
+from paitasks import builds
 from paitasks.inputs import ImageSpec
 from paitasks.run import Run
 from paitasks.settings import Settings
@@ -137,14 +137,14 @@ def test_a_base_from_the_registry_is_a_named_context_where_the_builder_takes_the
     dockerfile.parent.mkdir(parents=True)
     dockerfile.write_text("FROM base\nRUN true\n")
     pinned = "127.0.0.1:5000/ns/base@sha256:" + "b" * 64
-    monkeypatch.setattr(actions, "base_references", lambda run, spec: {"base": pinned})
+    monkeypatch.setattr(builds, "base_references", lambda run, spec: {"base": pinned})
     run = Run(Settings(src=src))
     spec = ImageSpec(name="app", dockerfile=str(dockerfile), context=str(src / "app"),
                      uses=("base",))
-    assert actions.base_inputs(run, spec, named=True) == (
+    assert builds.base_inputs(run, spec, named=True) == (
         dockerfile, {"base": f"docker-image://{pinned}"}
     )
-    copy, contexts = actions.base_inputs(run, spec, named=False)
+    copy, contexts = builds.base_inputs(run, spec, named=False)
     assert contexts == {} and copy.parent == run.state / "dockerfiles"
     assert copy.read_text() == f"FROM {pinned}\nRUN true\n"
     assert dockerfile.read_text() == "FROM base\nRUN true\n"  # the user's file untouched

@@ -17,7 +17,7 @@ import docker
 import docker.errors
 import pytest
 
-from paitasks.engine import Engine
+from paitasks.engine import BuildRequest, Engine
 from paitasks.engines import builder_driver, buildkit_takes_named_contexts
 from tests.support import BUILDKIT, RegistryAPI, busybox_context, engine2, on_engine2
 
@@ -78,7 +78,7 @@ def test_engine2_pulls_by_digest_what_engine1_pushed(
 ) -> None:
     text = f"{prefix}-pushed-from-engine1"
     dockerfile = hello_context(tmp_path, text)
-    engine.build(tag=f"{prefix}-shared", dockerfile=dockerfile, context=tmp_path)
+    engine.build(BuildRequest((f"{prefix}-shared",), dockerfile, tmp_path))
     repository = f"{registry.address}/{prefix}-shared"
     digest = engine.push(f"{prefix}-shared", repository, "v1")
     assert registry.manifest_digest(f"{prefix}-shared", "v1") == digest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from paitasks import engine as engine_module
 from paitasks.engine import (
     BuildRequest,
     Engine,
+    build_tool,
     buildx_command,
     registry_hiccup,
     run_cli,
@@ -35,23 +37,22 @@ def hello_context(folder: Path, text: str) -> Path:
     return dockerfile
 
 
-def test_buildx_is_the_default_builder_here() -> None:
+def test_buildx_is_the_default_build_tool_here() -> None:
     # dev-engine installs the plugin; the project relies on it being there in CI.
-    assert Engine().builder == "buildx"
+    assert build_tool(None) == "buildx"
+    assert build_tool("classic") == "classic"
 
 
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
 def test_engine_builds_and_runs(builder: str, prefix: str, cleanup: None, tmp_path: Path) -> None:
-    engine = Engine(builder=builder, network="host")
+    engine = Engine()
     dockerfile = hello_context(tmp_path, f"from-{builder}")
     lines: list[str] = []
-    image_id = engine.build(
-        tag=f"{prefix}-smoke",
-        dockerfile=dockerfile,
-        context=tmp_path,
-        labels={"org.paitasks.test": builder},
-        on_line=lines.append,
+    request = BuildRequest(
+        (f"{prefix}-smoke",), dockerfile, tmp_path, {"org.paitasks.test": builder},
+        tool=builder,
     )
+    image_id = engine.build(request, lines.append)
     assert image_id.startswith("sha256:")
     assert lines, "the build's output reaches the caller"
     assert read_file(f"{prefix}-smoke", "/hello").strip() == f"from-{builder}"
@@ -69,9 +70,7 @@ def test_failed_build_names_image_and_shows_output(
         dockerfile.read_text() + "RUN echo the-reason-it-broke && exit 3\n", encoding="utf-8"
     )
     with pytest.raises(EngineError) as caught:
-        Engine(builder=builder).build(
-            tag=f"{prefix}-broken", dockerfile=dockerfile, context=tmp_path
-        )
+        Engine().build(BuildRequest((f"{prefix}-broken",), dockerfile, tmp_path, tool=builder))
     message = str(caught.value)
     assert f"{prefix}-broken" in message
     assert "the-reason-it-broke" in message
@@ -168,14 +167,15 @@ def test_buildx_command_keeps_build_arg_values_off_the_command_line(
     monkeypatch.setattr(engine_module, "buildx_plugin", lambda: "/plugins/docker-buildx")
     monkeypatch.delenv("BUILDX_GIT_INFO", raising=False)
     request = BuildRequest(
-        tag="app",
+        tags=("app",),
         dockerfile=Path("/src/app/build/app.dockerfile"),
         context=Path("/src/app"),
         labels={"org.paitasks.fingerprint": "sha256:abc"},
         build_args={"TOKEN": "value-1", "HTTP_PROXY": "http://proxy:3128", "PATH": "/opt"},
         platform="linux/amd64",
+        network="host",
     )
-    command, environment = buildx_command(request, "host")
+    command, environment = buildx_command(request)
     assert command[:2] == ["/plugins/docker-buildx", "build"] and command[-1] == "/src/app"
     for flag, value in [
         ("--file", "/src/app/build/app.dockerfile"),
@@ -189,7 +189,7 @@ def test_buildx_command_keeps_build_arg_values_off_the_command_line(
     assert environment == {"TOKEN": "value-1", "BUILDX_GIT_INFO": "false"}
     # Names the CLI reads itself keep the CLI's own values: those go as KEY=VALUE.
     assert "HTTP_PROXY=http://proxy:3128" in command and "PATH=/opt" in command
-    assert "--network" not in buildx_command(request, None)[0]
+    assert "--network" not in buildx_command(dataclasses.replace(request, network=None))[0]
 
 
 def test_buildx_command_keeps_the_users_git_info_setting_and_falls_back_to_docker(
@@ -199,8 +199,8 @@ def test_buildx_command_keeps_the_users_git_info_setting_and_falls_back_to_docke
     docker CLI can find), the build goes through `docker buildx`."""
     monkeypatch.setattr(engine_module, "buildx_plugin", lambda: None)
     monkeypatch.setenv("BUILDX_GIT_INFO", "true")
-    request = BuildRequest("app", Path("/src/app/app.dockerfile"), Path("/src/app"), {}, {}, None)
-    command, environment = buildx_command(request, None)
+    request = BuildRequest(("app",), Path("/src/app/app.dockerfile"), Path("/src/app"))
+    command, environment = buildx_command(request)
     assert command[:3] == ["docker", "buildx", "build"] and environment == {}
 
 
@@ -258,12 +258,9 @@ def test_buildx_gets_build_arg_values_through_its_environment(
     dockerfile.write_text(
         dockerfile.read_text() + 'ARG TOKEN\nRUN echo "$TOKEN" > /token\n', encoding="utf-8"
     )
-    Engine(builder="buildx").build(
-        tag=f"{prefix}-args",
-        dockerfile=dockerfile,
-        context=dockerfile.parent,
-        build_args={"TOKEN": "tok-3f9a"},
-    )
+    Engine().build(BuildRequest(
+        (f"{prefix}-args",), dockerfile, dockerfile.parent, build_args={"TOKEN": "tok-3f9a"}
+    ))
     assert read_file(f"{prefix}-args", "/token").strip() == "tok-3f9a"
     logged = calls.read_text()
     assert logged.startswith("build ") and "--build-arg TOKEN" in logged
@@ -290,11 +287,11 @@ def test_buildx_command_passes_named_contexts_and_the_registry_cache(
     monkeypatch.setattr(engine_module, "buildx_plugin", lambda: "/plugins/docker-buildx")
     pinned = "docker-image://127.0.0.1:5000/ns/base@sha256:" + "a" * 64
     request = BuildRequest(
-        tag="app", dockerfile=Path("/src/app/build/app.dockerfile"), context=Path("/src/app"),
-        labels={}, build_args={}, platform=None,
-        cache_from=("127.0.0.1:5000/ns/app:v1",), inline_cache=True, contexts={"base": pinned},
+        tags=("app",), dockerfile=Path("/src/app/build/app.dockerfile"),
+        context=Path("/src/app"), cache_from=("127.0.0.1:5000/ns/app:v1",),
+        contexts={"base": pinned},
     )
-    command, _ = buildx_command(request, "host")
+    command, _ = buildx_command(request)
     assert command[command.index("--build-context") + 1] == f"base={pinned}"
     cache = "type=registry,ref=127.0.0.1:5000/ns/app:v1"
     assert command[command.index("--cache-from") + 1] == cache
@@ -313,7 +310,8 @@ def test_named_contexts_from_dockerd_23_on(version: str, named: bool) -> None:
 @pytest.mark.engine
 def test_the_engines_here_take_no_named_contexts(engine: Engine) -> None:
     """dockerd 20.10 embeds BuildKit 0.8: bases come by a rewritten dockerfile here."""
-    assert engine.named_contexts is False
+    assert engine.named_contexts("buildx") is False
+    assert engine.named_contexts("classic") is False
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "paitasks"
 # Bottom first. A module imports from its own layer or a lower one, never a higher one.
 LAYERS: list[set[str]] = [
     # facts and tools: data, words, processes
-    {"errors", "fingerprint", "reference", "retries", "streaming", "timeline", "progress"},
+    {"errors", "fingerprint", "reference", "retries", "streaming", "timeline", "progress",
+     "disk", "output"},
     # the tree and the settings: planning, no docker
     {"settings", "config", "context", "tree", "dockerfile", "graph", "loader", "render"},
     # what a run reaches: engines, registries, the temp folders, hooks, an image's inputs
@@ -26,7 +27,7 @@ LAYERS: list[set[str]] = [
     # the run: its services, one object
     {"run"},
     # the policies: up to date, and publishing
-    {"freshness", "publish"},
+    {"freshness", "publish", "builds"},
     # doit's side: actions, task dicts, the reporter
     {"actions", "tasks", "reporter"},
     # entry points

@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from paitasks.engine import Engine
+from paitasks.engine import BuildRequest, Engine
 from tests.support import ran, run_doit, skipped
 
 pytestmark = pytest.mark.engine
@@ -26,7 +26,7 @@ def build_base(engine: Engine, busybox: str, folder: Path, tag: str, content: st
     (folder / "base.txt").write_text(content)
     dockerfile = folder / "base.dockerfile"
     dockerfile.write_text(f"FROM {busybox}\nCOPY base.txt /base.txt\n")
-    return engine.build(tag=tag, dockerfile=dockerfile, context=folder)
+    return engine.build(BuildRequest((tag,), dockerfile, folder))
 
 
 def doit_build(src: Path) -> str:

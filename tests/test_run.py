@@ -266,6 +266,6 @@ def test_two_runs_in_one_process_share_nothing(tmp_path: Path) -> None:
         assert first.executing and not second.executing
         assert first.hashes is not second.hashes
         assert first.images is not second.images
-        assert first.engine() is first.engine() and first.engine() is not second.engine()
+        assert first.engine is first.engine and first.engine is not second.engine
     finally:
         first.end()

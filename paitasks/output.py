@@ -1,0 +1,78 @@
+"""Where what the run's tasks print goes, and what the timeline learns of its checks.
+
+While a reporter shows the run (progress.py: a live view on a terminal, plain lines
+elsewhere), each task's output lines go to it (the live view shows the last one); with
+`verbose=1` they are also printed whole, each labelled with its image or hook. doit
+captures a python-action's output by swapping `sys.stdout`, which threads share, so under
+`-n` captured lines could land in another task's output: labelled whole lines on the
+real stdout never mix. Failures carry their own last lines.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from paitasks.progress import Display
+
+LineSink = Callable[[str], None]
+
+
+class Output:
+    """The run's output routing; safe to use from worker threads."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self._display: Display | None = None
+        self._lock = threading.Lock()
+        # Each up-to-date check as it went (task, start, end, result), for the timeline.
+        self.checks: list[tuple[str, float, float, str]] = []
+
+    def watch(self, display: Display | None) -> None:
+        """While a reporter shows the run, tasks tell it what they do."""
+        self._display = display
+
+    def lines(self, task: str, label: str) -> LineSink | None:
+        """Where the output lines of `task` go: to the display and, with verbose=1,
+        printed whole, labelled `label`; None when nobody listens."""
+        display = self._display
+        printer = self.printer(label) if self.verbose else None
+        if display is None and printer is None:
+            return None
+
+        def sink(line: str) -> None:
+            if display is not None:
+                display.output(task, line)
+            if printer is not None:
+                printer(line)
+
+        return sink
+
+    def tell_engine(self, task: str, engine: str) -> None:
+        """Which engine of `engines=` runs `task`, for the display."""
+        if self._display is not None:
+            self._display.output(task, "", engine)
+
+    def printer(self, label: str) -> LineSink:
+        """Print whole lines, labelled, through the display or straight to stdout."""
+        display = self._display
+        stream = sys.__stdout__ or sys.stderr
+
+        def emit(line: str) -> None:
+            if display is not None:
+                display.write(f"[{label}] {line}\n")
+                return
+            with self._lock:
+                stream.write(f"[{label}] {line}\n")
+                stream.flush()
+
+        return emit
+
+    def note_check(self, task: str, start: float, fresh: bool) -> None:
+        """An up-to-date check of `task`, which began at `start`, just ended."""
+        with self._lock:
+            self.checks.append((task, start, time.time(), "up to date" if fresh else "run"))
