@@ -101,7 +101,7 @@ def publish_tag(run: Run, image: str) -> Any:
         digest = publish.move_tag(run, image)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
-    return {"image": image, "name": run.registry().image_name(image), "digest": digest}
+    return {"image": image, "name": run.registry_settings.image_name(image), "digest": digest}
 
 
 def push_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> Any:
@@ -112,7 +112,7 @@ def push_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> Any:
         digest = publish.move_tag(run, image)
     except PaiTasksError as exc:
         return TaskFailed(str(exc))
-    return {"image": image, "name": run.registry().image_name(image), "digest": digest}
+    return {"image": image, "name": run.registry_settings.image_name(image), "digest": digest}
 
 
 def clean(run: Run, folder: str) -> Any:

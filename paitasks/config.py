@@ -72,7 +72,7 @@ class RegistrySettings:
             raise ConfigError(f"cannot name image {image!r}{where}: {exc}") from None
 
     @property
-    def registry(self) -> str:
+    def host(self) -> str:
         """The registry host to log in to and to name in messages (`docker.io` for public)."""
         return DOCKER_HUB if self.domain == PUBLIC else self.domain
 

@@ -23,6 +23,7 @@ Every failure becomes an EngineError naming the image and showing the last outpu
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import io
 import ipaddress
@@ -149,18 +150,19 @@ class Engine:
         host = self.host or os.environ.get("DOCKER_HOST", "")
         client = clients.get(host)
         if client is None:
-            try:
+
+            def connect() -> docker.DockerClient:
                 if self.host:
-                    client = docker.DockerClient(
+                    made = docker.DockerClient(
                         base_url=self.host, timeout=60, use_ssh_client=self.host.startswith("ssh:")
                     )
                 else:
-                    client = docker.from_env(timeout=60)
-                client.ping()
-            except docker.errors.DockerException as exc:
-                raise EngineError(
-                    f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}"
-                ) from None
+                    made = docker.from_env(timeout=60)
+                made.ping()
+                return made
+
+            client = sdk("", connect, explain=lambda _, exc: (
+                f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}"))
             clients[host] = client
         return client
 
@@ -191,12 +193,7 @@ class Engine:
         """
         listing = _api_get("/images/json", self.host)
         if listing is None:
-            import docker.errors
-
-            try:
-                listing = self.client.api.images()
-            except docker.errors.DockerException as exc:
-                raise EngineError(f"cannot list images: {_short(exc)}") from None
+            listing = sdk("cannot list images", lambda: self.client.api.images())
         if not isinstance(listing, list):
             raise EngineError(f"cannot list images: the engine answered {listing!r:.200}")
         found: dict[str, LocalImage] = {}
@@ -225,63 +222,39 @@ class Engine:
         if attrs is _MISSING:
             return None
         if attrs is None:
-            import docker.errors
-
-            try:
-                attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
-            except docker.errors.ImageNotFound:
+            attrs = sdk(f"cannot inspect image {name}", self._inspect(name), missing=None)
+            if attrs is None:
                 return None
-            except docker.errors.DockerException as exc:
-                raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         return LocalImage(attrs["Id"], dict(labels), tuple(attrs.get("RepoDigests") or ()))
 
+    def _inspect(self, name: str) -> Callable[[], Any]:
+        return functools.partial(self.client.api.inspect_image, name)
+
     def layout(self, name: str) -> tuple[str, int, tuple[str, ...]]:
         """Image `name`'s id, size in bytes and layers (their diff ids, bottom first)."""
-        import docker.errors
-
-        try:
-            attrs = self.client.api.inspect_image(name)  # type: ignore[no-untyped-call]
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot inspect image {name}: {_short(exc)}") from None
+        attrs = sdk(f"cannot inspect image {name}", self._inspect(name))
         layers = tuple(str(layer) for layer in (attrs.get("RootFS") or {}).get("Layers") or ())
         return str(attrs["Id"]), int(attrs.get("Size") or 0), layers
 
     def export(self, name: str) -> BinaryIO:
         """Image `name` as `docker save` writes it (a tar of its config and each layer,
         uncompressed), read as it comes from the engine."""
-        import docker.errors
-
-        try:
-            chunks = self.client.api.get_image(name)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot export image {name}: {_short(exc)}") from None
+        chunks = sdk(f"cannot export image {name}", lambda: self.client.api.get_image(name))
         return io.BufferedReader(_ChunkReader(iter(chunks)), buffer_size=1 << 20)
 
     def remove_images(self, names: Iterable[str]) -> None:
         """Remove tags, ignoring the ones that are already gone."""
-        import docker.errors
-
         for name in names:
-            try:
-                self.client.api.remove_image(name, force=True)
-            except docker.errors.ImageNotFound:
-                pass
-            except docker.errors.DockerException as exc:
-                raise EngineError(f"cannot remove image {name}: {_short(exc)}") from None
+            sdk(f"cannot remove image {name}",
+                functools.partial(self.client.api.remove_image, name, force=True), missing=None)
 
     # -- registries -------------------------------------------------------------------
 
     def check_login(self, registry: str, username: str, password: str) -> None:
         """Have the engine verify credentials against the registry (nothing is stored)."""
-        import docker.errors
-
-        try:
-            self.client.api.login(username, password, registry=registry, reauth=True)
-        except docker.errors.DockerException as exc:
-            raise EngineError(
-                f"registry {registry}: login as {username} refused: {_short(exc)}"
-            ) from None
+        sdk(f"registry {registry}: login as {username} refused",
+            lambda: self.client.api.login(username, password, registry=registry, reauth=True))
 
     def push(
         self,
@@ -305,15 +278,11 @@ class Engine:
         publishes the same digest: the engine compresses a layer the same way every
         time.
         """
-        import docker.errors
-
         target = f"{repository}:{tag}"
-        try:
-            self.client.api.tag(image, repository, tag, force=True)
-        except docker.errors.ImageNotFound:
-            raise EngineError(f"image {image}: not in the engine, build it first") from None
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"image {image}: cannot tag as {target}: {_short(exc)}") from None
+        tagged = sdk(f"image {image}: cannot tag as {target}",
+                     lambda: self.client.api.tag(image, repository, tag, force=True), missing=False)
+        if tagged is False:
+            raise EngineError(f"image {image}: not in the engine, build it first")
         policy = policy or retries.Policy()
 
         def told(failure: retries.Transient, wait: float) -> None:
@@ -434,16 +403,15 @@ class Engine:
         docker CLI's config holds for that registry (`docker login`: auths, credsStore,
         credHelpers).
         """
-        import docker.errors
-
-        try:
-            answer = self.client.api.inspect_distribution(  # type: ignore[no-untyped-call]
+        answer = sdk(
+            reference,
+            lambda: self.client.api.inspect_distribution(  # type: ignore[no-untyped-call]
                 reference, auth_config=dict(auth) if auth else None
-            )
-        except docker.errors.NotFound:
+            ),
+            missing=None, explain=registry_problem,
+        )
+        if answer is None:
             return None
-        except docker.errors.DockerException as exc:
-            raise EngineError(registry_problem(reference, exc)) from None
         digest = (answer.get("Descriptor") or {}).get("digest")
         return str(digest) if digest else None
 
@@ -494,13 +462,9 @@ class Engine:
 
     def tag(self, image: str, name: str) -> None:
         """Tag `image` (a name or a reference by digest) as `name` (`repository:tag`)."""
-        import docker.errors
-
         repository, _, tag = name.rpartition(":")
-        try:
-            self.client.api.tag(image, repository, tag, force=True)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot tag {image} as {name}: {_short(exc)}") from None
+        sdk(f"cannot tag {image} as {name}",
+            lambda: self.client.api.tag(image, repository, tag, force=True))
 
     # -- builds -----------------------------------------------------------------------
 
@@ -536,8 +500,6 @@ class Engine:
         return built.id
 
     def _classic(self, request: BuildRequest, sink: LineSink) -> int:
-        import docker.errors
-
         dockerfile, context = request.dockerfile.resolve(), request.context.resolve()
         try:
             relative = dockerfile.relative_to(context)
@@ -564,7 +526,7 @@ class Engine:
                 if "error" in chunk:
                     error = str(chunk["error"]).strip()
                     sink(error)
-        except docker.errors.DockerException as exc:
+        except _stream_errors() as exc:
             error = _short(exc)
             sink(error)
         return 0 if error is None else 1
@@ -702,6 +664,32 @@ def _extra_plugin_folders(config: str) -> list[str]:
     if not isinstance(folders, list):
         return []
     return [folder for folder in folders if isinstance(folder, str)]
+
+
+_RAISE: Any = object()  # sdk(): a NotFound answer is an error like any other
+
+
+def sdk(
+    what: str,
+    call: Callable[[], Any],
+    *,
+    missing: Any = _RAISE,
+    explain: Callable[[str, BaseException], str] | None = None,
+) -> Any:
+    """`call()` into the docker SDK, the one place its errors become EngineErrors:
+    "<what>: <the SDK's last line>", or `explain(what, exc)`; a NotFound answer returns
+    `missing` when given."""
+    import docker.errors
+
+    try:
+        return call()
+    except docker.errors.NotFound as exc:
+        if missing is not _RAISE:
+            return missing
+        failure: BaseException = exc
+    except docker.errors.DockerException as exc:
+        failure = exc
+    raise EngineError(explain(what, failure) if explain else f"{what}: {_short(failure)}") from None
 
 
 def _stream_errors() -> tuple[type[BaseException], ...]:

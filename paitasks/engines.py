@@ -12,10 +12,12 @@ machine's engine.
 
 Builds there are the same buildx builds as here (engine.buildx_command: build args in
 buildx's environment, never on its command line), pushed with a metadata file, through
-`docker --context NAME` or `--builder NAME`. python-on-whales inspects the builders
-(their BuildKit version decides named build contexts), imported only then. The checks
-before any work use the docker CLI. Pushing a `:tag` from a docker engine goes through
-the docker SDK, which takes the registry login in the request's header.
+`docker --context NAME` or `--builder NAME` (run_cli, as here: python-on-whales'
+`buildx.build` would put build arg values on the command line). python-on-whales finds
+and starts the buildx builders and reads their BuildKit versions (which decide named
+build contexts); it is imported only then. Pushing a
+`:tag` from a docker engine goes through the docker SDK, which takes the registry login
+in the request's header.
 """
 
 from __future__ import annotations
@@ -57,12 +59,6 @@ def buildkit_takes_named_contexts(version: str) -> bool:
     return found is not None and (int(found[1]), int(found[2])) >= (0, 10)
 
 
-def builder_driver(inspected: str) -> str:
-    """The driver in `docker buildx inspect NAME`'s output ("Driver:  remote"), or ""."""
-    found = re.search(r"^Driver:\s*(\S+)", inspected, re.MULTILINE)
-    return found[1] if found else ""
-
-
 class Engines:
     """The engines of one run, and how many builds each has in flight (thread-safe)."""
 
@@ -91,8 +87,9 @@ class Engines:
             raise EngineError("; ".join(problems))
 
     def _find(self, name: str) -> Target:
-        """What `name` is: a docker context, else a buildx builder (through the docker
-        CLI: python-on-whales is loaded only to build)."""
+        """What `name` is: a docker context (asked of the docker CLI, as JSON: a run with
+        only docker contexts that builds nothing then never imports python-on-whales,
+        which takes longer than such a run), else a buildx builder."""
         lines: list[str] = []
         command = ["docker", "context", "inspect", name, "--format", "{{json .Endpoints}}"]
         if run_cli(command, lines.append) == 0:
@@ -103,32 +100,40 @@ class Engines:
             if not host:
                 raise EngineError(f"engine {name}: its docker context names no docker host")
             return Target(name, host=str(host))
-        lines.clear()
-        if run_cli(["docker", "buildx", "inspect", name], lines.append) == 0:
-            return Target(name, driver=builder_driver("\n".join(lines)) or "unknown")
-        contexts: list[str] = []
-        run_cli(["docker", "context", "ls", "--format", "{{.Name}}"], contexts.append)
-        builders: list[str] = []
-        run_cli(["docker", "buildx", "ls", "--format", "{{.Name}}"], builders.append)
-        known = sorted({line.strip() for line in contexts + builders if line.strip()})
+        from python_on_whales import DockerClient
+        from python_on_whales.exceptions import DockerException
+
+        cli = DockerClient()
+        with contextlib.suppress(DockerException):
+            return Target(name, driver=cli.buildx.inspect(name).driver or "unknown")
+        known: set[str] = set()
+        for listing in (cli.context.list, cli.buildx.list):
+            with contextlib.suppress(DockerException):
+                known.update(item.name or "" for item in listing())
         raise EngineError(
             f"engines={','.join(self.names)}: no docker context or buildx builder named "
-            f"{name!r} (there are: {', '.join(known) or 'none'}); create one with `docker "
-            f"context create {name} --docker host=ssh://user@machine` or `docker buildx "
-            f"create --name {name} --driver kubernetes`"
+            f"{name!r} (there are: {', '.join(sorted(known)) or 'none'}); create one with "
+            f"`docker context create {name} --docker host=ssh://user@machine` or `docker "
+            f"buildx create --name {name} --driver kubernetes`"
         )
 
     def _problem(self, target: Target) -> str | None:
-        """Why `target` does not answer now, or None if it does."""
+        """Why `target` does not answer now, or None if it does (a builder that is not
+        running is started: `buildx inspect --bootstrap`)."""
         if target.host:
             try:
                 self.engine(target.name).check()
             except PaiTasksError as exc:
                 return str(exc)
             return None
-        lines: list[str] = []
-        if run_cli(["docker", "buildx", "inspect", "--bootstrap", target.name], lines.append):
-            return next((line for line in reversed(lines) if line.strip()), "no answer")
+        from python_on_whales import DockerClient
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            DockerClient().buildx.inspect(target.name, bootstrap=True)
+        except DockerException as exc:
+            said = [line for line in (exc.stderr or exc.stdout or "").splitlines() if line.strip()]
+            return said[-1].strip() if said else "no answer"
         return None
 
     def mark_down(self, name: str) -> None:

@@ -415,7 +415,7 @@ def pushed_already(run: Run, image: str) -> tuple[bool, str]:
     """Whether `<image>:<tag>` serves the image built from the current inputs: the one
     its fingerprint tag serves, or the engine's (by its repository digests) when the
     engine's image is of the current inputs."""
-    run.registry()  # a clear error without config=
+    _ = run.registry_settings  # a clear error without config=
     remote = run.remote
     assert remote is not None
     wanted = run.findings.fingerprint(image)

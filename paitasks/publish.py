@@ -76,7 +76,7 @@ def upload(run: Run, image: str, bases: Sequence[str] = ()) -> str:
 def move_tag(run: Run, image: str) -> str:
     """Make `:tag` serve what the fingerprint tag serves: a manifest copy in the
     registry (no layer moves, nothing loaded here), else pushed by an engine."""
-    settings, remote = run.registry(), _remote(run)
+    settings, remote = run.registry_settings, _remote(run)
     wanted = _fingerprint(run, image)
     canonical = remote.digest(remote.by_fingerprint(image, wanted))
     if canonical is None:
@@ -254,7 +254,7 @@ def engine_push(run: Run, engine: Engine, image: str, source: str, tag: str) -> 
     """Push `source` (an image or reference an engine holds) as the image's
     `<repository>:<tag>` through `engine`, tried as the run's policy says; recorded in
     the run's registry journal."""
-    settings, remote = run.registry(), _remote(run)
+    settings, remote = run.registry_settings, _remote(run)
     repository = settings.repository(image)
     tries, outcome, start = 1, "pushed", time.time()
 
@@ -274,7 +274,7 @@ def engine_push(run: Run, engine: Engine, image: str, source: str, tag: str) -> 
         raise
     finally:
         remote.journal.record(Exchange(
-            f"push {repository}:{tag}", settings.registry, start, time.time(), tries, outcome,
+            f"push {repository}:{tag}", settings.host, start, time.time(), tries, outcome,
             image,
         ))
 
@@ -286,7 +286,7 @@ def _tag_through_an_engine(
     manifest directly: (engines=) the one that built it, else one that pulls it by
     digest first (a docker context of engines=, else this machine's engine: a buildx
     builder of another driver has no engine to push from)."""
-    remote, settings = _remote(run), run.registry()
+    remote, settings = _remote(run), run.registry_settings
     by_fingerprint = remote.by_fingerprint(image, run.findings.fingerprint(image) or "")
     engine, source = run.engine, remote.by_digest(image, canonical)
     several = run.several
@@ -310,7 +310,7 @@ def _tag_through_an_engine(
 def _remote(run: Run) -> RegistryView:
     remote = run.remote
     if remote is None:
-        run.registry()  # raises: pushing needs registry settings
+        _ = run.registry_settings  # raises: pushing needs registry settings
     assert remote is not None
     return remote
 

@@ -639,7 +639,7 @@ class RegistryView:
     def client(self) -> Client | None:
         """How this process reaches the settings' registry; None: only through an
         engine."""
-        return self._client(self.settings.registry)
+        return self._client(self.settings.host)
 
     def _named(self, reference: str, image: str) -> str:
         with self._lock:
@@ -675,7 +675,7 @@ class RegistryView:
         """Start asking for every one of `references_` at once; `digest` waits for them.
         A Bearer registry is first asked for one token for all their repositories (and
         `scopes`, of the settings' registry)."""
-        by_host: dict[str, list[str]] = {self.settings.registry: []}
+        by_host: dict[str, list[str]] = {self.settings.host: []}
         wanted = list(dict.fromkeys(references_))  # before the lock: naming takes it
         with self._lock:
             for reference in wanted:
@@ -685,7 +685,7 @@ class RegistryView:
                 by_host.setdefault(self._parts(reference)[0], []).append(reference)
         extra = set(scopes)
         for host, asked in by_host.items():
-            if asked or (extra and host == self.settings.registry):
+            if asked or (extra and host == self.settings.host):
                 self._executor().submit(self._batch, host, asked, extra)
 
     def warm(self, images: Iterable[str] = (), push: bool = False) -> None:
@@ -703,7 +703,7 @@ class RegistryView:
         """Reach `host`, get tokens for `scopes` and the repositories of `asked` (in a
         few requests, at once), then ask every one of `asked` at once."""
         wanted = {(self._parts(ref)[1], frozenset({"pull"})) for ref in asked}
-        if host == self.settings.registry:
+        if host == self.settings.host:
             with self._lock:
                 wanted.update(scopes, self._standing)
         try:
@@ -748,14 +748,14 @@ class RegistryView:
         """Raise a clear error now, before any work, if the settings' registry cannot be
         reached or refuses the login: waits for how to reach it and, where it wants a
         login (or only the engine can ask it), for the answer about `reference`."""
-        client = self._client(self.settings.registry)
+        client = self._client(self.settings.host)
         if client is None or client.wants_login:
             self.digest(reference)
 
     def reach(self) -> None:
         """Start finding out how to reach the settings' registry now, in the background
         (the HTTP client's import, the engine's settings, the probe)."""
-        self._executor().submit(_quietly, self._client, self.settings.registry)
+        self._executor().submit(_quietly, self._client, self.settings.host)
 
     def retag(self, image: str, digest: str, tag: str) -> str | None:
         """Make `<image>:<tag>` serve the manifest `digest` in the registry itself (a
@@ -816,7 +816,7 @@ class RegistryView:
         """Directly where this process can be sure; else (and for what it cannot reach
         at all) through the engine, whose answer or error stands."""
         host, repository, tag = self._parts(reference)
-        ours = host == self.settings.registry
+        ours = host == self.settings.host
         client = self._client(host)
         if client is not None and client.hinted:
             try:
@@ -893,7 +893,7 @@ class RegistryView:
                     with contextlib.suppress(OSError, ValueError, AttributeError):
                         found = json.loads(self._sent_file.read_text(encoding="utf-8"))
                         self._sent = {str(key): str(value) for key, value in found.items()}
-            key = f"{self.settings.registry}/{self.settings.namespace}|{image_id}"
+            key = f"{self.settings.host}/{self.settings.namespace}|{image_id}"
             if digest is not None:
                 self._sent[key] = digest
                 self._sent_changed = True
@@ -922,7 +922,7 @@ class RegistryView:
 
     def _login(self, host: str) -> tuple[str, str] | None:
         """The settings' login for their registry, else docker's own for `host`."""
-        if host == self.settings.registry and self.auth is not None:
+        if host == self.settings.host and self.auth is not None:
             return self.auth["username"], self.auth["password"]
         return docker_credentials(host)
 

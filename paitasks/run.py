@@ -154,7 +154,8 @@ class Run:
                 self._hashes = HashCache(self.state / HASH_CACHE_FILE)
             return self._hashes
 
-    def registry(self) -> RegistrySettings:
+    @property
+    def registry_settings(self) -> RegistrySettings:
         """The registry settings of `config=` (read once per run)."""
         config = self.settings.config
         if config is None:
@@ -188,7 +189,7 @@ class Run:
         process; None without `config=`."""
         if self.settings.config is None:
             return None
-        settings = self.registry()
+        settings = self.registry_settings
         with self._lock:
             if self._remote is None:
                 from paitasks.registry import RegistryView

@@ -88,14 +88,14 @@ def test_file_with_any_name() -> None:
     assert s.source == RESOURCES / "local-registry.yml"
     assert s.image_name("hadoop-run") == "127.0.0.1:5000/team/pai/hadoop-run:dev_build-1.2"
     assert s.repository("hadoop-run") == "127.0.0.1:5000/team/pai/hadoop-run"
-    assert s.registry == "127.0.0.1:5000"
+    assert s.host == "127.0.0.1:5000"
 
 
 def test_public_domain_means_docker_hub() -> None:
     s = load_settings(RESOURCES / "public.yaml")
     assert s.image_name("rest-server") == "openpai/rest-server:latest"
     assert s.repository("rest-server") == "openpai/rest-server"
-    assert s.registry == "docker.io"
+    assert s.host == "docker.io"
 
 
 @pytest.mark.parametrize("name", ["login.yaml", "login-old.yaml"])
@@ -111,7 +111,7 @@ def test_login_is_read_and_kept_secret(name: str) -> None:
 
 def test_login_registry_host_port() -> None:
     s = load_settings(RESOURCES / "login.yaml")
-    assert s.registry == "registry.example.com:443"
+    assert s.host == "registry.example.com:443"
     assert s.image_name("watchdog") == "registry.example.com:443/openpai/watchdog:v1"
 
 

@@ -30,7 +30,7 @@ import docker
 import docker.errors
 import pytest
 
-from paitasks.engines import Engines, builder_driver, buildkit_takes_named_contexts
+from paitasks.engines import Engines, buildkit_takes_named_contexts
 from paitasks.errors import EngineError
 from tests.support import (
     BUILDKIT,
@@ -727,7 +727,7 @@ def test_when_no_engine_answers_a_build_is_refused_clearly() -> None:
         pass
 
 
-# -- builders: what buildx says of them (pure logic, then the engines here) -------------
+# -- builders: their BuildKit versions (pure logic, then the engines here) -------------
 
 
 @pytest.mark.parametrize(
@@ -737,13 +737,6 @@ def test_when_no_engine_answers_a_build_is_refused_clearly() -> None:
 )
 def test_named_contexts_from_buildkit_0_10_on(version: str, named: bool) -> None:
     assert buildkit_takes_named_contexts(version) is named
-
-
-def test_the_driver_is_read_from_buildx_inspect() -> None:
-    inspected = ("Name:          k8s\nDriver:        kubernetes\nLast Activity: 2026-12-01\n\n"
-                 "Nodes:\nName:      k8s0\nEndpoint:  kubernetes:///k8s?deployment=k8s0\n")
-    assert builder_driver(inspected) == "kubernetes"
-    assert builder_driver("Name: x\n") == ""
 
 
 def test_named_contexts_follow_each_builders_buildkit(buildkit_up: None, engine2_up: None) -> None:
