@@ -14,7 +14,7 @@ from doit.exceptions import TaskFailed
 
 from paitasks import builds, freshness, publish
 from paitasks.errors import PaiTasksError
-from paitasks.hooks import run_hook
+from paitasks.hooks import run_hook, run_or_skip
 from paitasks.inputs import ImageSpec
 from paitasks.run import Run
 from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
@@ -59,7 +59,7 @@ def hook(run: Run, ahead: freshness.Lookahead, round_: RoundSpec, script: str) -
 
     try:
         run.check_same_process()
-        skipped = run.temp.run_hook(round_, path, execute, run.hashes)
+        skipped = run_or_skip(run.contents, round_, path, execute, run.hashes)
         if path.name == "build-pre.sh" and not skipped:
             ahead.after_hook(round_.images)  # their registry questions, at once
         if skipped:

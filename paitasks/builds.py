@@ -54,7 +54,7 @@ def build(run: Run, spec: ImageSpec) -> dict[str, str]:
         run.output.printer(spec.name)(f"building: {'; '.join(found.reasons)}")
     if run.several is not None:
         return _build_elsewhere(run, spec, found)
-    engine, tool = run.engine, build_tool(spec.builder)
+    engine, tool = run.engine, build_tool(spec.build_tool)
     dockerfile, contexts = base_inputs(run, spec, engine.named_contexts(tool))
     request = _request(run, spec, found, (spec.name,), dockerfile, contexts, tool)
     on_line = run.output.lines(f"build-image:{spec.name}", spec.name)

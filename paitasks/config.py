@@ -27,7 +27,6 @@ from paitasks.errors import ConfigError, TreeError
 
 CONFIG_FILE_NAME: Final = "services-configuration.yaml"
 PUBLIC: Final = "public"  # the domain value that means Docker Hub
-DOCKER_HUB: Final = "docker.io"
 
 # The key of each RegistrySettings field in the two layouts of the registry section,
 # the current one first.
@@ -74,12 +73,7 @@ class RegistrySettings:
     @property
     def host(self) -> str:
         """The registry host to log in to and to name in messages (`docker.io` for public)."""
-        return DOCKER_HUB if self.domain == PUBLIC else self.domain
-
-    @property
-    def has_login(self) -> bool:
-        """True when there is something to `docker login` with: both username and password."""
-        return bool(self.username) and bool(self.password)
+        return reference.DEFAULT_DOMAIN if self.domain == PUBLIC else self.domain
 
 
 def _full_name(domain: str, namespace: str, image: str, tag: str) -> str:

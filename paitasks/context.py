@@ -84,10 +84,10 @@ def _hash_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def ignore_patterns(context: Path, dockerfile: Path, builder: str) -> list[str]:
+def ignore_patterns(context: Path, dockerfile: Path, build_tool: str) -> list[str]:
     """The .dockerignore patterns that apply (BuildKit also honours `<dockerfile>.dockerignore`)."""
     candidates = [context / ".dockerignore"]
-    if builder == "buildx":
+    if build_tool == "buildx":
         candidates.insert(0, dockerfile.with_name(dockerfile.name + ".dockerignore"))
     for candidate in candidates:
         try:
@@ -164,7 +164,7 @@ def _followed(
 def scan_context(
     context: Path,
     dockerfile: Path,
-    builder: str,
+    build_tool: str,
     cache: HashCache,
     sources: tuple[str, ...] | None = None,
 ) -> dict[str, str]:
@@ -175,7 +175,7 @@ def scan_context(
         relative = str(dockerfile.relative_to(context))
     except ValueError:
         relative = None
-    patterns = ignore_patterns(context, dockerfile, builder)
+    patterns = ignore_patterns(context, dockerfile, build_tool)
     root = str(context)
     try:
         if patterns:

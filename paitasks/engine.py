@@ -33,7 +33,6 @@ import os
 import socket
 import threading
 import urllib.parse
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paitasks import retries
 from paitasks.errors import EngineError, RegistryError
-from paitasks.streaming import LineSink, StartError, run_streaming
+from paitasks.streaming import LineSink, StartError, Tail, run_streaming
 
 if TYPE_CHECKING:
     import docker
@@ -117,7 +116,7 @@ class BuildRequest:
     build_args: Mapping[str, str] = field(default_factory=dict)
     platform: str | None = None
     network: str | None = "host"  # the build's network mode; None: the engine's
-    tool: str = "buildx"  # "buildx" or "classic" (settings.BUILD_TOOLS)
+    tool: str = "buildx"  # the build tool: one of settings.BUILD_TOOLS
     # Registry images whose inline layer cache to reuse; the image then carries its own.
     cache_from: tuple[str, ...] = ()
     # Named build contexts (BuildKit 0.10+): an image name -> what stands for it.
@@ -250,11 +249,6 @@ class Engine:
                 functools.partial(self.client.api.remove_image, name, force=True), missing=None)
 
     # -- registries -------------------------------------------------------------------
-
-    def check_login(self, registry: str, username: str, password: str) -> None:
-        """Have the engine verify credentials against the registry (nothing is stored)."""
-        sdk(f"registry {registry}: login as {username} refused",
-            lambda: self.client.api.login(username, password, registry=registry, reauth=True))
 
     def push(
         self,
@@ -476,12 +470,7 @@ class Engine:
         and writes its own cache metadata into the new image (inline cache), so a build
         on another machine can reuse its layers in turn. The classic builder ignores it.
         """
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-
-        def sink(line: str) -> None:
-            tail.append(line)
-            if on_line is not None:
-                on_line(line)
+        sink = Tail(on_line, TAIL_LINES)
 
         command: list[str] = []  # none for the classic builder: it is an API call
         if request.tool == "buildx":
@@ -491,7 +480,7 @@ class Engine:
             code = self._classic(request, sink)
         if code != 0:
             raise build_failed(request, f"from {request.dockerfile}",
-                               f"{request.tool} builder, exit {code}", tail, command, code)
+                               f"{request.tool} builder, exit {code}", sink.lines, command, code)
         built = self.image(request.tag)
         if built is None:
             raise EngineError(
@@ -607,7 +596,7 @@ def build_failed(
 
 
 def build_tool(choice: str | None) -> str:
-    """The build tool: the one chosen (`builder=`), else buildx when installed."""
+    """The build tool: the one chosen (`build_tool=`), else buildx when installed."""
     return choice or ("buildx" if buildx_installed() else "classic")
 
 

@@ -27,7 +27,6 @@ import json
 import re
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from paitasks.engine import TAIL_LINES, BuildRequest, Engine, build_failed, buildx_command, run_cli
 from paitasks.errors import EngineError, PaiTasksError
-from paitasks.streaming import LineSink
+from paitasks.streaming import LineSink, Tail
 
 
 @dataclass(frozen=True)
@@ -194,12 +193,7 @@ class Engines:
     def build(self, name: str, request: BuildRequest, on_line: LineSink | None = None) -> str:
         """Build `request` on engine `name` and push it from there under its tags
         (buildx); return the digest buildx's metadata file gives."""
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-
-        def sink(line: str) -> None:
-            tail.append(line)
-            if on_line is not None:
-                on_line(line)
+        sink = Tail(on_line, TAIL_LINES)
 
         target = self._targets[name]
         with tempfile.TemporaryDirectory(prefix="paitasks-build-") as folder:
@@ -214,7 +208,7 @@ class Engines:
                 if self._problem(target):
                     self.mark_down(name)
                     gone = f"; engine {name} no longer answers"
-                raise build_failed(request, f"on engine {name}", f"exit {code}{gone}", tail,
+                raise build_failed(request, f"on engine {name}", f"exit {code}{gone}", sink.lines,
                                    command, code)
             try:
                 digest = json.loads(metadata.read_text())["containerimage.digest"]

@@ -57,6 +57,11 @@ def fingerprint(inputs: BuildInputs) -> str:
     return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+# Keys of BuildInputs.settings named otherwise since: renaming a key would change every
+# fingerprint (and rebuild every registry's images once).
+SETTING_NAMES = {"builder": "build_tool"}
+
+
 def explain(old: BuildInputs | None, new: BuildInputs, limit: int = MAX_REASONS) -> list[str]:
     """Why `new` differs from `old`, most telling first (changed files, images, settings)."""
     if old is None:
@@ -70,8 +75,9 @@ def explain(old: BuildInputs | None, new: BuildInputs, limit: int = MAX_REASONS)
             reasons.append(f"image {name} changed ({_short(before)} -> {_short(after)})")
     for key in sorted(set(old.settings) | set(new.settings)):
         if old.settings.get(key) != new.settings.get(key):
+            name = SETTING_NAMES.get(key, key)
             reasons.append(
-                f"setting {key} changed ({old.settings.get(key)!r} -> {new.settings.get(key)!r})"
+                f"setting {name} changed ({old.settings.get(key)!r} -> {new.settings.get(key)!r})"
             )
     changed = sorted(
         path
@@ -112,7 +118,7 @@ class Finding:
     digest: str | None = None
     # Outside a run: what copy-deps and hooks make is not known before they run (no
     # record here of what they made), so neither is the fingerprint.
-    undecided: bool = False
+    predicted: bool = False
 
 
 class Findings:

@@ -52,8 +52,8 @@ def _gather(
         bases = {name: found for name in spec.uses if (found := run.findings.fingerprint(name))}
     externals = {name: external_digest(run.images, run.remote, name) for name in spec.external}
     return gather(
-        spec, predict, temp=run.temp, hashes=run.hashes, state=run.state,
-        builder=build_tool(spec.builder), bases=bases,
+        spec, predict, contents=run.contents, hashes=run.hashes, state=run.state,
+        build_tool=build_tool(spec.build_tool), bases=bases,
         externals=externals,
     )
 
@@ -96,15 +96,15 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Finding:
             if previous is not None and fingerprint(previous) != current.labels.get(LABEL):
                 previous = None  # the record is of another build than the engine's image
             result = Finding(inputs, wanted, False, tuple(explain(previous, inputs)))
-    if gathered.assumed and previous is not None:
+    if gathered.predicted and previous is not None:
         note = "assuming copy-deps and hooks make the same files as last time"
         result = dataclasses.replace(result, reasons=(*result.reasons, note))
-    elif gathered.assumed and not result.fresh:
+    elif gathered.predicted and not result.fresh:
         reason = (
             "what copy-deps and the hooks make is not known before they run (no record "
             "of a previous build here; a hook can declare its inputs in build/hook-inputs)"
         )
-        result = dataclasses.replace(result, reasons=(reason,), undecided=True)
+        result = dataclasses.replace(result, reasons=(reason,), predicted=True)
     run.findings.record(spec.name, result, for_build=not predict)
     if not predict and result.fresh and not record_path(run.state, spec.name).exists():
         # What the hooks made, for predictions (`pai-build plan`) on this machine.
@@ -198,7 +198,7 @@ class Predictions:
         self.run = run
         self.specs = specs
         self.memo: dict[str, tuple[bool, tuple[str, ...]]] = {}
-        self.undecided: set[str] = set()  # decided only once hooks have run
+        self.predicted: set[str] = set()  # verdicts that rest on a prediction
 
     def predict(self, name: str) -> tuple[bool, tuple[str, ...]]:
         """(fresh, reasons) for image `name`."""
@@ -219,15 +219,15 @@ class Predictions:
                 memo[current] = (True, result.reasons)
             else:
                 rebuilt = [used for used in spec.uses if used in memo and not memo[used][0]]
-                unknown = [used for used in rebuilt if used in self.undecided]
+                unknown = [used for used in rebuilt if used in self.predicted]
                 reasons = [
                     f"uses {used}, which "
                     + ("is decided when its hooks run" if used in unknown else "rebuilds")
                     for used in rebuilt
                 ]
                 memo[current] = (False, (*reasons, *result.reasons))
-                if result.undecided or unknown:
-                    self.undecided.add(current)
+                if result.predicted or unknown:
+                    self.predicted.add(current)
             stack.pop()
         return memo[name]
 
@@ -338,7 +338,7 @@ class Lookahead:
             current = stack[-1]
             known = self._known(current)
             spec = self.specs.get(current)
-            if known is not None or spec is None or spec.guessed or current in failed:
+            if known is not None or spec is None or spec.predicted or current in failed:
                 if known is None:
                     failed.add(current)
                 stack.pop()

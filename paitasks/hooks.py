@@ -6,17 +6,23 @@ variables that name the component, its folder and the source folder. Their outpu
 passed on line by line (through streaming.run_streaming: a hook is done when bash exits,
 even if something it started in the background still holds its output); a failure names
 the component and the hook and shows the last lines it printed.
+
+A component that lists what its hooks read (`build/hook-inputs`) has its hooks skipped
+while their key (contents.hook_key) is the last run's: the folders they left then
+(tempfolders.SavedStage) stand in for what they would make.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from paitasks.contents import Contents
+from paitasks.context import HashCache
 from paitasks.errors import HookError
-from paitasks.streaming import StartError, run_streaming
+from paitasks.streaming import StartError, Tail, run_streaming
+from paitasks.tempfolders import RoundSpec, SavedStage, Stage
 
 TAIL_LINES = 30
 
@@ -45,12 +51,7 @@ def run_hook(
     on_line: Callable[[str], None] | None = None,
 ) -> None:
     """Run `hook` with bash; raise HookError (with its last output lines) if it fails."""
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-
-    def sink(line: str) -> None:
-        tail.append(line)
-        if on_line is not None:
-            on_line(line)
+    sink = Tail(on_line, TAIL_LINES)
 
     try:
         code = run_streaming(
@@ -62,8 +63,31 @@ def run_hook(
     except StartError as exc:
         raise HookError(f"component {component}: cannot run {hook}: {exc.strerror}") from None
     if code != 0:
-        last = "\n".join(f"  | {line}" for line in tail) or "  (no output)"
+        last = "\n".join(f"  | {line}" for line in sink.lines) or "  (no output)"
         raise HookError(
             f"component {component}: {hook.name} failed (exit {code}): {hook}\n"
             f"last output lines:\n{last}"
         )
+
+
+def run_or_skip(
+    contents: Contents, spec: RoundSpec, hook: Path, run: Callable[[], None], cache: HashCache
+) -> bool:
+    """Run a hook where it finds its folders real; with declared inputs, skip it when
+    its key is the last run's. True when it was skipped."""
+    temp = contents.temp
+    stage: Stage = "pre" if hook.name == "build-pre.sh" else "post"
+    saved = SavedStage(temp.state, spec.name, stage)
+    key = None
+    if spec.declared is not None:
+        key = contents.hook_key(spec, stage, cache)
+        if saved.matches(key):
+            with temp.settled(spec):
+                if temp.is_real(spec):  # someone reads the folders already: keep them exact
+                    saved.restore(Path(spec.folder))
+            return True
+    temp.ensure_real(spec, "copies" if stage == "pre" else "pre")
+    run()
+    if key is not None:
+        saved.store(key, Path(spec.folder))
+    return False

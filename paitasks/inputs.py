@@ -2,7 +2,7 @@
 record of its last build.
 
 `gather` reads the inputs: the context files the engine would be sent (context.py), with
-the temp folders as they are or will be (tempfolders.py), the dockerfile, the images it
+the temp folders as they are or will be (contents.py), the dockerfile, the images it
 uses (a tree base by its fingerprint, another image by its digest) and its build
 settings. `fingerprint` hashes them, so the fingerprints of a whole tree are known
 before anything is built or pulled. The hash is stored on the image as a label and
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from paitasks.context import ignore_patterns, ignored, reads, reads_under, scan_context
+from paitasks.contents import Contents, context_files
 from paitasks.disk import write_json
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import BuildInputs, fingerprint
 from paitasks.reference import engine_name
-from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec, TempFolders, hook_output, temporary
+from paitasks.tempfolders import RoundSpec
 
 if TYPE_CHECKING:
     from paitasks.context import HashCache
@@ -45,7 +45,7 @@ class ImageSpec:
     context: str
     uses: tuple[str, ...] = ()  # images of the tree it uses (FROM, COPY --from, mounts)
     external: tuple[str, ...] = ()  # images from outside the tree it uses
-    builder: str | None = None
+    build_tool: str | None = None  # buildx or classic; None: buildx when installed
     network: str | None = "host"
     build_args: tuple[tuple[str, str], ...] = ()  # those its dockerfile declares
     platform: str | None = None
@@ -53,27 +53,27 @@ class ImageSpec:
     round: RoundSpec | None = None  # its component's copy-deps and hooks
 
     @property
-    def guessed(self) -> bool:
-        """Whether, outside a run, what its context holds is a guess: a hook that
+    def predicted(self) -> bool:
+        """Whether, outside a run, what its context holds is predicted: a hook that
         declares no inputs makes part of it (known only once the hook ran)."""
-        return self.round is not None and self.round.guessed_at("pre")
+        return self.round is not None and self.round.predicted_at("pre")
 
 
 @dataclass(frozen=True)
 class Gathered:
     inputs: BuildInputs
     previous: BuildInputs | None  # the last build's record, where it was read
-    assumed: bool  # the temp folders were predicted from the last build's record
+    predicted: bool  # the temp folders were predicted from the last build's record
 
 
 def gather(
     spec: ImageSpec,
     predict: bool,
     *,
-    temp: TempFolders,
+    contents: Contents,
     hashes: HashCache,
     state: Path,
-    builder: str,
+    build_tool: str,
     bases: Mapping[str, str],
     externals: Mapping[str, str],
 ) -> Gathered:
@@ -83,14 +83,16 @@ def gather(
     what the build will see; temp folders nobody made yet count as what they would hold.
     Outside a run (`predict`: `doit info`, `doit list --status`, `pai-build plan`), what
     hooks make is taken to be what they made for the last build (`state`'s record).
-    `builder` is the build tool (buildx or classic: they read `.dockerignore` files
-    differently); tree bases count by their fingerprints (`bases`), other images by
-    their digests (`externals`).
+    `build_tool` is buildx or classic (they read `.dockerignore` files differently);
+    tree bases count by their fingerprints (`bases`), other images by their digests
+    (`externals`).
     """
-    assumed = predict and spec.guessed
+    predicted = predict and spec.predicted
     # The record only explains a rebuild, or stands in for hook output outside a run.
-    previous = load_record(state, spec.name) if assumed else None
-    files = _context_files(temp, hashes, spec, builder, predict, previous)
+    previous = load_record(state, spec.name) if predicted else None
+    last = (dict(previous.files) if previous is not None else {}) if predict else None
+    files = context_files(contents, hashes, Path(spec.context), Path(spec.dockerfile),
+                          spec.round, spec.sources, build_tool, last)
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     try:
         dockerfile_name = str(dockerfile.relative_to(context))
@@ -100,11 +102,11 @@ def gather(
     images = {name: _base(spec.name, name, bases) for name in spec.uses}
     images.update((name, externals.get(name, "")) for name in spec.external)
     # The variant only chooses dockerfiles, and the dockerfile is an input already.
-    settings = {"builder": builder}
+    settings = {"builder": build_tool}  # the key's old name: fingerprint.SETTING_NAMES
     settings.update({f"build-arg {key}": value for key, value in spec.build_args})
     if spec.platform:
         settings["platform"] = spec.platform
-    return Gathered(BuildInputs(dockerfile_name, files, images, settings), previous, assumed)
+    return Gathered(BuildInputs(dockerfile_name, files, images, settings), previous, predicted)
 
 
 def _base(image: str, base: str, bases: Mapping[str, str]) -> str:
@@ -150,48 +152,6 @@ def _repository(name: str) -> str:
     if "@" in familiar:
         return familiar.partition("@")[0]
     return familiar.rpartition(":")[0] if ":" in familiar.rsplit("/", 1)[-1] else familiar
-
-
-def _context_files(
-    temp: TempFolders, hashes: HashCache, spec: ImageSpec, builder: str, predict: bool,
-    previous: BuildInputs | None,
-) -> dict[str, str]:
-    """What the build reads of its context, with its temp folders counted the way
-    `TempFolders.entries` counts them: what copy-deps makes, and what a hook with
-    declared inputs makes by that hook's key, are counted the same whether made or not,
-    on any machine. Only after a hook that declares no inputs are the folders scanned
-    as that hook left them (outside a run: predicted from the last build); where that
-    cannot be told exactly without them (a .dockerignore, or links, which the build
-    follows), a run makes them first."""
-    context, dockerfile = Path(spec.context), Path(spec.dockerfile)
-    round_ = spec.round
-    if round_ is None or not round_.has_temp:
-        return scan_context(context, dockerfile, builder, hashes, spec.sources)
-    scanned = round_.pre_hook is not None and round_.declared is None
-    with temp.settled(round_):  # another image's build may be making them right now
-        files = scan_context(context, dockerfile, builder, hashes, spec.sources)
-        if scanned and temp.is_real(round_) and not predict:
-            return files
-    files = {path: entry for path, entry in files.items() if not temporary(path)}
-    virtual: dict[str, str] = {}
-    if any(reads_under(folder, spec.sources) for folder in TEMP_FOLDERS):
-        last = None
-        if predict:
-            last = dict(previous.files) if previous is not None else {}
-        virtual = {
-            path: entry
-            for path, entry in temp.entries(round_, "pre", hashes, last).items()
-            if reads(path, spec.sources) or path == hook_output("pre")
-        }
-    patterns = ignore_patterns(context, dockerfile, builder) if virtual else []
-    if predict or not scanned:
-        virtual = {path: entry for path, entry in virtual.items() if not ignored(path, patterns)}
-    elif patterns or any(entry.startswith("l ") for entry in (*files.values(), *virtual.values())):
-        with temp.settled(round_):
-            temp.ensure_real(round_, "pre")
-            return scan_context(context, dockerfile, builder, hashes, spec.sources)
-    files.update(virtual)
-    return files
 
 
 def record_path(state: Path, image: str) -> Path:

@@ -26,8 +26,10 @@ __all__ = [
     "parse",
 ]
 
+# Docker Hub's names: in references, its older name there, and its API's host.
 DEFAULT_DOMAIN = "docker.io"
-_LEGACY_DOMAIN = "index.docker.io"
+LEGACY_DOMAIN = "index.docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
 _OFFICIAL_PREFIX = "library/"
 
 _ALNUM = r"[a-z0-9]+"
@@ -96,7 +98,7 @@ def _split_domain(text: str) -> tuple[str, str]:
         domain, remainder = DEFAULT_DOMAIN, text
     else:
         domain, remainder = first, rest
-    if domain == _LEGACY_DOMAIN:
+    if domain == LEGACY_DOMAIN:
         domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in remainder:
         remainder = _OFFICIAL_PREFIX + remainder

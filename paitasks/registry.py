@@ -63,8 +63,7 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-DOCKER_HUB = ("docker.io", "index.docker.io")
-DOCKER_HUB_API = "registry-1.docker.io"
+DOCKER_HUB = (references.DEFAULT_DOMAIN, references.LEGACY_DOMAIN)
 CERTS_D = Path("/etc/docker/certs.d")  # dockerd's per-registry certificate authorities
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
@@ -952,7 +951,7 @@ def docker_credentials(host: str) -> tuple[str, str] | None:
 
 
 def api_host(host: str) -> str:
-    return DOCKER_HUB_API if host in DOCKER_HUB else host
+    return references.DOCKER_HUB_API if host in DOCKER_HUB else host
 
 
 def _split(rest: str) -> tuple[str, str]:
@@ -994,11 +993,6 @@ def _tls_context(host: str) -> ssl.SSLContext:
             except (OSError, ssl.SSLError):
                 continue
     return context
-
-
-def _certificate_problem(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "certificate" in text or "ssl" in text or "wrong version number" in text
 
 
 _NETWORK_WORDS = (  # what urllib3 says of a failed connection -> in a user's words

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from paitasks import tempfolders
+from paitasks.contents import Contents
 from paitasks.context import HashCache
 from paitasks.errors import ConfigError, PaiTasksError
 from paitasks.fingerprint import Findings
@@ -68,7 +69,9 @@ class Run:
         self._locked = False
         # What the checks found of each image (written by freshness.py only).
         self.findings = Findings()
-        self.temp = tempfolders.TempFolders(self.root, self.state, self.findings.fingerprint)
+        self.temp = tempfolders.TempFolders(self.root, self.state)
+        # What the temp folders hold, made or predicted.
+        self.contents = Contents(self.temp, self.findings.fingerprint)
         self.output = Output(settings.verbose)  # where what tasks print goes
 
     # -- start and end (called by the reporter) ---------------------------------------

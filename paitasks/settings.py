@@ -20,7 +20,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "config": ("config", "PAI_CONFIG"),
     "network": ("network", "PAI_BUILD_NETWORK"),
     "variant": ("variant", "PAI_BUILD_VARIANT"),
-    "builder": ("builder", "PAI_BUILDER"),
+    "build_tool": ("build_tool", "PAI_BUILD_TOOL"),
     "verbose": ("verbose", "PAI_VERBOSE"),
     "build_args": ("build_args", "PAI_BUILD_ARGS"),
     "platform": ("platform", "PAI_PLATFORM"),
@@ -31,7 +31,9 @@ SOURCES: dict[str, tuple[str, str]] = {
     "stall": ("stall", "PAI_REGISTRY_STALL"),
     "send_limit": ("send_limit", "PAI_SEND_LIMIT"),
 }
-BUILDERS = ("buildx", "classic")
+BUILD_TOOLS = ("buildx", "classic")
+# Older names of settings, still read: setting -> (doit variable, environment variable).
+FORMERLY: dict[str, tuple[str, str]] = {"build_tool": ("builder", "PAI_BUILDER")}
 TRUE = ("1", "true", "yes", "on")
 STATE_DIR = ".paitasks"  # in the tree's root: everything paitasks keeps between runs
 
@@ -42,7 +44,7 @@ class Settings:
     config: Path | None = None  # services-configuration.yaml or its folder (push only)
     network: str | None = "host"  # build network mode
     variant: str | None = None  # cluster kind: selects <image>.<variant>.dockerfile
-    builder: str | None = None  # "buildx", "classic", or None for buildx when available
+    build_tool: str | None = None  # "buildx", "classic", or None for buildx when available
     verbose: bool = False  # show docker's build output for every image, not only failures
     # --build-arg values from a KEY=VALUE file; each image gets the ones it declares (ARG)
     build_args: tuple[tuple[str, str], ...] = ()
@@ -82,18 +84,20 @@ def resolve_settings(
 
     def pick(name: str) -> str | None:
         var, env = SOURCES[name]
-        for value in (variables.get(var), environ.get(env)):
+        old_var, old_env = FORMERLY.get(name, (var, env))
+        for value in (variables.get(var), variables.get(old_var), environ.get(env),
+                      environ.get(old_env)):
             if value is not None and value.strip():
                 return value.strip()
         return None
 
     src = (base / (pick("src") or default_src)).absolute()
     config = pick("config")
-    builder = pick("builder")
-    if builder is not None and builder not in BUILDERS:
-        var, env = SOURCES["builder"]
+    tool = pick("build_tool")
+    if tool is not None and tool not in BUILD_TOOLS:
+        var, env = SOURCES["build_tool"]
         raise PaiTasksError(
-            f"{var}={builder} ({env}): unknown builder, choose one of {', '.join(BUILDERS)}"
+            f"{var}={tool} ({env}): unknown build tool, choose one of {', '.join(BUILD_TOOLS)}"
         )
     network = pick("network") or "host"
     args_file = pick("build_args")
@@ -118,7 +122,7 @@ def resolve_settings(
         config=(base / config).absolute() if config else None,
         network=None if network == "default" else network,
         variant=pick("variant"),
-        builder=builder,
+        build_tool=tool,
         verbose=(pick("verbose") or "").lower() in TRUE,
         build_args=read_build_args(base / args_file, environ) if args_file else (),
         platform=pick("platform"),

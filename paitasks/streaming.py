@@ -14,11 +14,25 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 DRAIN_SECONDS = 2.0  # how long to keep reading after the child exits
 
 LineSink = Callable[[str], None]
+
+
+class Tail:
+    """A line sink that keeps the last `size` lines and passes each on to `on_line`."""
+
+    def __init__(self, on_line: LineSink | None, size: int) -> None:
+        self.lines: deque[str] = deque(maxlen=size)
+        self._on_line = on_line
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if self._on_line is not None:
+            self._on_line(line)
 
 
 class StartError(OSError):

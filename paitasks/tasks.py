@@ -200,7 +200,7 @@ def image_spec(
         context=str(component.path),
         uses=graph.image_deps[image],
         external=plan.external_images(image),
-        builder=settings.builder,
+        build_tool=settings.build_tool,
         network=settings.network,
         build_args=tuple(
             (key, value) for key, value in settings.build_args

@@ -12,13 +12,13 @@ def test_build_options_become_settings(tmp_path: Path) -> None:
     args_file.write_text("VERSION=2\n")
     args = parser().parse_args(
         ["build", "--src", str(tmp_path / "src"), "--build-args", str(args_file),
-         "--platform", "linux/amd64", "--variant", "k8s", "--builder", "classic"]
+         "--platform", "linux/amd64", "--variant", "k8s", "--build-tool", "classic"]
     )
     settings = settings_from(args)
     assert settings.src == tmp_path / "src"
     assert settings.build_args == (("VERSION", "2"),)
     assert settings.platform == "linux/amd64"
-    assert (settings.variant, settings.builder) == ("k8s", "classic")
+    assert (settings.variant, settings.build_tool) == ("k8s", "classic")
 
 
 def test_without_options_the_defaults_hold(tmp_path: Path) -> None:

@@ -68,7 +68,6 @@ def test_new_schema_from_folder() -> None:
         secret_name="pai-secret",
         source=folder / CONFIG_FILE_NAME,
     )
-    assert not s.has_login
     assert s.image_name("base-image") == "docker.io/openpai/base-image:v0.14.0"
 
 
@@ -102,7 +101,6 @@ def test_public_domain_means_docker_hub() -> None:
 def test_login_is_read_and_kept_secret(name: str) -> None:
     s = load_settings(RESOURCES / name)
     assert (s.username, s.password) == ("robot", PASSWORD)
-    assert s.has_login
     assert PASSWORD not in repr(s)
     assert PASSWORD not in str(s)
     assert PASSWORD not in f"{s}"
@@ -399,7 +397,7 @@ def test_empty_username_and_password_mean_no_login(
     tmp_path: Path, username: str, password: str
 ) -> None:
     s = load_settings(write(tmp_path, registry_yaml(username=username, password=password)))
-    assert (s.username, s.password, s.has_login) == (None, None, False)
+    assert (s.username, s.password) == (None, None)
 
 
 # --- value validation ---------------------------------------------------------------------
@@ -557,13 +555,6 @@ def test_hand_made_settings_are_checked_when_naming(
         s.repository("x")
 
 
-@pytest.mark.parametrize(
-    ("username", "password", "expected"),
-    [("u", "p", True), ("u", None, False), (None, "p", False), ("", "p", False), ("u", "", False)],
-)
-def test_has_login(username: str | None, password: str | None, expected: bool) -> None:
-    s = RegistrySettings("pai", "public", "v1", username=username, password=password)
-    assert s.has_login is expected
 
 
 def test_repr_never_shows_password() -> None:

@@ -1,7 +1,9 @@
-"""build-pre.sh / build-post.sh: run with bash, from the root, output passed on line by line."""
+"""build-pre.sh / build-post.sh: run with bash, from the root, output passed on line by
+line; skipped while the key of what they declare they read is unchanged."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import stat
@@ -10,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from paitasks.contents import Contents, folder_temp_entries, hook_output
+from paitasks.context import HashCache
 from paitasks.errors import HookError, PaiTasksError
-from paitasks.hooks import TAIL_LINES, run_hook
+from paitasks.hooks import TAIL_LINES, run_hook, run_or_skip
+from paitasks.settings import STATE_DIR
+from paitasks.tempfolders import TempFolders
+from tests.support import round_chain as chain
+from tests.support import round_spec as spec
 
 
 def layout(tmp_path: Path, script: str, mode: int = 0o644) -> tuple[Path, Path, Path, Path]:
@@ -172,3 +180,62 @@ def test_missing_bash_names_the_component_and_hook(
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
     with pytest.raises(HookError, match=r"component comp: cannot run .*build-pre\.sh: No such"):
         run(root, src, folder, hook)
+
+
+# --- skipped on declared inputs -------------------------------------------------------
+
+
+def contents(root: Path) -> Contents:
+    return Contents(TempFolders(root, root / STATE_DIR))
+
+
+def test_a_declared_hook_is_skipped_and_its_output_stands_in(tmp_path: Path) -> None:
+    lib = spec(tmp_path, "lib")
+    hook = Path(lib.folder) / "build" / "build-pre.sh"
+    hook.write_text("mkdir -p generated\n")
+    (tmp_path / "input.txt").write_text("1")
+    lib = dataclasses.replace(lib, pre_hook=str(hook), declared=("input.txt",))
+    runs: list[int] = []
+
+    def run() -> None:
+        runs.append(1)
+        (Path(lib.folder) / "generated").mkdir()
+        (Path(lib.folder) / "generated" / "out.txt").write_text(f"run {len(runs)}")
+
+    cache = HashCache(None)
+    found = contents(tmp_path)
+    assert run_or_skip(found, lib, hook, run, cache) is False
+    made = folder_temp_entries(Path(lib.folder), cache)
+    found.temp.remove()  # the end of the run
+
+    found = contents(tmp_path)  # the next run
+    assert run_or_skip(found, lib, hook, run, cache) is True
+    assert runs == [1] and not found.temp.is_real(lib)
+    # What the hook makes counts by its key, whether made, skipped or never run here.
+    key = found.hook_key(lib, "pre", cache)
+    assert found.entries(lib, "pre", cache) == {hook_output("pre"): f"key {key}"}
+    assert made and "generated/out.txt" in made
+    assert found.temp.ensure_real(lib, "pre") is True  # an image must build: put back
+    assert (Path(lib.folder) / "generated" / "out.txt").read_text() == "run 1"
+    found.temp.remove()
+
+    found = contents(tmp_path)
+    (tmp_path / "input.txt").write_text("2")
+    assert run_or_skip(found, lib, hook, run, cache) is False
+    assert (Path(lib.folder) / "generated" / "out.txt").read_text() == "run 2"
+
+
+def test_an_undeclared_hook_always_runs_with_its_copies_made(tmp_path: Path) -> None:
+    lib, _, _ = chain(tmp_path)
+    app = spec(tmp_path, "app2")
+    hook = Path(app.folder) / "build" / "build-pre.sh"
+    hook.write_text("true\n")
+    app = dataclasses.replace(app, copies=(lib,), pre_hook=str(hook))
+    seen: list[bool] = []
+
+    def run() -> None:
+        seen.append((Path(app.folder) / "dependency" / "lib" / "data" / "a.txt").exists())
+
+    for _ in range(2):
+        assert run_or_skip(contents(tmp_path), app, hook, run, HashCache(None)) is False
+    assert seen == [True, True]

@@ -59,7 +59,7 @@ def test_explanations_name_the_change() -> None:
                       {"builder": "classic"})
     reasons = explain(old, new)
     assert "image base changed (aaaa -> bbbb)" in reasons
-    assert "setting builder changed ('buildx' -> 'classic')" in reasons
+    assert "setting build_tool changed ('buildx' -> 'classic')" in reasons
     assert "app/a.sh changed" in reasons and "gone removed" in reasons and "new added" in reasons
     assert explain(None, new) == ["no record of a previous build"]
 

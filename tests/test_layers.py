@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     # the tree and the settings: planning, no docker
     {"settings", "config", "context", "tree", "dockerfile", "graph", "loader", "render"},
     # what a run reaches: engines, registries, the temp folders, hooks, an image's inputs
-    {"engine", "engines", "registry", "tempfolders", "hooks", "inputs"},
+    {"engine", "engines", "registry", "tempfolders", "contents", "hooks", "inputs"},
     # the run: its services, one object
     {"run"},
     # the policies: up to date, and publishing

@@ -25,7 +25,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     ),
     "network": ("none", "bridge", "none", "bridge", "host"),
     "variant": ("k8s", "yarn", "k8s", "yarn", None),
-    "builder": ("classic", "buildx", "classic", "buildx", None),
+    "build_tool": ("classic", "buildx", "classic", "buildx", None),
     "verbose": ("1", "yes", True, True, False),
     "platform": ("linux/amd64", "linux/arm64", "linux/amd64", "linux/arm64", None),
     "pull": ("1", "no", True, False, False),
@@ -94,7 +94,7 @@ def test_the_environment_variable_names() -> None:
         "PAI_CONFIG": "c",
         "PAI_BUILD_NETWORK": "none",
         "PAI_BUILD_VARIANT": "k8s",
-        "PAI_BUILDER": "classic",
+        "PAI_BUILD_TOOL": "classic",
         "PAI_VERBOSE": "true",
     }
     settings = resolve_settings({}, environ=environ, cwd=CWD)
@@ -103,7 +103,7 @@ def test_the_environment_variable_names() -> None:
         config=CWD / "c",
         network="none",
         variant="k8s",
-        builder="classic",
+        build_tool="classic",
         verbose=True,
     )
 
@@ -111,7 +111,7 @@ def test_the_environment_variable_names() -> None:
 def test_defaults() -> None:
     assert resolve_settings({}, environ={}, cwd=CWD) == Settings(src=CWD / "src")
     assert Settings(src=CWD / "src") == Settings(
-        src=CWD / "src", config=None, network="host", variant=None, builder=None, verbose=False
+        src=CWD / "src", config=None, network="host", variant=None, build_tool=None, verbose=False
     )
 
 
@@ -172,23 +172,36 @@ def test_blank_values_count_as_unset() -> None:
     assert settings.src == CWD / "src"
 
 
+@pytest.mark.parametrize(
+    ("variable", "env"), [("build_tool", "PAI_BUILD_TOOL"), ("builder", "PAI_BUILDER")]
+)
 @pytest.mark.parametrize("source", ["variable", "environment"])
 @pytest.mark.parametrize("value", ["docker", "BUILDX", "kaniko"])
-def test_unknown_builder_is_an_error_naming_both_sources(source: str, value: str) -> None:
-    variables = {"builder": value} if source == "variable" else {}
-    environ = {"PAI_BUILDER": value} if source == "environment" else {}
+def test_unknown_build_tool_is_an_error_naming_both_sources(
+    source: str, value: str, variable: str, env: str
+) -> None:
+    variables = {variable: value} if source == "variable" else {}
+    environ = {env: value} if source == "environment" else {}
     with pytest.raises(PaiTasksError) as caught:
         resolve_settings(variables, environ=environ, cwd=CWD)
     message = str(caught.value)
-    assert "builder=" in message
-    assert "PAI_BUILDER" in message
+    assert "build_tool=" in message
+    assert "PAI_BUILD_TOOL" in message
     assert value in message
     assert "buildx" in message and "classic" in message  # what to choose instead
 
 
 @pytest.mark.parametrize("value", ["buildx", "classic", " classic "])
-def test_known_builders(value: str) -> None:
-    assert resolve_settings({"builder": value}, environ={}, cwd=CWD).builder == value.strip()
+def test_known_build_tools(value: str) -> None:
+    assert resolve_settings({"build_tool": value}, environ={}, cwd=CWD).build_tool == value.strip()
+
+
+def test_the_build_tools_former_names_are_still_read() -> None:
+    """`builder=` and PAI_BUILDER, the names before the glossary; the new names win."""
+    assert resolve_settings({"builder": "classic"}, environ={}, cwd=CWD).build_tool == "classic"
+    assert resolve_settings({}, environ={"PAI_BUILDER": "classic"}, cwd=CWD).build_tool == "classic"
+    both = resolve_settings({"build_tool": "buildx", "builder": "classic"}, environ={}, cwd=CWD)
+    assert both.build_tool == "buildx"
 
 
 @pytest.mark.parametrize(
