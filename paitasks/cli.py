@@ -31,7 +31,7 @@ from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
 from paitasks.reporter import REPORT_FILE, summary_lines
 from paitasks.run import Run
-from paitasks.settings import Settings, resolve_settings
+from paitasks.settings import BUILD_TOOLS, Settings, resolve_settings
 from paitasks.tasks import image_spec
 from paitasks.timeline import TRACE_FILE, read_critical_path
 
@@ -56,8 +56,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variables["config"] = args.config
     if getattr(args, "variant", None):
         variables["variant"] = args.variant
-    if getattr(args, "builder", None):
-        variables["builder"] = args.builder
+    if getattr(args, "build_tool", None):
+        variables["build_tool"] = args.build_tool
     if getattr(args, "verbose", False):
         variables["verbose"] = "1"
     if getattr(args, "pull", False):
@@ -136,7 +136,7 @@ def plan_command(args: argparse.Namespace) -> int:
         ahead.add(image_spec(plan, image, settings))
     if run.remote is not None:  # the registry's answers, asked at once
         ahead(list(plan.graph.tree.images), [])
-    stale = remote = undecided = 0
+    stale = remote = predicted = 0
     if settings.engines:
         print(f"engines: {', '.join(settings.engines)} (each build goes to the least busy)")
     for image in image_order(plan.graph):
@@ -145,8 +145,8 @@ def plan_command(args: argparse.Namespace) -> int:
         engine = last_engine(settings.state, image)
         if engine is not None:
             reasons = (*reasons, f"last built on engine {engine}")
-        if image in predictions.undecided:
-            undecided += 1
+        if image in predictions.predicted:
+            predicted += 1
             print(f"decided when its hooks run: {image}: {'; '.join(reasons)}")
         elif not fresh:
             stale += 1
@@ -155,9 +155,9 @@ def plan_command(args: argparse.Namespace) -> int:
             remote += 1
             print(f"up to date in the registry: {image}" + (f" ({reasons[-1]})" if engine else ""))
     total = len(plan.graph.tree.images)
-    kept = total - stale - undecided
+    kept = total - stale - predicted
     where = f" ({remote} in the registry only)" if remote else ""
-    later = f"; {undecided} decided when hooks run" if undecided else ""
+    later = f"; {predicted} decided when hooks run" if predicted else ""
     print(
         f"{stale} of {total} image{'s' if total != 1 else ''} would be rebuilt; "
         f"{kept} {'is' if kept == 1 else 'are'} up to date{where}{later}"
@@ -178,7 +178,7 @@ def report_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise PaiTasksError(f"cannot read {folder / REPORT_FILE}: {exc}") from None
     print(f"last run: {report.get('started')} to {report.get('finished')}, {report.get('result')}")
-    for line in summary_lines(report):
+    for line, _ in summary_lines(report):
         print(line)
     try:
         trace = json.loads((folder / TRACE_FILE).read_text(encoding="utf-8"))
@@ -230,7 +230,7 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--src", default="src", help="source folder (default: ./src)")
     sub.add_argument("-j", "--jobs", type=int, default=1, help="parallel tasks (default 1)")
     sub.add_argument("--variant", help="cluster kind, e.g. k8s")
-    sub.add_argument("--builder", choices=["buildx", "classic"])
+    sub.add_argument("--build-tool", "--builder", dest="build_tool", choices=BUILD_TOOLS)
     sub.add_argument("--build-args", metavar="FILE", help="KEY=VALUE lines: build args")
     sub.add_argument("--platform", help="target platform, e.g. linux/amd64")
     sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")

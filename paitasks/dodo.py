@@ -23,13 +23,13 @@ from paitasks.freshness import Lookahead
 from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
 from paitasks.run import Run, idle_run_mark
-from paitasks.settings import SOURCES, Settings, resolve_settings
+from paitasks.settings import FORMERLY, SOURCES, Settings, resolve_settings
 
 
 def current_settings(default_src: str = "src") -> Settings:
     """Settings from doit's command-line variables and the environment."""
     variables = {}
-    for var, _env in SOURCES.values():
+    for var, _env in (*SOURCES.values(), *FORMERLY.values()):
         value = get_var(var)
         if value is not None:
             variables[var] = str(value)
@@ -125,7 +125,8 @@ def doit_namespace(
 
 
 def _quiet_interrupts() -> None:
-    """Ctrl-C ends a run with one line, not doit's traceback (cleanup already ran)."""
+    """Ctrl-C ends a run with one line, not doit's traceback (cleanup already ran).
+    Installed once: a later call (a push's second run, tests) finds its hook in place."""
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
@@ -134,4 +135,5 @@ def _quiet_interrupts() -> None:
         else:
             previous(kind, value, trace)
 
-    sys.excepthook = hook
+    if getattr(previous, "__code__", None) is not hook.__code__:
+        sys.excepthook = hook

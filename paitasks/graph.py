@@ -9,9 +9,10 @@ must not hit the recursion limit) and linear apart from sorting.
 from __future__ import annotations
 
 import difflib
+import graphlib
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -176,56 +177,35 @@ def _as_image_edge(edge: Edge) -> Edge:
 
 def _kahn(deps: Mapping[str, Sequence[str]]) -> list[str]:
     """Dependencies first; the smallest ready name goes next, so the order is stable."""
-    waiting = {name: len(needed) for name, needed in deps.items()}
-    dependents: dict[str, list[str]] = {name: [] for name in deps}
-    for name, needed in deps.items():
-        for dep in needed:
-            dependents[dep].append(name)
-    ready = [name for name, count in waiting.items() if count == 0]
-    heapq.heapify(ready)
+    sorter = graphlib.TopologicalSorter(deps)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError:  # build_graph rejects loops; a hand-made Graph may not
+        raise GraphError(f"{LOOP_MESSAGE}: {' -> '.join(_find_cycle(deps) or ())}") from None
+    ready: list[str] = []
     order: list[str] = []
-    while ready:
-        name = heapq.heappop(ready)
-        order.append(name)
-        for dependent in dependents[name]:
-            waiting[dependent] -= 1
-            if waiting[dependent] == 0:
-                heapq.heappush(ready, dependent)
-    if len(order) != len(deps):  # build_graph rejects loops; a hand-made Graph may not
-        cycle = _find_cycle(deps)
-        raise GraphError(f"{LOOP_MESSAGE}: {' -> '.join(cycle or ())}")
+    while sorter.is_active():
+        for name in sorter.get_ready():
+            heapq.heappush(ready, name)
+        order.append(heapq.heappop(ready))
+        sorter.done(order[-1])
     return order
 
 
 def _find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """One loop as [a, b, ..., a], or None; iterative DFS in name order, so stable."""
-    state: dict[str, bool] = {}  # True: on the current path; False: finished
-    for start in sorted(deps):
-        if start in state:
-            continue
-        path = [start]
-        position = {start: 0}
-        pending: list[Iterator[str]] = [iter(deps[start])]
-        state[start] = True
-        while path:
-            nxt = next(pending[-1], None)
-            if nxt is None:
-                done = path.pop()
-                pending.pop()
-                del position[done]
-                state[done] = False
-                continue
-            seen = state.get(nxt)
-            if seen is None:
-                state[nxt] = True
-                position[nxt] = len(path)
-                path.append(nxt)
-                pending.append(iter(deps[nxt]))
-            elif seen:
-                ring = path[position[nxt] :]
-                first = ring.index(min(ring))  # print every loop from its smallest name
-                ring = ring[first:] + ring[:first]
-                return [*ring, ring[0]]
+    """One loop as [a, b, ..., a], each needing the next, from its smallest name; or None."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in sorted(deps):  # graphlib walks from each name in this order ...
+        sorter.add(name)
+    for name, needed in deps.items():
+        for dep in needed:
+            sorter.add(dep, name)  # ... to what it needs: edges reversed, so a loop is too
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        ring = error.args[1][:-1]
+        first = ring.index(min(ring))
+        return [*ring[first:], *ring[:first], ring[first]]
     return None
 
 

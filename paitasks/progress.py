@@ -5,7 +5,9 @@ above a bar of finished/total tasks with the elapsed time and one line per task 
 flight: its name, its engine when there are several, how long it has run and the last
 line of its output. Elsewhere (`PlainDisplay`: CI logs, pipes): the same finished lines,
 nothing else, and while tasks are in flight a line every `HEARTBEAT` seconds naming them,
-so a quiet log never looks hung. Both take lines from worker threads.
+so a quiet log never looks hung. Both take lines from worker threads. A line may say which
+of its characters are a status (`Span`): the live view colours them (not with NO_COLOR),
+plain lines never carry colour codes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ if TYPE_CHECKING:
 
 HEARTBEAT = 30.0  # seconds between "still running" lines in plain mode
 LAST_LINE = 100  # characters of a task's last output line shown live
+Span = tuple[int, int, str]  # start, end, the status those characters of a line say
+STYLES = {
+    "done": "green", "reused": "green", "pulled": "green", "failed": "red",
+    "not built": "yellow", "interrupted": "yellow",
+}
 
 
 @dataclass
@@ -67,11 +74,11 @@ class Display:
                 found.last = line or found.last
                 found.engine = engine or found.engine
 
-    def finished(self, task: str, text: str) -> None:
+    def finished(self, task: str, text: str, span: Span | None = None) -> None:
         with self._lock:
             self._running.pop(task, None)
             self.done += 1
-        self.write(text)
+        self.write(text, span)
 
     def running(self) -> list[tuple[str, str, str]]:
         """(`task [on engine]`, how long it has run, its last output line) of each task
@@ -85,7 +92,7 @@ class Display:
             for task, state in found
         ]
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, span: Span | None = None) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -93,19 +100,24 @@ class Display:
 
 
 class PlainDisplay(Display):
-    """Plain lines: one per finished task; every `interval` s, the tasks in flight."""
+    """Plain lines: one per finished task; every `interval` s, the tasks in flight.
+
+    The heartbeat reads `clock` and sleeps with `wait(seconds)`, which is True once the
+    display stops (by default, the wait of the event `stop` sets)."""
 
     def __init__(
         self,
         stream: IO[str],
         interval: float = HEARTBEAT,
         clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         super().__init__(clock)
         self.stream = stream
         self.interval = interval
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
+        self.wait = wait or self._stop.wait
         self._thread: threading.Thread | None = None
 
     def start(self, total: int) -> None:
@@ -114,17 +126,17 @@ class PlainDisplay(Display):
         self._thread.start()
 
     def _beat(self) -> None:
-        began, beats = time.monotonic(), 0
+        began, beats = self.clock(), 0
         while True:  # on a fixed schedule, so waits and writes never add up to a drift
             beats += 1
-            if self._stop.wait(max(0.0, began + beats * self.interval - time.monotonic())):
+            if self.wait(max(0.0, began + beats * self.interval - self.clock())):
                 return
             running = self.running()
             if running:
                 names = ", ".join(f"{name} ({took})" for name, took, _ in running)
                 self.write(f"... running: {names}\n")
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, span: Span | None = None) -> None:
         with self._write_lock:
             self.stream.write(text)
             self.stream.flush()
@@ -138,16 +150,14 @@ class PlainDisplay(Display):
 class LiveDisplay(Display):
     """A live view with `rich`: finished lines above, the bar and running tasks below."""
 
-    def __init__(self, stream: IO[str], colour: bool) -> None:
+    def __init__(self, stream: IO[str]) -> None:
         from rich.console import Console
         from rich.live import Live
 
         super().__init__()
         self._began = time.monotonic()
-        self.console = Console(
-            file=stream, force_terminal=True, no_color=not colour, highlight=False,
-            soft_wrap=False,
-        )
+        # rich leaves colour out when NO_COLOR is set
+        self.console = Console(file=stream, force_terminal=True, highlight=False, soft_wrap=False)
         self._live = Live(
             self, console=self.console, refresh_per_second=4, transient=True,
             redirect_stdout=False, redirect_stderr=False,
@@ -179,18 +189,23 @@ class LiveDisplay(Display):
         super().start(total)
         self._live.start()
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, span: Span | None = None) -> None:
+        """A line above the live part (after `stop` too); a task's own output (verbose=1)
+        may carry its colour codes, drawn as rich styles."""
         from rich.text import Text
 
-        self.console.print(Text.from_ansi(text.rstrip("\n")), highlight=False)
+        line = Text.from_ansi(text.rstrip("\n"))
+        if span is not None and span[2] in STYLES:
+            line.stylize(STYLES[span[2]], span[0], span[1])
+        self.console.print(line)
 
     def stop(self) -> None:
         self._live.stop()
 
 
-def display_for(stream: IO[str], colour: bool) -> Display:
+def display_for(stream: IO[str]) -> Display:
     """Live on a terminal that can take it (not TERM=dumb), plain lines elsewhere."""
     terminal = bool(getattr(stream, "isatty", lambda: False)())
     if terminal and os.environ.get("TERM", "") not in ("dumb", ""):
-        return LiveDisplay(stream, colour)
+        return LiveDisplay(stream)
     return PlainDisplay(stream)

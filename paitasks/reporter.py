@@ -1,18 +1,17 @@
 """doit's console reporter: progress lines, a summary table and `.paitasks/report.json`.
 
-Output is line-oriented (doit's `.  task` and `-- task` lines, then `[k/N]` lines as
-tasks finish), coloured only on a terminal, and ends with a table of every image, in the
-words report.json uses. doit tells only its reporter when a run starts and ends (also
-after a failure or Ctrl-C), so the reporter passes those two events on to the run
+Output is line-oriented (`[k/N]` lines as tasks finish, through `progress`'s display,
+which colours their status in the live view only) and ends with a table of every image,
+in the words report.json uses. doit tells only its reporter when a run starts and ends
+(also after a failure or Ctrl-C), so the reporter passes those two events on to the run
 (`Run.begin`, `Run.end`); it owns nothing else of the run.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ from paitasks.disk import write_json
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
 from paitasks.freshness import Lookahead, untag_stale
-from paitasks.progress import Display, display_for
+from paitasks.progress import Display, Span, display_for
 from paitasks.run import Run
 from paitasks.timeline import Slice, write_trace
 
@@ -34,10 +33,6 @@ PUSH_TASKS = ("push:", PUBLISH, UPLOAD)
 REPORT_FILE = "report.json"
 CHECKS = "up-to-date checks"  # the timeline's process for doit's checks
 REGISTRY_UP_TO_DATE = "up to date in the registry"
-COLOURS = {
-    "done": "32", "reused": "32", "pulled": "32", "failed": "31", "not built": "33",
-    "interrupted": "33",
-}
 
 
 @dataclass
@@ -74,8 +69,6 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._total = 0
         self._done = 0
         self._began = time.time()
-        terminal = bool(getattr(outstream, "isatty", lambda: False)())
-        self._colour = terminal and not os.environ.get("NO_COLOR") and _colour_term()
         self._display: Display | None = None
 
     # -- start and end ----------------------------------------------------------------
@@ -99,7 +92,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             raise InvalidTask(str(exc)) from None
         for path in removed:
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
-        self._display = display_for(self.outstream, self._colour)
+        self._display = display_for(self.outstream)
         self.run.output.watch(self._display)
         self._display.start(self._total)
         super().initialize(tasks, selected_tasks)
@@ -107,27 +100,27 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     def complete_run(self) -> None:
         try:
             if self._display is not None:
-                self._display.stop()
+                self._display.stop()  # the summary is still written through it
                 self.run.output.watch(None)
-                self._display = None
             if self._began_run:
                 untag_stale(self.run)
                 self.run.end()
             if self._outcomes:
                 report = self._report()
-                for line in summary_lines(report, self._paint):
-                    self.write(line + "\n")
+                for line, span in summary_lines(report):
+                    self.write(line + "\n", span)
                 self._write_report(report)
                 self._write_trace()
         except OSError as exc:
             sys.stderr.write(f"paitasks: could not tidy up after the run: {exc}\n")
         finally:
+            self._display = None  # doit's failure messages go straight out
             super().complete_run()
 
-    def write(self, text: str) -> None:
-        """Through the live display while it runs (lines above it), else straight out."""
+    def write(self, text: str, span: Span | None = None) -> None:
+        """Through the display (lines above the live view), else straight out."""
         if self._display is not None:
-            self._display.write(text)
+            self._display.write(text, span)
         else:
             super().write(text)
 
@@ -194,15 +187,13 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             status = f"not built: {', '.join(outcome.blocked_by)} failed"
         engine = outcome.values.get("engine")
         where = f" on {engine}" if engine else ""
-        width = len(str(self._total))
-        line = (
-            f"[{self._done:>{width}}/{self._total}] "
-            f"{self._paint(status, status.split(':')[0])} {display_name(name)}{where}{took}\n"
-        )
+        count = f"[{self._done:>{len(str(self._total))}}/{self._total}] "
+        line = f"{count}{status} {display_name(name)}{where}{took}\n"
+        span = (len(count), len(count) + len(status), outcome.status)
         if self._display is not None:
-            self._display.finished(display_name(name), line)
+            self._display.finished(display_name(name), line, span)
         else:
-            self.write(line)
+            self.write(line, span)
 
     # -- summary and report -----------------------------------------------------------
 
@@ -293,18 +284,10 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                                result=item.outcome, where=f"registry {item.registry}"))
         write_trace(self.run.state, slices, self._began, waits)
 
-    def _paint(self, text: str, status: str) -> str:
-        code = COLOURS.get(status)
-        if not self._colour or code is None:
-            return text
-        return f"\033[{code}m{text}\033[0m"
 
-
-def summary_lines(
-    report: Mapping[str, Any], paint: Callable[[str, str], str] = lambda text, status: text
-) -> list[str]:
+def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
     """The table of every image of a report (report.json's form), in its words, aligned
-    whatever the names; `paint(text, status)` may colour a status."""
+    whatever the names: each line with the span of its status, if it has one."""
     rows = []
     for image, entry in sorted((report.get("images") or {}).items()):
         if "status" not in entry:  # only its push was part of the run
@@ -329,10 +312,11 @@ def summary_lines(
         return []
     width = max(len("image"), *(len(row[0]) for row in rows))
     status_width = max(len("result"), *(len(row[1]) for row in rows))
-    lines = ["", f"{'image'.ljust(width)}  {'result'.ljust(status_width)}  {'time'.rjust(6)}"]
+    header = f"{'image'.ljust(width)}  {'result'.ljust(status_width)}  {'time'.rjust(6)}"
+    lines: list[tuple[str, Span | None]] = [("", None), (header, None)]
     for image, status, took, pushed in rows:
-        painted = paint(status.ljust(status_width), status.split(" (")[0])
-        lines.append(f"{image.ljust(width)}  {painted}  {took.rjust(6)}  {pushed}".rstrip())
+        line = f"{image.ljust(width)}  {status.ljust(status_width)}  {took.rjust(6)}  {pushed}"
+        lines.append((line.rstrip(), (width + 2, width + 2 + len(status), status.split(" (")[0])))
     counts: dict[str, int] = {}
     for _, status, _, _ in rows:
         key = status.split(" (")[0]
@@ -340,12 +324,8 @@ def summary_lines(
     parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
     total = report.get("seconds")
     took = f" ({total:.1f}s)" if isinstance(total, int | float) else ""
-    lines.append(f"{len(rows)} images: {parts}{took}")
+    lines.append((f"{len(rows)} images: {parts}{took}", None))
     return lines
-
-
-def _colour_term() -> bool:
-    return os.environ.get("TERM", "") != "dumb"
 
 
 def _report_status(status: str) -> str:

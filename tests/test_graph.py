@@ -311,6 +311,14 @@ def test_loop_is_printed_from_its_smallest_name_every_time() -> None:
     assert messages.pop().splitlines()[0] == "Dependency loop detected: b -> c -> d -> b"
 
 
+def test_of_several_loops_the_first_met_walking_names_in_order_is_reported() -> None:
+    # a -> c -> a and a -> c -> b -> a: from a, c is needed, and c needs a first.
+    tree = make_tree({"a": ([], ["c"]), "b": ([], ["a"]), "c": ([], ["b", "a"])})
+    with pytest.raises(GraphError) as info:
+        build_graph(tree, {})
+    assert loop_path(str(info.value)) == ["a", "c", "a"]
+
+
 def test_image_referencing_itself() -> None:
     tree = make_tree({"a": (["a"], [])})
     with pytest.raises(GraphError) as info:

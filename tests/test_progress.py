@@ -21,11 +21,24 @@ from tests.support import DODO, PAI_BUILD, doit_on
 
 
 class Clock:
+    """The heartbeat's clock and wait: time moves only when it waits, and each wait ends
+    with the next step of a script (what happens meanwhile); after the last, it stops."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.steps: list[Callable[[], object]] = []
+        self.waited: list[float] = []
 
     def __call__(self) -> float:
         return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waited.append(seconds)
+        self.now += seconds
+        if not self.steps:
+            return True
+        self.steps.pop(0)()
+        return False
 
 
 def test_elapsed_reads_like_a_person_writes_it() -> None:
@@ -37,37 +50,48 @@ def test_elapsed_reads_like_a_person_writes_it() -> None:
 def test_plain_lines_name_what_runs_at_each_beat_and_only_then() -> None:
     out = io.StringIO()
     clock = Clock()
-    display = PlainDisplay(out, interval=0.2, clock=clock)
+    display = PlainDisplay(out, interval=30, clock=clock, wait=clock.wait)
+
+    def two_start() -> None:
+        display.started("build-image:a")
+        display.output("build-image:a", "step 1", engine="m1")
+        clock.now += 75
+        display.started("prebuild:b")
+
+    clock.steps = [
+        lambda: None,  # a beat with nothing in flight: no line
+        two_start,
+        lambda: display.finished("build-image:a", "[1/3] done build-image:a 75.0s\n"),
+    ]
     display.start(total=3)
-    time.sleep(0.3)  # a beat with nothing in flight: no line
-    assert out.getvalue() == ""
-    display.started("build-image:a")
-    display.output("build-image:a", "step 1", engine="m1")
-    clock.now += 75
-    display.started("prebuild:b")
-    time.sleep(0.3)
-    display.finished("build-image:a", "[1/3] done build-image:a 75.0s\n")
     display.stop()
-    lines = out.getvalue().splitlines()
-    beats = [line for line in lines if line.startswith("... running: ")]
-    assert beats, lines
-    assert beats[0] == "... running: build-image:a on m1 (1m15s), prebuild:b (0s)"
-    assert lines[-1] == "[1/3] done build-image:a 75.0s"
+    assert out.getvalue().splitlines() == [
+        "... running: build-image:a on m1 (1m15s), prebuild:b (0s)",
+        "[1/3] done build-image:a 75.0s",
+        "... running: prebuild:b (0s)",
+    ]
     assert "\r" not in out.getvalue() and "\033" not in out.getvalue()
 
 
-def test_beats_come_at_the_interval_no_more_often() -> None:
+def test_beats_keep_to_the_interval_however_late_one_comes() -> None:
     out = io.StringIO()
-    display = PlainDisplay(out, interval=0.25)
+    clock = Clock()
+    display = PlainDisplay(out, interval=30, clock=clock, wait=clock.wait)
+
+    def late() -> None:
+        clock.now += 7
+
+    def stalled() -> None:
+        clock.now += 65
+
+    clock.steps = [lambda: display.started("build-image:slow"), late, stalled, late]
     display.start(total=1)
-    display.started("build-image:slow")
-    began = time.monotonic()
-    time.sleep(1.1)
     display.stop()
-    took = time.monotonic() - began
-    beats = out.getvalue().count("... running: ")
-    # One per full interval: no more; at most the last one may not have come yet.
-    assert int(took / 0.25) - 1 <= beats <= int(took / 0.25), (beats, took)
+    # Beats are due 30, 60, 90, 120 s after the start: a late one shortens the next wait
+    # and one a stall held up comes at once, so they never drift; never more beats than
+    # intervals gone by.
+    assert clock.waited == [30, 30, 23, 0, 0]
+    assert out.getvalue().count("... running: build-image:slow") == 4
 
 
 def test_lines_from_many_threads_never_mix() -> None:

@@ -1,4 +1,4 @@
-"""The reporter's lines: plain in logs, coloured on a terminal, counted right, in the
+"""The reporter's lines: plain in logs, coloured in the live view, counted right, in the
 words of report.json, and a summary table that stays aligned."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from paitasks.freshness import Lookahead
-from paitasks.reporter import PaiReporter, display_name, reporter_for
+from paitasks.progress import LiveDisplay
+from paitasks.reporter import PaiReporter, display_name, reporter_for, summary_lines
 from paitasks.run import Run
 from paitasks.settings import Settings
 
@@ -60,9 +61,11 @@ def test_colour_only_on_a_terminal(
     stream: io.StringIO, coloured: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")  # a terminal that takes the live view
     text = one_hook_run(stream, tmp_path)
     assert "prebuild:a" in text
     assert ("\033[" in text) is coloured
+    assert ("\033[32mdone\033[0m prebuild:a" in text) is coloured  # the status, green
     if not coloured:
         assert "\r" not in text  # line-oriented: no carriage-return animation
 
@@ -73,7 +76,7 @@ COLOUR = re.compile(r"\033\[[0-9;]*(?:3|9)[0-7]m")  # a foreground colour
 @pytest.mark.parametrize(
     ("environment", "live", "colour"),
     [({"TERM": "xterm"}, True, True), ({"TERM": "xterm", "NO_COLOR": "1"}, True, False),
-     ({"TERM": "dumb"}, False, False)],
+     ({"TERM": "dumb"}, False, False), ({"TERM": ""}, False, False)],
 )
 def test_a_terminal_gets_the_live_view_unless_told_otherwise(
     environment: dict[str, str], live: bool, colour: bool, tmp_path: Path,
@@ -86,6 +89,52 @@ def test_a_terminal_gets_the_live_view_unless_told_otherwise(
     assert "done prebuild:a" in re.sub(r"\033\[[0-9;]*m", "", text)
     assert ("1/2 tasks" in text) is live  # the bar's words
     assert bool(COLOUR.search(text)) is colour
+    if not live:
+        assert "\033" not in text  # plain lines never carry colour codes
+
+
+REPORT = {
+    "images": {
+        "a": {"status": "done", "seconds": 1.5},
+        "b": {"status": "not built", "blocked_by": ["prebuild:a"]},
+        "c": {"status": "up to date", "seconds": 0.1},
+        "d": {"push": {"status": "done"}},  # only its push ran: no row
+    },
+    "seconds": 2.0,
+}
+
+
+def test_summary_lines_say_where_each_status_is() -> None:
+    lines = summary_lines(REPORT)
+    assert [line for line, _ in lines] == [
+        "",
+        "image  result                           time",
+        "a      done                             1.5s",
+        "b      not built (prebuild:a failed)",
+        "c      up to date                       0.1s",
+        "3 images: 1 done, 1 not built, 1 up to date (2.0s)",
+    ]
+    assert [(line[span[0] : span[1]], span[2]) for line, span in lines if span] == [
+        ("done", "done"),
+        ("not built (prebuild:a failed)", "not built"),
+        ("up to date", "up to date"),
+    ]
+
+
+def test_the_live_view_colours_the_summary_statuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    stream = Terminal()
+    display = LiveDisplay(stream)  # lines written once its live part has gone
+    for line, span in summary_lines(REPORT):
+        display.write(line + "\n", span)
+    text = stream.getvalue()
+    assert "a      \033[32mdone\033[0m" in text
+    assert "b      \033[33mnot built (prebuild:a failed)\033[0m" in text
+    assert "c      up to date" in text  # no colour for a status that needs no eye
+    assert re.sub(r"\033\[[0-9;]*m", "", text).splitlines() == [
+        line for line, _ in summary_lines(REPORT)
+    ]
 
 
 def test_counts_only_tasks_with_actions_in_report_words(tmp_path: Path) -> None:
