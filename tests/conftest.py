@@ -29,6 +29,7 @@ from tests.support import (
     LoggedRegistry,
     RegistryAPI,
     busybox_context,
+    clear_engine2,
     engine2,
 )
 
@@ -144,20 +145,7 @@ def engine2_cleanup(prefix: str, engine2_up: None) -> Iterator[None]:
     """Remove engine 2's images whose repository carries this test's prefix, by
     reference (tag or digest), so an identical image of another test stays."""
     yield
-    listing = engine2(
-        "images", "--digests", "--format", "{{.Repository}}\t{{.Tag}}\t{{.Digest}}"
-    ).stdout
-    references = []
-    for line in listing.splitlines():
-        repository, tag, digest = line.split("\t")
-        if prefix not in repository:
-            continue
-        if tag != "<none>":
-            references.append(f"{repository}:{tag}")
-        if digest != "<none>":
-            references.append(f"{repository}@{digest}")
-    if references:
-        engine2("rmi", "--force", *references, check=False)
+    clear_engine2(prefix)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import docker
+import docker.errors
+
+from paitasks.tempfolders import RoundSpec
 
 RESOURCES = Path(__file__).parent / "resources"
 BUSYBOX = Path("/bin/busybox")
@@ -149,10 +155,19 @@ def busybox_context(folder: Path, dockerfile_name: str = "busybox.dockerfile") -
     return dockerfile
 
 
+def hello_context(folder: Path, text: str) -> Path:
+    """A FROM-scratch busybox build whose image holds `text` in /hello."""
+    dockerfile = busybox_context(folder)
+    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8")
+    return dockerfile
+
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "src-fixtures"
 DODO = REPO / "dodo.py"
 PAI_BUILD = str(Path(sys.executable).parent / "pai-build")  # the installed command
+# The password of the test registries with a login: no output or file may show it.
+PASSWORD = "s3cret-Pa55-do-not-leak"
 _REF_CONTEXT = {
     # instruction -> what may stand right before an image name on its line
     "from": r"(?:^|(?<=[\s/]))",
@@ -191,19 +206,23 @@ def prefixed_tree(source: Path, destination: Path, prefix: str) -> dict[str, str
     return renamed
 
 
+def user_environ() -> dict[str, str]:
+    """The environment a user runs doit or pai-build in: no PAI_* settings of the tests."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
+
+
 def run_doit(
     *arguments: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`python -m doit -f dodo.py ARGUMENTS` with this repository's dodo.py, as a user
     runs it: no PAI_* settings leak in from the test's own environment; `env` adds to it."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
     return subprocess.run(
         [sys.executable, "-m", "doit", "-f", str(DODO), *arguments],
         cwd=cwd or REPO,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**environ, **(env or {})},
+        env={**user_environ(), **(env or {})},
     )
 
 
@@ -225,6 +244,35 @@ def report(src: Path) -> dict[str, Any]:
 def statuses(src: Path) -> dict[str, str]:
     """Image -> its status in the last run's report.json."""
     return {name: entry["status"] for name, entry in report(src)["images"].items()}
+
+
+def pai_build(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `pai-build ARGUMENTS`, run in `cwd` (with the test's environment)."""
+    return subprocess.run(
+        [PAI_BUILD, *arguments], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def write_config(folder: Path, domain: str, namespace: str, tag: str, **extra: str) -> Path:
+    """A config folder: `folder/services-configuration.yaml` naming the registry at
+    `domain` (host:port), its namespace and tag, and each `extra` key (username,
+    password...) of `cluster.docker-registry`. Returns `folder`, for `config=`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "cluster:",
+        "  docker-registry:",
+        f"    namespace: {namespace}",
+        f"    domain: '{domain}'",
+        f"    tag: {tag}",
+    ]
+    lines += [f"    {key}: {value}" for key, value in extra.items()]
+    (folder / "services-configuration.yaml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def temp_folders(src: Path) -> list[Path]:
+    """The temp folders (`dependency/`, `generated/`) left in the tree's components."""
+    return [p for p in src.glob("*/*") if p.name in ("dependency", "generated")]
 
 
 def free_port() -> int:
@@ -495,6 +543,64 @@ def engine2_images(prefix: str) -> dict[str, str]:
     return images
 
 
+def clear_engine1(client: docker.DockerClient, prefix: str) -> None:
+    """Remove engine 1's images whose name carries `prefix` (tags and digests: an image
+    pulled by digest keeps `repo@sha256:...` once its tags are gone)."""
+    references = {
+        reference
+        for entry in client.api.images()
+        for reference in (*(entry.get("RepoTags") or ()), *(entry.get("RepoDigests") or ()))
+        if prefix in reference
+    }
+    for reference in sorted(references):
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_image(reference, force=True)
+
+
+def clear_engine2(prefix: str) -> None:
+    """Remove engine 2's images whose repository carries `prefix` (tags and digests)."""
+    references = sorted(engine2_images(prefix))
+    if references:
+        engine2("rmi", "--force", *references, check=False)
+
+
+def run_on_engine1(image: str, *command: str) -> str:
+    """What `docker run --rm --network none IMAGE COMMAND` prints on engine 1 (the
+    image's CMD without a command), stripped; the run must succeed."""
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", image, *command],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def run_on_engine2(image: str, *command: str) -> str:
+    """The same on engine 2."""
+    return engine2("run", "--rm", "--network", "none", image, *command).stdout.strip()
+
+
+def run_on_engine1_busybox(image: str, path: str) -> str:
+    """`cat PATH` in IMAGE on engine 1 through /bin/busybox (an image without a shell's
+    entrypoint)."""
+    return _busybox_cat([], image, path)
+
+
+def run_on_engine2_busybox(image: str, path: str) -> str:
+    """The same on engine 2."""
+    return _busybox_cat(["--host", ENGINE2_ENV["DOCKER_HOST"]], image, path)
+
+
+def _busybox_cat(host: list[str], image: str, path: str) -> str:
+    result = subprocess.run(
+        ["docker", *host, "run", "--rm", "--network", "none", "--entrypoint", "/bin/busybox",
+         image, "cat", path],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def engine_events(host: str | None, since: float, until: float) -> list[dict[str, Any]]:
     """The events one engine reported between two `time.time()` values: `host` is a
     DOCKER_HOST such as ENGINE2_HOST, None for engine 1. Call it once `until` has passed
@@ -734,3 +840,26 @@ def fingerprint_tag(fingerprint: str) -> str:
     of paitasks' rule, to check it against)."""
     return "paitasks-" + fingerprint.removeprefix("sha256:")
 
+
+# --- component rounds (temp folders, hooks) ---------------------------------------------
+
+
+def round_spec(root: Path, name: str, **kw: Any) -> RoundSpec:
+    """The round of component `name` under `root/src`, its build folder made."""
+    folder = root / "src" / name
+    (folder / "build").mkdir(parents=True, exist_ok=True)
+    return RoundSpec(name=name, folder=str(folder), **kw)
+
+
+def round_chain(root: Path) -> tuple[RoundSpec, RoundSpec, RoundSpec]:
+    """lib <- mid <- app, each copying the one before (copies nest)."""
+    lib = round_spec(root, "lib")
+    (Path(lib.folder) / "data").mkdir()
+    (Path(lib.folder) / "data" / "a.txt").write_text("a")
+    (Path(lib.folder) / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(Path(lib.folder) / "run.sh", 0o750)
+    os.symlink("data/a.txt", Path(lib.folder) / "link")
+    mid = round_spec(root, "mid", copies=(lib,))
+    (Path(mid.folder) / "mid.txt").write_text("m")
+    app = round_spec(root, "app", copies=(mid,))
+    return lib, mid, app

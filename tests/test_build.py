@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,10 @@ from paitasks import builds
 from paitasks.inputs import ImageSpec
 from paitasks.run import Run
 from paitasks.settings import Settings
-from tests.support import FIXTURES, PAI_BUILD, REPO, prefixed_tree
+from tests.support import FIXTURES, REPO, pai_build, prefixed_tree, run_on_engine1, temp_folders
 from tests.support import run_doit as doit
 
 # The console script pip installed next to this interpreter, as a user runs it.
-
-
-def run(image: str, *command: str) -> str:
-    """`docker run --rm --network none IMAGE COMMAND` (or the image's CMD)."""
-    output = whales.run(image, list(command), remove=True, networks=["none"])
-    assert isinstance(output, str)
-    return output.strip()
 
 
 def snapshot(src: Path) -> dict[str, str]:
@@ -37,10 +29,6 @@ def snapshot(src: Path) -> dict[str, str]:
                 f"{hashlib.sha256(data).hexdigest()} {oct(path.stat().st_mode)}"
             )
     return files
-
-
-def temp_folders(src: Path) -> list[Path]:
-    return [p for p in src.glob("*/*") if p.name in ("dependency", "generated")]
 
 
 @pytest.fixture
@@ -59,17 +47,17 @@ def test_fixtures_build_in_parallel(
     result = doit("-n", "4", "build", f"src={src}")
     assert result.returncode == 0, result.stdout + result.stderr
 
-    assert run(names["base-image"], "cat", "/etc/paitasks-base") == "base-image"
+    assert run_on_engine1(names["base-image"], "cat", "/etc/paitasks-base") == "base-image"
     # componentB: guide example; its pre hook copied test-build, copy-deps brought
     # componentA with the generated/ folder its post hook wrote.
-    assert run(names["component-b"]) == "componentA 1.0\ncomponentB test-build"
-    assert run(names["tools"], "cat", "/etc/tools-all") == "tools-base\ntools"
-    assert run(names["watchdog"], "/usr/bin/watchdog") == "watchdog built-by-stage"
-    assert run(names["argbase"], "cat", "/etc/argbase") == "argbase on tools"
-    listing = run(names["rest-server"], "find", "/opt/rest-server")
+    assert run_on_engine1(names["component-b"]) == "componentA 1.0\ncomponentB test-build"
+    assert run_on_engine1(names["tools"], "cat", "/etc/tools-all") == "tools-base\ntools"
+    assert run_on_engine1(names["watchdog"], "/usr/bin/watchdog") == "watchdog built-by-stage"
+    assert run_on_engine1(names["argbase"], "cat", "/etc/argbase") == "argbase on tools"
+    listing = run_on_engine1(names["rest-server"], "find", "/opt/rest-server")
     assert "/opt/rest-server/app/server.sh" in listing
     assert "debug.log" not in listing and "secrets" not in listing  # .dockerignore
-    assert run(names["drivers"], "cat", "/etc/drivers") == "drivers"
+    assert run_on_engine1(names["drivers"], "cat", "/etc/drivers") == "drivers"
     # Variant images are built only when their variant is selected.
     assert not whales.image.exists(names["driver-k8s"])
     assert not whales.image.exists(names["driver-yarn"])
@@ -87,7 +75,7 @@ def test_variant_selects_its_dockerfiles(
     src, names = tree
     result = doit("build:drivers", f"src={src}", "variant=k8s")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert run(names["driver-k8s"], "cat", "/etc/driver-kind") == "k8s"
+    assert run_on_engine1(names["driver-k8s"], "cat", "/etc/driver-kind") == "k8s"
     assert not whales.image.exists(names["driver-yarn"])
     # build:drivers needs base-image, nothing else.
     assert whales.image.exists(names["base-image"])
@@ -99,12 +87,9 @@ def test_pai_build_selects_components_and_their_dependencies(
     tree: tuple[Path, dict[str, str]], engine: object
 ) -> None:
     src, names = tree
-    result = subprocess.run(
-        [PAI_BUILD, "build", "--src", str(src), "-s", "componentB", "-j", "2"],
-        capture_output=True, text=True, timeout=600, cwd=src.parent,
-    )
+    result = pai_build("build", "--src", str(src), "-s", "componentB", "-j", "2", cwd=src.parent)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert run(names["component-b"]) == "componentA 1.0\ncomponentB test-build"
+    assert run_on_engine1(names["component-b"]) == "componentA 1.0\ncomponentB test-build"
     assert not whales.image.exists(names["tools"])
     assert temp_folders(src) == []
 

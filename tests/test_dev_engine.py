@@ -19,16 +19,9 @@ import pytest
 
 from paitasks.engine import BuildRequest, Engine
 from paitasks.engines import buildkit_takes_named_contexts
-from tests.support import BUILDKIT, RegistryAPI, busybox_context, engine2, on_engine2
+from tests.support import BUILDKIT, RegistryAPI, engine2, hello_context, on_engine2
 
 pytestmark = pytest.mark.engine
-
-
-def hello_context(folder: Path, text: str) -> Path:
-    """A FROM-scratch busybox build whose image holds `text` in /hello."""
-    dockerfile = busybox_context(folder)
-    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8")
-    return dockerfile
 
 
 def test_engine2_answers_through_its_context_and_is_another_engine(

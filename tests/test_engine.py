@@ -21,20 +21,7 @@ from paitasks.engine import (
     takes_named_contexts,
 )
 from paitasks.errors import EngineError
-from tests.support import RegistryAPI, busybox_context
-
-
-def read_file(image: str, path: str) -> str:
-    """What a user sees with `docker run --rm --network none IMAGE cat PATH`."""
-    output = whales.run(image, ["cat", path], remove=True, networks=["none"])
-    assert isinstance(output, str)
-    return output
-
-
-def hello_context(folder: Path, text: str) -> Path:
-    dockerfile = busybox_context(folder)
-    dockerfile.write_text(dockerfile.read_text() + f"RUN echo {text} > /hello\n", encoding="utf-8")
-    return dockerfile
+from tests.support import RegistryAPI, busybox_context, hello_context, run_on_engine1
 
 
 def test_buildx_is_the_default_build_tool_here() -> None:
@@ -55,7 +42,7 @@ def test_engine_builds_and_runs(builder: str, prefix: str, cleanup: None, tmp_pa
     image_id = engine.build(request, lines.append)
     assert image_id.startswith("sha256:")
     assert lines, "the build's output reaches the caller"
-    assert read_file(f"{prefix}-smoke", "/hello").strip() == f"from-{builder}"
+    assert run_on_engine1(f"{prefix}-smoke", "cat", "/hello") == f"from-{builder}"
     local = engine.local_images()[f"{prefix}-smoke"]
     assert local.id == image_id
     assert local.labels["org.paitasks.test"] == builder
@@ -261,7 +248,7 @@ def test_buildx_gets_build_arg_values_through_its_environment(
     Engine().build(BuildRequest(
         (f"{prefix}-args",), dockerfile, dockerfile.parent, build_args={"TOKEN": "tok-3f9a"}
     ))
-    assert read_file(f"{prefix}-args", "/token").strip() == "tok-3f9a"
+    assert run_on_engine1(f"{prefix}-args", "cat", "/token") == "tok-3f9a"
     logged = calls.read_text()
     assert logged.startswith("build ") and "--build-arg TOKEN" in logged
     assert "tok-3f9a" not in logged

@@ -14,9 +14,7 @@ other test has a tree, namespace and engine state of its own.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -24,7 +22,6 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -43,16 +40,23 @@ from tests.support import (
     DockerContext,
     LoggedRegistry,
     UnixRelay,
+    clear_engine1,
+    clear_engine2,
+    doit_on,
     engine2,
     engine2_images,
     fingerprint_tag,
     image_of,
     output,
-    run_doit,
+    pai_build,
+    report,
+    run_on_engine1,
+    statuses,
     succeeded,
     summary_rows,
+    user_environ,
+    write_config,
 )
-from tests.test_push import write_config
 
 pytestmark = pytest.mark.engine
 
@@ -120,25 +124,10 @@ def make_tree(root: Path, prefix: str, leaves: int, sleep: int) -> Tree:
     return Tree(src, base, tuple(names))
 
 
-def doit(tree: Tree, *arguments: str,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`doit ARGUMENTS src=SRC` from the tree's root, as a user runs it."""
-    return run_doit(*arguments, f"src={tree.src}", cwd=tree.root, env=env)
-
-
-def report(tree: Tree) -> dict[str, Any]:
-    """The images of the last run's `.paitasks/report.json`."""
-    text = (tree.root / ".paitasks" / "report.json").read_text()
-    return dict(json.loads(text)["images"])
-
-
-def statuses(tree: Tree) -> dict[str, str]:
-    return {name: entry["status"] for name, entry in report(tree).items()}
-
-
 def built_on(tree: Tree) -> dict[str, str]:
     """Image -> the engine report.json says built it in the last run."""
-    return {name: entry["engine"] for name, entry in report(tree).items() if "engine" in entry}
+    images = report(tree.src)["images"]
+    return {name: entry["engine"] for name, entry in images.items() if "engine" in entry}
 
 
 def engine1_references(client: docker.DockerClient, prefix: str) -> set[str]:
@@ -155,23 +144,6 @@ def engine2_tags(prefix: str) -> set[str]:
     return {reference for reference in engine2_images(prefix) if "@" not in reference}
 
 
-def clear_engines(client: docker.DockerClient, prefix: str) -> None:
-    """Remove both engines' images whose name carries `prefix` (tags and digests: an
-    image pulled by digest keeps `repo@sha256:...` once its tags are gone)."""
-    references = {
-        reference
-        for entry in client.api.images()
-        for reference in (*(entry.get("RepoTags") or ()), *(entry.get("RepoDigests") or ()))
-        if prefix in reference
-    }
-    for reference in sorted(references):
-        with contextlib.suppress(docker.errors.APIError):
-            client.api.remove_image(reference, force=True)
-    on_engine2 = sorted(engine2_images(prefix))
-    if on_engine2:
-        engine2("rmi", "--force", *on_engine2, check=False)
-
-
 def registry_label(registry: LoggedRegistry, repository: str, reference: str) -> str | None:
     """The fingerprint label in the config of the image the registry serves."""
     manifest = registry.api.manifest(repository, reference)
@@ -186,7 +158,7 @@ def assert_published(registry: LoggedRegistry, ns: str, tree: Tree) -> dict[str,
     """Every image's `:v1` and its fingerprint tag serve the same digest, an image that
     carries that fingerprint; returns image -> digest."""
     digests = {}
-    for image, entry in report(tree).items():
+    for image, entry in report(tree.src)["images"].items():
         repository = f"{ns}/{image}"
         digest = registry.api.manifest_digest(repository, TAG)
         assert digest is not None, f"{repository}:{TAG} is not in the registry"
@@ -200,8 +172,8 @@ def assert_published(registry: LoggedRegistry, ns: str, tree: Tree) -> dict[str,
     return digests
 
 
-def assert_nothing_ran(tree: Tree, registry: LoggedRegistry, mark: int,
-                       client: docker.DockerClient, prefix: str) -> None:
+def assert_no_hook_build_or_push(tree: Tree, registry: LoggedRegistry, mark: int,
+                                 client: docker.DockerClient, prefix: str) -> None:
     """No hook ran, no temp folder is left, nothing was pushed or built."""
     assert not tree.hook_ran.exists()
     assert not list(tree.src.glob("*/generated")), list(tree.src.glob("*/generated"))
@@ -215,13 +187,8 @@ def assert_nothing_ran(tree: Tree, registry: LoggedRegistry, mark: int,
 def assert_leaves_run(tree: Tree) -> None:
     """Each leaf, on engine 1, runs and shows its own file and its base's."""
     for leaf in tree.leaves:
-        run = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", leaf, "/bin/cat", OWN_FILE,
-             BASE_MARK],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert run.returncode == 0, run.stderr
-        assert run.stdout.split() == [leaf, tree.base]
+        shown = run_on_engine1(leaf, "/bin/cat", OWN_FILE, BASE_MARK)
+        assert shown.split() == [leaf, tree.base]
 
 
 def assert_refused_before_any_work(
@@ -233,12 +200,12 @@ def assert_refused_before_any_work(
     tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
     config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
     mark = registry.mark()
-    result = doit(tree, "-n", "4", "build", "push", f"config={config}", f"engines={engines}")
+    result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", f"engines={engines}")
     text = output(result)
     assert result.returncode != 0, text
     assert message in text, text
     assert "Traceback" not in text, text
-    assert_nothing_ran(tree, registry, mark, client, prefix)
+    assert_no_hook_build_or_push(tree, registry, mark, client, prefix)
 
 
 # -- the spread tree -------------------------------------------------------------------
@@ -262,7 +229,8 @@ def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
     """The spread tree's prefix and namespace; its images leave both engines after."""
     prefix = f"pt{secrets.token_hex(4)}"
     yield prefix
-    clear_engines(docker_client, prefix)
+    clear_engine1(docker_client, prefix)
+    clear_engine2(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +241,7 @@ def spread(
     root = tmp_path_factory.mktemp("spread")
     tree = make_tree(root, ns, leaves=7, sleep=1)
     config = write_config(root / "cfg", logged_registry.address, ns, TAG)
-    result = doit(tree, "-n", "4", "build", "push", f"config={config}", f"engines={BOTH}")
+    result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", f"engines={BOTH}")
     succeeded(result)
     return Spread(tree, ns, config, logged_registry, result,
                   engine1_references(docker_client, ns), engine2_tags(ns))
@@ -283,7 +251,7 @@ def test_builds_spread_over_both_engines_and_reach_the_registry(
     spread: Spread, docker_client: docker.DockerClient
 ) -> None:
     tree, ns = spread.tree, spread.ns
-    found = report(tree)
+    found = report(tree.src)["images"]
     assert sorted(found) == tree.images
     assert {name: entry["status"] for name, entry in found.items()} == dict.fromkeys(
         tree.images, "done"
@@ -337,10 +305,10 @@ def test_rerun_from_a_fresh_copy_builds_and_pushes_nothing(
     engine2_before = engine2_images(spread.ns)
     mark = spread.registry.mark()
 
-    result = doit(runner, "-n", "4", "build", "push", f"config={spread.config}",
-                  f"engines={BOTH}")
+    result = doit_on(runner.src, "-n", "4", "build", "push", f"config={spread.config}",
+                     f"engines={BOTH}")
     stdout = succeeded(result)
-    assert statuses(runner) == dict.fromkeys(runner.images, REGISTRY_FRESH), stdout
+    assert statuses(runner.src) == dict.fromkeys(runner.images, REGISTRY_FRESH), stdout
     assert built_on(runner) == {}
     assert spread.registry.manifest_puts(mark) == {}
     assert spread.registry.blob_uploads(mark) == []
@@ -371,9 +339,8 @@ def test_a_run_that_builds_nothing_does_not_load_python_on_whales(
         f"assert DoitMain().run({arguments!r}) == 0\n"
         "print('LOADED', 'python_on_whales' in sys.modules, file=sys.stderr)\n"
     )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=600, env=environ, cwd=tmp_path)
+                            timeout=600, env=user_environ(), cwd=tmp_path)
     assert result.returncode == 0, output(result)
     assert "LOADED False" in result.stderr, output(result)
     assert "up to date" in result.stdout
@@ -386,10 +353,8 @@ def test_plan_names_the_engines_and_where_each_image_was_built(
     engines = built_on(tree)
     assert sorted(engines) == tree.images
 
-    result = subprocess.run(
-        [PAI_BUILD, "plan", "-c", str(spread.config), "--engines", BOTH, "--src", str(tree.src)],
-        cwd=tree.root, capture_output=True, text=True, timeout=120,
-    )
+    result = pai_build("plan", "-c", str(spread.config), "--engines", BOTH, "--src",
+                       str(tree.src), cwd=tree.root)
     stdout = succeeded(result)
     assert f"engines: {ENGINE1}, {CONTEXT} " in stdout, stdout
     for image, engine in engines.items():
@@ -403,21 +368,19 @@ def test_plan_names_the_engines_and_where_each_image_was_built(
     shutil.copytree(tree.root, copy.root, symlinks=True)
     leaf = tree.leaves[0]
     (copy.src / "leaf0" / "own").write_text("changed\n")
-    result = subprocess.run(
-        [PAI_BUILD, "plan", "-c", str(spread.config), "--engines", BOTH, "--src", str(copy.src)],
-        cwd=copy.root, capture_output=True, text=True, timeout=120,
-    )
+    result = pai_build("plan", "-c", str(spread.config), "--engines", BOTH, "--src",
+                       str(copy.src), cwd=copy.root)
     stdout = succeeded(result)
     line = next((text for text in stdout.splitlines() if text.startswith(f"rebuild {leaf}:")),
                 None)
     assert line is not None and f"last built on engine {engines[leaf]}" in line, stdout
     assert f"1 of {len(tree.images)} images would be rebuilt" in stdout, stdout
-    info = doit(copy, "info", f"build-image:{leaf}", f"config={spread.config}",
-                f"engines={BOTH}")
+    info = doit_on(copy.src, "info", f"build-image:{leaf}", f"config={spread.config}",
+                   f"engines={BOTH}")
     assert f"last built on engine {engines[leaf]}" in output(info), output(info)
     unchanged = tree.leaves[1]  # up to date: doit shows no reasons, the task's doc says it
-    info = doit(copy, "info", f"build-image:{unchanged}", f"config={spread.config}",
-                f"engines={BOTH}")
+    info = doit_on(copy.src, "info", f"build-image:{unchanged}", f"config={spread.config}",
+                   f"engines={BOTH}")
     text = output(info)
     assert "up-to-date" in text and f"last built on engine {engines[unchanged]}" in text, text
 
@@ -429,8 +392,8 @@ def test_pulled_images_run_with_their_own_and_their_base_files(
     tree = spread.tree
     digests = assert_published(spread.registry, spread.ns, tree)
     mark = spread.registry.mark()
-    stdout = succeeded(doit(tree, "-n", "4", "build", f"config={spread.config}", "pull=1"))
-    assert statuses(tree) == dict.fromkeys(tree.images, "pulled"), stdout
+    stdout = succeeded(doit_on(tree.src, "-n", "4", "build", f"config={spread.config}", "pull=1"))
+    assert statuses(tree.src) == dict.fromkeys(tree.images, "pulled"), stdout
     assert spread.registry.manifest_puts(mark) == {}
     for image in tree.images:
         pulled = docker_client.images.get(image)
@@ -446,7 +409,8 @@ def engines_clean(
     """Afterwards, neither engine holds an image whose name carries the test's prefix,
     also under a digest only (what a pull by digest leaves once its tags are gone)."""
     yield
-    clear_engines(docker_client, prefix)
+    clear_engine1(docker_client, prefix)
+    clear_engine2(prefix)
 
 
 # -- before any work: unknown engines, no registry --------------------------------------
@@ -465,13 +429,14 @@ def test_an_unknown_context_stops_the_run_before_any_work(
         ((), {"PAI_ENGINES": f"{missing},{CONTEXT}"}),  # the environment variable
     ]
     for arguments, env in ways:
-        result = doit(tree, "-n", "4", "build", "push", f"config={config}", *arguments, env=env)
+        result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", *arguments,
+                         env=env)
         text = output(result)
         assert result.returncode != 0, text
         assert f"no docker context or buildx builder named '{missing}'" in text, text
         assert CONTEXT in text.split("there are:", 1)[-1], text  # it lists the known ones
         assert "Traceback" not in text, text
-        assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+        assert_no_hook_build_or_push(tree, logged_registry, mark, docker_client, prefix)
 
 
 def test_engines_without_a_registry_stop_with_a_clear_error(
@@ -480,7 +445,7 @@ def test_engines_without_a_registry_stop_with_a_clear_error(
 ) -> None:
     tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
     mark = logged_registry.mark()
-    result = doit(tree, "-n", "4", "build", f"engines={BOTH}")
+    result = doit_on(tree.src, "-n", "4", "build", f"engines={BOTH}")
     text = output(result)
     assert result.returncode != 0, text
     assert f"engines={BOTH} needs a registry (config=DIR or PAI_CONFIG)" in text, text
@@ -488,11 +453,11 @@ def test_engines_without_a_registry_stop_with_a_clear_error(
     cli = subprocess.run(
         [PAI_BUILD, "build", "--engines", BOTH, "--src", str(tree.src)],
         cwd=tree.root, capture_output=True, text=True, timeout=120,
-        env={key: value for key, value in os.environ.items() if not key.startswith("PAI_")},
+        env=user_environ(),
     )
     assert cli.returncode != 0, output(cli)
     assert "needs a registry (config=DIR or PAI_CONFIG)" in output(cli), output(cli)
-    assert_nothing_ran(tree, logged_registry, mark, docker_client, prefix)
+    assert_no_hook_build_or_push(tree, logged_registry, mark, docker_client, prefix)
 
 
 # -- an engine that stops answering ------------------------------------------------------
@@ -582,11 +547,10 @@ def test_an_engine_that_stops_mid_run_fails_only_its_builds(
     tree = make_tree(tmp_path, prefix, leaves=6, sleep=3)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
     engines = f"engines={ENGINE1},{context}"
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
     with subprocess.Popen(
         [sys.executable, "-m", "doit", "-f", str(DODO), "--continue", "-n", "4", "build",
          "push", f"config={config}", engines, f"src={tree.src}"],
-        cwd=tree.root, env=environ, text=True,
+        cwd=tree.root, env=user_environ(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     ) as run:
         try:
@@ -599,7 +563,7 @@ def test_an_engine_that_stops_mid_run_fails_only_its_builds(
     text = stdout + stderr
     assert started, f"no build started on {context}:\n{text}\n{proxy.requests()}"
     assert run.returncode != 0, text
-    first = report(tree)
+    first = report(tree.src)["images"]
     failed = sorted(name for name, entry in first.items() if entry["status"] == "failed")
     done = sorted(name for name, entry in first.items() if entry["status"] == "done")
     assert failed and sorted(failed + done) == tree.images, first
@@ -617,9 +581,10 @@ def test_an_engine_that_stops_mid_run_fails_only_its_builds(
                 repository, fingerprint_tag(first[image]["fingerprint"])) is not None, image
 
     proxy.start()
-    second = doit(tree, "--continue", "-n", "4", "build", "push", f"config={config}", engines)
+    second = doit_on(tree.src, "--continue", "-n", "4", "build", "push", f"config={config}",
+                     engines)
     succeeded(second)
-    now = statuses(tree)
+    now = statuses(tree.src)
     assert now == {image: "done" if image in failed else REGISTRY_FRESH
                    for image in tree.images}, output(second)
     assert sorted(built_on(tree)) == failed
@@ -639,7 +604,7 @@ def test_a_later_push_run_moves_the_tag_on_the_engine_that_built_the_image(
     engine pushed, and nothing engine 2 built is loaded into engine 1."""
     tree = make_tree(tmp_path, prefix, leaves=4, sleep=1)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-    succeeded(doit(tree, "-n", "4", "build", f"config={config}", f"engines={BOTH}"))
+    succeeded(doit_on(tree.src, "-n", "4", "build", f"config={config}", f"engines={BOTH}"))
     engines = built_on(tree)
     assert sorted(engines) == tree.images
     elsewhere = sorted(image for image, engine in engines.items() if engine == CONTEXT)
@@ -648,8 +613,8 @@ def test_a_later_push_run_moves_the_tag_on_the_engine_that_built_the_image(
         assert logged_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is None
 
     mark = logged_registry.mark()
-    stdout = succeeded(doit(tree, "-n", "4", "push", f"config={config}", f"engines={BOTH}"))
-    assert statuses(tree) == dict.fromkeys(tree.images, REGISTRY_FRESH), stdout
+    stdout = succeeded(doit_on(tree.src, "-n", "4", "push", f"config={config}", f"engines={BOTH}"))
+    assert statuses(tree.src) == dict.fromkeys(tree.images, REGISTRY_FRESH), stdout
     assert_published(logged_registry, prefix, tree)
     assert sorted(logged_registry.manifest_puts(mark)) == [
         f"{prefix}/{image}" for image in tree.images]
@@ -677,14 +642,14 @@ def test_where_the_registry_cannot_be_asked_directly_the_building_engine_pushes_
             (tree.src / f"leaf{number}" / "build" / f"{leaf}.dockerfile").write_text(
                 f"FROM scratch\nCOPY own {OWN_FILE}\n")
         config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
-        stdout = succeeded(doit(tree, "-n", "4", "build", f"config={config}",
-                                f"engines={BOTH}"))
+        stdout = succeeded(doit_on(tree.src, "-n", "4", "build", f"config={config}",
+                                   f"engines={BOTH}"))
         where = built_on(tree)
         elsewhere = sorted(image for image, engine in where.items() if engine == CONTEXT)
         assert elsewhere and sorted(where) == tree.images, (where, stdout)
         mark = registry.mark()
-        stdout = succeeded(doit(tree, "-n", "4", "push", f"config={config}",
-                                f"engines={BOTH}"))
+        stdout = succeeded(doit_on(tree.src, "-n", "4", "push", f"config={config}",
+                                   f"engines={BOTH}"))
         assert_published(registry, prefix, tree)
         # Engines pushed `:v1` (a push asks for each layer first; a manifest copy would
         # not), and each image's manifest was pushed once, under `:v1`.
@@ -763,7 +728,7 @@ def test_a_buildkit_builder_and_an_engine_share_the_builds(
     tree = make_tree(tmp_path, prefix, leaves=4, sleep=2)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
     engines = f"engines={ENGINE1},{BUILDKIT}"
-    stdout = succeeded(doit(tree, "-n", "4", "build", "push", f"config={config}", engines))
+    stdout = succeeded(doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", engines))
     where = built_on(tree)
     assert sorted(where) == tree.images, stdout
     on_buildkit = sorted(image for image, engine in where.items() if engine == BUILDKIT)
@@ -777,8 +742,8 @@ def test_a_buildkit_builder_and_an_engine_share_the_builds(
     assert not set(on_buildkit) & on_engine1, on_engine1
     assert engine2_images(prefix) == {}
 
-    stdout = succeeded(doit(tree, "-n", "4", "build", f"config={config}", "pull=1"))
-    assert statuses(tree) == dict.fromkeys(tree.images, "pulled"), stdout
+    stdout = succeeded(doit_on(tree.src, "-n", "4", "build", f"config={config}", "pull=1"))
+    assert statuses(tree.src) == dict.fromkeys(tree.images, "pulled"), stdout
     assert_leaves_run(tree)
 
 

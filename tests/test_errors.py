@@ -17,23 +17,10 @@ import pytest
 from paitasks.graph import image_order
 from paitasks.loader import load_plan
 from paitasks.settings import resolve_settings
-from tests.support import PAI_BUILD, doit_on
+from tests.support import doit_on, pai_build, temp_folders
 
 OPENPAI = Path(__file__).parent / "resources" / "trees" / "openpai-v0.14"
 MARKER = "hook-ran"
-
-
-
-def pai_build(
-    src: Path, *arguments: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PAI_BUILD, "build", "--src", str(src), *arguments],
-        cwd=cwd or src.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def write(path: Path, text: str) -> None:
@@ -174,10 +161,10 @@ def assert_clear_failure(
     return output
 
 
-def assert_nothing_ran(src: Path) -> None:
+def assert_no_hook_ran(src: Path) -> None:
+    """No hook left its mark (see good_component) and no temp folder is in the tree."""
     assert not (src.parent / MARKER).exists(), "a hook ran although the tree is bad"
-    leftovers = [p for p in src.glob("*/*") if p.name in ("dependency", "generated")]
-    assert leftovers == []
+    assert temp_folders(src) == []
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -186,7 +173,7 @@ def test_doit_list_reports_a_bad_tree(case: str, tmp_path: Path) -> None:
     good_component(src)
     CASES[case].make(src)
     assert_clear_failure(doit_on(src, "list"), CASES[case].expected)
-    assert_nothing_ran(src)
+    assert_no_hook_ran(src)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -194,15 +181,16 @@ def test_pai_build_reports_a_bad_tree(case: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     good_component(src)
     CASES[case].make(src)
-    output = assert_clear_failure(pai_build(src), CASES[case].expected)
+    result = pai_build("build", "--src", str(src), cwd=src.parent)
+    output = assert_clear_failure(result, CASES[case].expected)
     assert "pai-build: error:" in output
-    assert_nothing_ran(src)
+    assert_no_hook_ran(src)
 
 
 def test_missing_source_folder(tmp_path: Path) -> None:
     src = tmp_path / "nosuch" / "src"
     tmp_path.joinpath("nosuch").mkdir()
-    for result in (doit_on(src, "list"), pai_build(src)):
+    for result in (doit_on(src, "list"), pai_build("build", "--src", str(src), cwd=src.parent)):
         output = assert_clear_failure(result, (str(src),))
         assert "does not exist" in output
 
@@ -213,7 +201,10 @@ def test_mistyped_source_folder_leaves_nothing_behind(tool: str, tmp_path: Path)
     here = tmp_path / "here"
     here.mkdir()
     src = tmp_path / "typo" / "deeper" / "src"
-    result = doit_on(src, "list", cwd=here) if tool == "doit" else pai_build(src, cwd=here)
+    if tool == "doit":
+        result = doit_on(src, "list", cwd=here)
+    else:
+        result = pai_build("build", "--src", str(src), cwd=here)
     assert_clear_failure(result, (str(src), "does not exist"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
     assert list(here.iterdir()) == []
@@ -222,7 +213,7 @@ def test_mistyped_source_folder_leaves_nothing_behind(tool: str, tmp_path: Path)
 def test_source_folder_that_is_a_file(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_text("not a folder")
-    for result in (doit_on(src, "list"), pai_build(src)):
+    for result in (doit_on(src, "list"), pai_build("build", "--src", str(src), cwd=src.parent)):
         assert_clear_failure(result, (str(src),))
 
 
@@ -231,13 +222,15 @@ def test_pai_build_unknown_component_suggests_close_matches(tmp_path: Path) -> N
     good_component(src)
     write(src / "hadoop-run" / "build" / "hadoop-run.dockerfile", "FROM scratch\n")
     write(src / "hadoop-ai" / "build" / "build-post.sh", "true\n")
-    output = assert_clear_failure(pai_build(src, "-s", "hadoop-rnu"), ("hadoop-rnu",))
+    result = pai_build("build", "--src", str(src), "-s", "hadoop-rnu", cwd=src.parent)
+    output = assert_clear_failure(result, ("hadoop-rnu",))
     assert "hadoop-run" in output and "did you mean" in output
-    assert_nothing_ran(src)
+    assert_no_hook_ran(src)
 
-    output = assert_clear_failure(pai_build(src, "-s", "ok", "nosuch"), ("nosuch",))
+    result = pai_build("build", "--src", str(src), "-s", "ok", "nosuch", cwd=src.parent)
+    output = assert_clear_failure(result, ("nosuch",))
     assert "did you mean" not in output  # nothing is close to it
-    assert_nothing_ran(src)
+    assert_no_hook_ran(src)
 
 
 # --- good trees ---------------------------------------------------------------------------
@@ -261,7 +254,7 @@ def test_doit_list_and_info_on_a_good_tree(tmp_path: Path) -> None:
     assert info.returncode == 0, info.stdout + info.stderr
     assert "needs base, lib" in info.stdout
     assert "copy-deps:app" in info.stdout and "build-image:app" in info.stdout
-    assert_nothing_ran(src)
+    assert_no_hook_ran(src)
 
 
 def test_openpai_sample_tree_with_doit(tmp_path: Path) -> None:

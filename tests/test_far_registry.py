@@ -33,6 +33,8 @@ from tests.support import (
     PAI_BUILD,
     LoggedRegistry,
     TokenAuth,
+    clear_engine1,
+    clear_engine2,
     doit_on,
     engine2_images,
     fingerprint_tag,
@@ -40,10 +42,11 @@ from tests.support import (
     output,
     prefixed_tree,
     report,
+    run_on_engine2_busybox,
+    statuses,
     succeeded,
+    write_config,
 )
-from tests.test_push import write_config
-from tests.test_registry import clear_engine1, clear_engine2, run_engine2_busybox
 
 pytestmark = pytest.mark.engine
 
@@ -188,8 +191,8 @@ def test_a_fresh_runner_asks_every_question_once_and_at_once(
     mark = published.far.mark()
     result = doit_on(src, "-n", "4", "build", "push", f"config={published.config}", engine2=True)
     succeeded(result)
-    statuses = {name: entry["status"] for name, entry in report(src)["images"].items()}
-    assert set(statuses.values()) == {"up to date in the registry"}, statuses
+    found = statuses(src)
+    assert set(found.values()) == {"up to date in the registry"}, found
     requests = published.far.requests(mark)
     assert not engines(requests), "the engine was not needed: nothing to pull or push"
     heads = [item for item in ours(requests) if item["method"] == "HEAD"]
@@ -272,7 +275,7 @@ def test_429_with_retry_after_on_one_request_in_three(
         fingerprint_tag(entries[published.watchdog]["fingerprint"]),
     )
     image = f"{published.far.address}/{published.ns}/{published.watchdog}:{TAG}"
-    assert change in run_engine2_busybox(image, "/usr/bin/watchdog")
+    assert change in run_on_engine2_busybox(image, "/usr/bin/watchdog")
 
 
 # Who sends the images: paitasks itself (images up to `send_limit` MB, the default for

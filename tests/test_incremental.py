@@ -9,7 +9,6 @@ image ids and the registry's manifest digests.
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,15 @@ import pytest
 from paitasks.engine import buildx_installed
 from paitasks.fingerprint import LABEL
 from paitasks.tempfolders import TEMP_FOLDERS
-from tests.support import FIXTURES, REPO, RegistryAPI, prefixed_tree
+from tests.support import (
+    FIXTURES,
+    REPO,
+    RegistryAPI,
+    prefixed_tree,
+    run_on_engine1,
+    user_environ,
+    write_config,
+)
 from tests.support import run_doit as doit
 
 # Images `doit build` makes (no variant selected: driver-k8s and driver-yarn are not built).
@@ -118,18 +125,6 @@ def image_ids(client: docker.DockerClient, tree: Tree) -> dict[str, str]:
     return {old: str(client.images.get(new).id) for old, new in tree.names.items()}
 
 
-def write_config(folder: Path, registry: RegistryAPI, namespace: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "services-configuration.yaml").write_text(
-        "cluster:\n"
-        "  docker-registry:\n"
-        f"    namespace: {namespace}\n"
-        f"    domain: '{registry.address}'\n"
-        f"    tag: {TAG}\n"
-    )
-    return folder
-
-
 def digests(registry: RegistryAPI, tree: Tree) -> dict[str, str | None]:
     return {
         old: registry.manifest_digest(f"{tree.prefix}/{new}", TAG)
@@ -211,9 +206,9 @@ def client_libraries_loaded(tree: Tree) -> list[str]:
         f"print('LOADED', [m for m in {CLIENT_LIBRARIES!r} if m in sys.modules],"
         " file=sys.stderr)\n"  # doit is done with stdout by now
     )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PAI_")}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=environ
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+        env=user_environ(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     line = [line for line in result.stderr.splitlines() if line.startswith("LOADED ")]
@@ -234,7 +229,7 @@ def test_runs_load_no_client_library_they_do_not_need(warm: Tree) -> None:
 def test_second_push_pushes_nothing(
     warm: Tree, registry: RegistryAPI, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "cfg", registry, warm.prefix)
+    config = write_config(tmp_path / "cfg", registry.address, warm.prefix, TAG)
     first = run(warm, "push", f"config={config}")
     assert first.pushed == EVERYTHING, first.output
     assert first.built == frozenset(), first.output
@@ -440,12 +435,6 @@ def test_images_used_by_copy_from_and_mounts_are_inputs(
     assert build(tree).built == frozenset()
 
 
-def cat(client: docker.DockerClient, image: str, path: str) -> str:
-    """`docker run --rm --network none IMAGE cat PATH`."""
-    output = client.containers.run(image, ["cat", path], remove=True, network_mode="none")
-    return bytes(output).decode().strip()
-
-
 @pytest.mark.engine
 def test_copied_symlink_is_followed_to_its_target(
     tmp_path: Path, prefix: str, cleanup: None, docker_client: docker.DockerClient
@@ -465,12 +454,12 @@ def test_copied_symlink_is_followed_to_its_target(
     )
     tree = Tree(src, {**{old: renamed[old] for old in IMAGES}, "linked": linked}, prefix)
     warm_up(tree, docker_client)
-    assert cat(docker_client, linked, "/current.sh") == "echo v1"
+    assert run_on_engine1(linked, "cat", "/current.sh") == "echo v1"
 
     before = image_ids(docker_client, tree)
     target.write_text("echo v2\n")
     outcome = build(tree)
-    assert cat(docker_client, linked, "/current.sh") == "echo v2", (
+    assert run_on_engine1(linked, "cat", "/current.sh") == "echo v2", (
         "the image still has the old content: " + outcome.output
     )
     assert_rebuilt_exactly(
@@ -565,7 +554,7 @@ def test_fresh_copy_of_the_tree_builds_nothing(
 def test_push_publishes_only_what_changed(
     warm: Tree, registry: RegistryAPI, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "cfg", registry, warm.prefix)
+    config = write_config(tmp_path / "cfg", registry.address, warm.prefix, TAG)
     first = run(warm, "build", "push", f"config={config}")
     assert first.pushed == EVERYTHING, first.output
     published = digests(registry, warm)
@@ -592,7 +581,7 @@ def test_push_publishes_only_what_changed(
 def test_manifest_deleted_in_registry_is_pushed_again(
     warm: Tree, registry: RegistryAPI, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "cfg", registry, warm.prefix)
+    config = write_config(tmp_path / "cfg", registry.address, warm.prefix, TAG)
     first = run(warm, "push", f"config={config}")
     assert first.pushed == EVERYTHING, first.output
     published = digests(registry, warm)
@@ -662,20 +651,20 @@ def test_list_and_info_follow_a_base_that_would_rebuild(warm: Tree) -> None:
 
 
 @pytest.mark.engine
-def test_switching_builder_rebuilds(warm: Tree, docker_client: docker.DockerClient) -> None:
-    assert buildx_installed(), "the default builder should be buildx here"
+def test_switching_build_tool_rebuilds(warm: Tree, docker_client: docker.DockerClient) -> None:
+    assert buildx_installed(), "the default build tool should be buildx here"
     buildx = image_ids(docker_client, warm)
-    same = build(warm, "builder=buildx")  # the default, named
+    same = build(warm, "build_tool=buildx")  # the default, named
     assert same.built == frozenset(), same.output
 
-    classic = build(warm, "builder=classic")
+    classic = build(warm, "build_tool=classic")
     assert_rebuilt_exactly(classic, buildx, image_ids(docker_client, warm), EVERYTHING)
-    again = build(warm, "builder=classic")
+    again = build(warm, "builder=classic")  # its former name
     assert again.built == frozenset(), again.output
 
     back = build(warm)
     assert back.built == EVERYTHING, back.output
-    assert build(warm, "builder=buildx").built == frozenset()
+    assert build(warm, "build_tool=buildx").built == frozenset()
 
 
 @pytest.mark.engine

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,35 +12,17 @@ import pytest
 from paitasks.engine import Engine
 from tests.support import (
     FIXTURES,
-    PAI_BUILD,
+    PASSWORD,
     LoggedRegistry,
     RegistryAPI,
     free_port,
+    pai_build,
     prefixed_tree,
+    report,
+    temp_folders,
+    write_config,
 )
 from tests.support import run_doit as doit
-
-PASSWORD = "s3cret-Pa55-do-not-leak"
-
-
-def write_config(folder: Path, domain: str, namespace: str, tag: str, **extra: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "cluster:",
-        "  docker-registry:",
-        f"    namespace: {namespace}",
-        f"    domain: '{domain}'",
-        f"    tag: {tag}",
-    ]
-    lines += [f"    {key}: {value}" for key, value in extra.items()]
-    (folder / "services-configuration.yaml").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def pai_build(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PAI_BUILD, *arguments], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture
@@ -80,15 +61,15 @@ def test_push_all_publishes_every_image_with_local_digest(
         assert registry.manifest(repository, served)["config"]["digest"] == local.id
         assert local.id == docker_client.images.get(image).id
     assert registry.tags(f"{prefix}/{names['driver-k8s']}") == []
-    report = json.loads((src.parent / ".paitasks" / "report.json").read_text())
-    watchdog = report["images"][names["watchdog"]]
+    found = report(src)
+    watchdog = found["images"][names["watchdog"]]
     assert watchdog["push"]["status"] == "done"
     assert watchdog["push"]["name"] == f"{registry.address}/{prefix}/{names['watchdog']}:v1"
     assert watchdog["push"]["digest"] == registry.manifest_digest(
         f"{prefix}/{names['watchdog']}", "v1"
     )
     assert watchdog["id"] == docker_client.images.get(names["watchdog"]).id
-    assert report["result"] == "success"
+    assert found["result"] == "success"
     assert "image" in result.stdout and f"{len(built)} images:" in result.stdout
 
 
@@ -189,7 +170,7 @@ def test_unreachable_registry_fails_clearly(
     assert "Traceback" not in output
     # Said before any work: no hook ran, nothing was built.
     assert engine.image(names["base-image"]) is None
-    assert not list(src.glob("*/generated")) and not list(src.glob("*/dependency"))
+    assert temp_folders(src) == []
 
 
 @pytest.mark.engine

@@ -14,9 +14,7 @@ state of their own use their own namespace (the per-test `prefix`).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -48,8 +46,11 @@ from tests.support import (
     ENGINE2_ENV,
     FIXTURES,
     PAI_BUILD,
+    PASSWORD,
     LoggedRegistry,
     RegistryAPI,
+    clear_engine1,
+    clear_engine2,
     doit_on,
     engine2,
     engine2_images,
@@ -59,11 +60,16 @@ from tests.support import (
     output,
     prefixed_tree,
     report,
+    run_on_engine1,
+    run_on_engine1_busybox,
+    run_on_engine2,
+    run_on_engine2_busybox,
     statuses,
     succeeded,
     summary_rows,
+    user_environ,
+    write_config,
 )
-from tests.test_push import PASSWORD, write_config
 
 pytestmark = pytest.mark.engine
 
@@ -106,11 +112,6 @@ class Published:
         return sorted(self.fingerprints)
 
 
-def user_environ() -> dict[str, str]:
-    """The environment a user runs pai-build in: no PAI_* settings of the tests."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("PAI_")}
-
-
 def fresh_copy(src: Path, root: Path) -> Path:
     """A fresh clone of the tree: the source folder only, no `.paitasks/`."""
     copy = root / "src"
@@ -146,52 +147,6 @@ def on_engine1(docker_client: docker.DockerClient, reference: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
-
-
-def run_on_engine1(image: str, *command: str) -> str:
-    result = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", image, *command],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def run_on_engine2(image: str, *command: str) -> str:
-    return engine2("run", "--rm", "--network", "none", image, *command).stdout
-
-
-def run_on_engine1_busybox(image: str, path: str) -> str:
-    return _docker_cat([], image, path)
-
-
-def run_engine2_busybox(image: str, path: str) -> str:
-    return _docker_cat(["--host", ENGINE2_ENV["DOCKER_HOST"]], image, path)
-
-
-def _docker_cat(host: list[str], image: str, path: str) -> str:
-    result = subprocess.run(
-        ["docker", *host, "run", "--rm", "--network", "none", "--entrypoint", "/bin/busybox",
-         image, "cat", path],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def clear_engine2(prefix: str) -> None:
-    """Remove engine 2's images whose repository carries `prefix` (tags and digests)."""
-    references = sorted(engine2_images(prefix))
-    if references:
-        engine2("rmi", "--force", *references, check=False)
-
-
-def clear_engine1(docker_client: docker.DockerClient, prefix: str) -> None:
-    for entry in docker_client.api.images():
-        for tag in entry.get("RepoTags") or ():
-            if prefix in tag:
-                with contextlib.suppress(docker.errors.APIError):
-                    docker_client.api.remove_image(tag, force=True)
 
 
 def small_tree(root: Path, prefix: str, note: str = "first") -> tuple[Path, str, str]:
@@ -430,8 +385,7 @@ def test_a_fresh_runner_moves_a_tag_in_the_registry_without_pulling(
     image, registry = leaf_change.image, published.registry
     repository = published.repository(image)
     changed = registry.api.manifest_digest(repository, fingerprint_tag(
-        json.loads((leaf_change.src.parent / ".paitasks" / "report.json").read_text())
-        ["images"][image]["fingerprint"]
+        report(leaf_change.src)["images"][image]["fingerprint"]
     ))
     assert changed is not None and changed != published.digests[image]
     layers = all_layers(published) | set(registry.api.layers(repository, changed))
@@ -509,7 +463,7 @@ def test_base_change_rebuilds_the_base_and_what_is_built_on_it(
             sorted([fingerprint_tag(fingerprint), TAG])
         assert images[image]["push"]["status"] == "done"
     assert {image_of(ref) for ref in engine2_images(published.ns)} == rebuilt
-    assert run_on_engine2(names["argbase"], "cat", "/etc/base-change").strip() == token
+    assert run_on_engine2(names["argbase"], "cat", "/etc/base-change") == token
     assert run_on_engine2(names["argbase"], "cat", "/etc/argbase").startswith("argbase on tools")
 
 
@@ -549,8 +503,8 @@ def test_rebuild_on_a_fresh_runner_reuses_the_registry_layer_cache(
     result = doit_on(second, "build", f"config={config}", "verbose=1", engine2=True)
     stdout = succeeded(result)
     assert statuses(second) == {image: "done"}
-    assert run_engine2_busybox(image, "/note") == "second note\n"
-    assert run_engine2_busybox(image, "/stamp") == stamp
+    assert run_on_engine2_busybox(image, "/note") == "second note\n"
+    assert run_on_engine2_busybox(image, "/stamp") == stamp
     assert "CACHED" in stdout
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import FIXTURES, REPO, finished, prefixed_tree
+from tests.support import FIXTURES, REPO, finished, prefixed_tree, report, temp_folders
 from tests.support import run_doit as doit
 
 DOIT = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py")]
@@ -38,10 +37,6 @@ def wait_for(condition: object, what: str, limit: float = 120.0) -> None:
 def executed(output: str) -> set[str]:
     """The tasks whose actions ran to an end (done or failed), from the finished lines."""
     return {task for task, status in finished(output).items() if status in ("done", "failed")}
-
-
-def temp_folders(src: Path) -> list[Path]:
-    return [p for p in src.glob("*/*") if p.name in ("dependency", "generated")]
 
 
 def gate_hook(hook: Path, gate: Path, entered: Path) -> None:
@@ -70,9 +65,9 @@ def test_continue_builds_what_does_not_depend_on_the_failure(
     assert result.returncode != 0
     assert "tools-base-breaks" in output and "Traceback" not in output
     assert f"not built: build-image:{names['tools-base']} failed" in output
-    report = json.loads((src.parent / ".paitasks" / "report.json").read_text())
-    images = report["images"]
-    assert report["result"] == "failure"
+    found = report(src)
+    images = found["images"]
+    assert found["result"] == "failure"
     assert images[names["tools-base"]]["status"] == "failed"
     for dependent in ("tools", "argbase"):
         assert images[names[dependent]]["status"] == "not built"
