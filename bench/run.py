@@ -15,7 +15,7 @@ random prefix and every image the label `org.paitasks.bench=<run id>`, so the en
 run (also after a failure or Ctrl-C) removes every image it made, and the temp trees. The
 fresh-runner scenario also uses engine 2 (a second dockerd, `PAITASKS_ENGINE2_SOCKET`) and
 the registry (`PAITASKS_REGISTRY`, namespace: the run id), and the two-engines scenario
-builds on both engines through `engines=` (engine 2's docker context:
+builds on both engines through `builders=` (engine 2's docker context:
 `PAITASKS_ENGINE2_CONTEXT`): the end removes the run's images there too, and deletes its
 repositories' manifests through the registry's API.
 docs/benchmarks.md has the figures and what they mean.
@@ -76,7 +76,7 @@ ENGINE2_HOST = "unix://" + os.environ.get(
     "PAITASKS_ENGINE2_SOCKET", "/var/run/paitasks-engine2.sock"
 )
 REGISTRY = os.environ.get("PAITASKS_REGISTRY", "127.0.0.1:5000")
-# The docker contexts of `engines=` in scenario 7: engine 1's and engine 2's.
+# The docker contexts of `builders=` in scenario 7: engine 1's and engine 2's.
 ENGINE1_CONTEXT = "default"
 ENGINE2_CONTEXT = os.environ.get("PAITASKS_ENGINE2_CONTEXT", "paitasks-engine2")
 BUILDKIT_BUILDER = "paitasks-buildkit"  # scripts/dev-engine's buildkitd (driver remote)
@@ -937,11 +937,11 @@ def scenario_slow_run(bench: Bench, sizes: Sizes, report: Report) -> None:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way scenario 7 builds its tree: `engines=` or not, and the checks on its report."""
+    """One way scenario 7 builds its tree: `builders=` or not, and the checks on its report."""
 
     tag: str  # the tree's tag (image names `<run id>-<tag>-...`)
     label: str
-    engines: tuple[str, ...]  # `engines=`; () builds on the local engine
+    builders: tuple[str, ...]  # `builders=`; () builds on the local engine
 
 
 @dataclass
@@ -1172,23 +1172,23 @@ def context_host(name: str) -> str | None:
 
 def built_where(tree: GeneratedTree) -> tuple[dict[str, int], list[float]]:
     """From the last run's report.json: images built per engine (`local` without
-    `engines=`) and the build seconds of each image, the base excepted."""
+    `builders=`) and the build seconds of each image, the base excepted."""
     report = json.loads((tree.root / ".paitasks" / "report.json").read_text(encoding="utf-8"))
     counts: dict[str, int] = {}
     seconds: list[float] = []
     for name, entry in report["images"].items():
         if name == tree.base_image:
             continue
-        engine = str(entry.get("engine") or "local")
+        engine = str(entry.get("builder") or "local")
         counts[engine] = counts.get(engine, 0) + 1
         seconds.append(float(entry["seconds"]))
     return counts, seconds
 
 
 def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
-    """Scenario 7: independent sleeping images built and pushed with `engines=` naming
-    engine 1 and engine 2, against `engines=` naming engine 1 alone and against local
-    builds (no `engines=`); and with `engines=` naming engine 1 and the BuildKit builder
+    """Scenario 7: independent sleeping images built and pushed with `builders=` naming
+    engine 1 and engine 2, against `builders=` naming engine 1 alone and against local
+    builds (no `builders=`); and with `builders=` naming engine 1 and the BuildKit builder
     (driver remote), against engine 1 alone. The engines share this machine's cores: the
     figures give the cost of a build and of the rest, from which the rows' notes estimate
     N machines."""
@@ -1199,11 +1199,11 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
             f"it reaches {host or 'nothing (no such context)'}: set PAITASKS_ENGINE2_CONTEXT"
         )
     variants = (
-        Variant("te", f"engines={ENGINE1_CONTEXT},{ENGINE2_CONTEXT}",
+        Variant("te", f"builders={ENGINE1_CONTEXT},{ENGINE2_CONTEXT}",
                 (ENGINE1_CONTEXT, ENGINE2_CONTEXT)),
-        Variant("oe", f"engines={ENGINE1_CONTEXT}", (ENGINE1_CONTEXT,)),
-        Variant("lo", "no engines= (local builds)", ()),
-        Variant("tb", f"engines={ENGINE1_CONTEXT},{BUILDKIT_BUILDER}",
+        Variant("oe", f"builders={ENGINE1_CONTEXT}", (ENGINE1_CONTEXT,)),
+        Variant("lo", "no builders= (local builds)", ()),
+        Variant("tb", f"builders={ENGINE1_CONTEXT},{BUILDKIT_BUILDER}",
                 (ENGINE1_CONTEXT, BUILDKIT_BUILDER)),
     )
     spec = TreeSpec(sizes.parallel + 1, sleep=sizes.sleep, hook_every=0, files_per_context=1)
@@ -1220,8 +1220,8 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
             bench.delete_repositories(prefix)
             tree = bench.tree(variant.tag, dataclasses.replace(spec, seed=f"{seed}-{variant.tag}"))
             args = ["build", "push", config]
-            if variant.engines:
-                args.append(f"engines={','.join(variant.engines)}")
+            if variant.builders:
+                args.append(f"builders={','.join(variant.builders)}")
             result = bench.doit(tree, *args)
             done = published(tree)
             every = tuple(sorted(tree.images))
@@ -1229,7 +1229,7 @@ def scenario_two_engines(bench: Bench, sizes: Sizes, report: Report) -> None:
             if done != wanted:
                 raise BenchError(f"{variant.label}: expected {wanted}, report.json says {done}")
             counts, seconds = built_where(tree)
-            if sorted(counts) != sorted(variant.engines or ("local",)):
+            if sorted(counts) != sorted(variant.builders or ("local",)):
                 raise BenchError(f"{variant.label}: images built per engine {counts}")
             spread = spreads[variant.tag]
             spread.walls.append(result.seconds)

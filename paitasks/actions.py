@@ -1,4 +1,4 @@
-"""The python-actions behind doit's tasks: thin calls into tempfolders, hooks and engine.
+"""The python-actions behind doit's tasks: thin calls into the modules that do the work.
 
 Each takes the run (run.py) and plain values, and returns a JSON-able dict (saved by doit
 as the task's values) or a doit TaskFailed whose message names the culprit, so a failure
@@ -7,8 +7,10 @@ reads as one clear paragraph instead of a traceback.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from doit.exceptions import TaskFailed
 
@@ -19,23 +21,31 @@ from paitasks.inputs import ImageSpec
 from paitasks.run import Run
 from paitasks.tempfolders import TEMP_FOLDERS, RoundSpec
 
-if TYPE_CHECKING:
-    pass
 
-T = TypeVar("T")
+def _action(function: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
+    """A python-action that runs in the run's process (Run.check_same_process) and whose
+    PaiTasksError becomes doit's TaskFailed."""
+
+    @functools.wraps(function)
+    def action(run: Run, *arguments: Any) -> Any:
+        try:
+            run.check_same_process()
+            return function(run, *arguments)
+        except PaiTasksError as exc:
+            return TaskFailed(str(exc))
+
+    return action
 
 
-def copy_deps(run: Run, round_: RoundSpec) -> Any:
+@_action
+def copy_deps(run: Run, round_: RoundSpec) -> dict[str, Any]:
     """Copy each dependency's whole folder into `<component>/dependency/<dep>/`."""
-    try:
-        run.check_same_process()
-        run.temp.ensure_real(round_, "copies")
-    except PaiTasksError as exc:
-        return TaskFailed(str(exc))
+    run.temp.ensure_real(round_, "copies")
     return {"copied": [dep.name for dep in round_.copies]}
 
 
-def hook(run: Run, ahead: freshness.Lookahead, round_: RoundSpec, script: str) -> Any:
+@_action
+def hook(run: Run, ahead: freshness.Lookahead, round_: RoundSpec, script: str) -> dict[str, Any]:
     """Run a build-pre.sh or build-post.sh hook; a failure carries its last output lines.
 
     With declared inputs (build/hook-inputs), a hook whose inputs are unchanged since
@@ -58,60 +68,44 @@ def hook(run: Run, ahead: freshness.Lookahead, round_: RoundSpec, script: str) -
         )
 
     try:
-        run.check_same_process()
         skipped = run_or_skip(run.contents, round_, path, execute, run.hashes)
-        if path.name == "build-pre.sh" and not skipped:
-            ahead.after_hook(round_.images)  # their registry questions, at once
-        if skipped:
-            return {"hook": path.name, "skipped": "declared inputs unchanged"}
-    except PaiTasksError as exc:
-        return TaskFailed(str(exc))
     except OSError as exc:
-        return TaskFailed(f"component {round_.name}: {path.name}: {exc}")
+        raise PaiTasksError(f"component {round_.name}: {path.name}: {exc}") from None
+    if skipped:
+        return {"hook": path.name, "skipped": "declared inputs unchanged"}
+    if path.name == "build-pre.sh":
+        ahead.after_hook(round_.images)  # their registry questions, at once
     return {"hook": path.name}
 
 
-def build_image(run: Run, spec: ImageSpec) -> Any:
-    """Build one image (builds.py): here, on an engine of `engines=`, or (pull=1) pull
+@_action
+def build_image(run: Run, spec: ImageSpec) -> dict[str, Any]:
+    """Build one image (builds.py): here, on a builder of `builders=`, or (pull=1) pull
     the registry's image of its inputs."""
-    try:
-        run.check_same_process()
-        return builds.build(run, spec)
-    except PaiTasksError as exc:
-        return TaskFailed(str(exc))
+    return builds.build(run, spec)
 
 
-def upload_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> Any:
+@_action
+def upload_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> dict[str, Any]:
     """`_upload:<image>`: make the registry hold the image built from the current inputs
     under its fingerprint tag, pushed from this engine if the registry has none yet.
     `:tag` is not touched: `push` moves every image's `:tag` only once every image is in
     the registry, so a failed upload leaves nothing half-published."""
-    try:
-        run.check_same_process()
-        digest = publish.upload(run, image, bases)
-    except PaiTasksError as exc:
-        return TaskFailed(str(exc))
-    return {"image": image, "digest": digest}
+    return {"image": image, "digest": publish.upload(run, image, bases)}
 
 
-def publish_tag(run: Run, image: str) -> Any:
+@_action
+def publish_tag(run: Run, image: str) -> dict[str, Any]:
     """`_publish:<image>`: move the image's `:tag` to what its fingerprint tag serves."""
-    try:
-        run.check_same_process()
-        digest = publish.move_tag(run, image)
-    except PaiTasksError as exc:
-        return TaskFailed(str(exc))
+    digest = publish.move_tag(run, image)
     return {"image": image, "name": run.registry_settings.image_name(image), "digest": digest}
 
 
-def push_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> Any:
+@_action
+def push_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> dict[str, Any]:
     """`push:<image>`: upload it, then move its `:tag`; return name and digest."""
-    try:
-        run.check_same_process()
-        publish.upload(run, image, bases)
-        digest = publish.move_tag(run, image)
-    except PaiTasksError as exc:
-        return TaskFailed(str(exc))
+    publish.upload(run, image, bases)
+    digest = publish.move_tag(run, image)
     return {"image": image, "name": run.registry_settings.image_name(image), "digest": digest}
 
 

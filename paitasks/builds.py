@@ -1,7 +1,7 @@
 """Building an image: wherever it is built, from one request.
 
 `build` makes the image of an up-to-date check's finding: here (buildx with `--load`, or
-the classic builder), on the least busy engine of `engines=` (buildx, pushed from there
+the classic builder), on the least busy builder of `builders=` (buildx, pushed from there
 under the image's fingerprint tag), or, with `pull=1` and the registry holding it,
 pulled. Every way takes one `BuildRequest` (engine.py): the tree bases by digest where
 the registry holds them (as named build contexts where the builder takes them, else in
@@ -52,11 +52,11 @@ def build(run: Run, spec: ImageSpec) -> dict[str, str]:
         found = freshness.assess(run, spec)  # now read what the build will send
     if run.settings.verbose and found.reasons:
         run.output.printer(spec.name)(f"building: {'; '.join(found.reasons)}")
-    if run.several is not None:
+    if run.builders is not None:
         return _build_elsewhere(run, spec, found)
     engine, tool = run.engine, build_tool(spec.build_tool)
-    dockerfile, contexts = base_inputs(run, spec, engine.named_contexts(tool))
-    request = _request(run, spec, found, (spec.name,), dockerfile, contexts, tool)
+    dockerfile, named = base_inputs(run, spec, engine.takes_named_contexts(tool))
+    request = _request(run, spec, found, (spec.name,), dockerfile, named, tool)
     on_line = run.output.lines(f"build-image:{spec.name}", spec.name)
     image_id = _tried(run, spec.name, lambda: engine.build(request, on_line))
     run.images.update(spec.name, LocalImage(image_id, {LABEL: found.fingerprint}))
@@ -66,29 +66,29 @@ def build(run: Run, spec: ImageSpec) -> dict[str, str]:
 
 
 def _build_elsewhere(run: Run, spec: ImageSpec, found: Finding) -> dict[str, str]:
-    """engines=: build on the least busy engine, pushed from there under the image's
+    """builders=: build on the least busy builder, pushed from there under the image's
     fingerprint tag; nothing comes back to this machine's engine."""
-    remote, several = run.remote, run.several
-    assert remote is not None and several is not None
+    remote, builders = run.remote, run.builders
+    assert remote is not None and builders is not None
     reference = remote.by_fingerprint(spec.name, found.fingerprint)
-    with several.choose() as name:
-        run.output.tell_engine(f"build-image:{spec.name}", name)
-        dockerfile, contexts = base_inputs(run, spec, several.named_contexts(name))
-        request = _request(run, spec, found, (reference,), dockerfile, contexts, "buildx")
+    with builders.choose() as name:
+        run.output.tell_builder(f"build-image:{spec.name}", name)
+        dockerfile, named = base_inputs(run, spec, builders.takes_named_contexts(name))
+        request = _request(run, spec, found, (reference,), dockerfile, named, "buildx")
         on_line = run.output.lines(f"build-image:{spec.name}", f"{spec.name} on {name}")
-        digest = _tried(run, spec.name, lambda: several.build(name, request, on_line))
+        digest = _tried(run, spec.name, lambda: builders.build(name, request, on_line))
     remote.learn(reference, digest)
     run.findings.built_on(spec.name, name)
     run.findings.record(spec.name, dataclasses.replace(found, where="registry", digest=digest))
-    save_record(run.state, spec.name, found.inputs, digest, engine=name)
+    save_record(run.state, spec.name, found.inputs, digest, builder=name)
     return {
-        "image": spec.name, "digest": digest, "engine": name, "fingerprint": found.fingerprint,
+        "image": spec.name, "digest": digest, "builder": name, "fingerprint": found.fingerprint,
     }
 
 
 def _request(
     run: Run, spec: ImageSpec, found: Finding, tags: tuple[str, ...], dockerfile: Path,
-    contexts: Mapping[str, str], tool: str,
+    named: Mapping[str, str], tool: str,
 ) -> BuildRequest:
     remote = run.remote
     return BuildRequest(
@@ -101,7 +101,7 @@ def _request(
         network=spec.network,
         tool=tool,
         cache_from=(remote.by_tag(spec.name),) if remote is not None else (),
-        contexts=dict(contexts),
+        named_contexts=dict(named),
     )
 
 
@@ -184,7 +184,7 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
     remote = run.remote
     if remote is None:
         return {}
-    elsewhere = run.several is not None  # engines=: they see only the registry
+    elsewhere = run.builders is not None  # builders=: they see only the registry
     taken: dict[str, str] = {}
     for base in spec.uses:
         found = run.findings.latest(base)
@@ -196,7 +196,7 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
         if digest is None and elsewhere:
             raise PaiTasksError(
                 f"image {spec.name}: its base {base} is only in this machine's engine, which "
-                f"engines= do not see: push it first (doit push:{base} config=...)"
+                f"builders= do not see: push it first (doit push:{base} config=...)"
             )
         if digest is None:
             continue  # the registry has none: the engine's, built in this run or before

@@ -13,7 +13,6 @@ surfaces here, before any work), then hand the selected tasks to doit.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -25,8 +24,8 @@ from paitasks.config import load_settings
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
 from paitasks.freshness import Lookahead
-from paitasks.graph import image_order, select
-from paitasks.inputs import last_engine
+from paitasks.graph import image_order, select, unknown_message
+from paitasks.inputs import last_builder
 from paitasks.loader import Plan, load_plan
 from paitasks.render import FORMATS
 from paitasks.reporter import REPORT_FILE, summary_lines
@@ -62,8 +61,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variables["verbose"] = "1"
     if getattr(args, "pull", False):
         variables["pull"] = "1"
-    if getattr(args, "engines", None):
-        variables["engines"] = args.engines
+    if getattr(args, "builders", None):
+        variables["builders"] = args.builders
     for name in ("build_args", "platform"):
         if getattr(args, name, None):
             variables[name] = getattr(args, name)
@@ -113,7 +112,7 @@ def push(args: argparse.Namespace) -> int:
     images = list(dict.fromkeys(args.image))
     unknown = [name for name in images if name not in graph.tree.images]
     if unknown:
-        raise PaiTasksError(_unknown_images(unknown, list(graph.tree.images)))
+        raise PaiTasksError(unknown_message(unknown, graph.tree.images, "image"))
     if not images:
         return run_doit(settings, ["push"], args.jobs)
     owners = dict.fromkeys(graph.tree.images[name].component for name in images)
@@ -137,14 +136,14 @@ def plan_command(args: argparse.Namespace) -> int:
     if run.remote is not None:  # the registry's answers, asked at once
         ahead(list(plan.graph.tree.images), [])
     stale = remote = predicted = 0
-    if settings.engines:
-        print(f"engines: {', '.join(settings.engines)} (each build goes to the least busy)")
+    if settings.builders:
+        print(f"builders: {', '.join(settings.builders)} (each build goes to the least busy)")
     for image in image_order(plan.graph):
         fresh, reasons = predictions.predict(image)
         found = run.findings.latest(image)
-        engine = last_engine(settings.state, image)
-        if engine is not None:
-            reasons = (*reasons, f"last built on engine {engine}")
+        builder = last_builder(settings.state, image)
+        if builder is not None:
+            reasons = (*reasons, f"last built on builder {builder}")
         if image in predictions.predicted:
             predicted += 1
             print(f"decided when its hooks run: {image}: {'; '.join(reasons)}")
@@ -153,7 +152,7 @@ def plan_command(args: argparse.Namespace) -> int:
             print(f"rebuild {image}: {'; '.join(reasons)}")
         elif found is not None and found.where == "registry":
             remote += 1
-            print(f"up to date in the registry: {image}" + (f" ({reasons[-1]})" if engine else ""))
+            print(f"up to date in the registry: {image}" + (f" ({reasons[-1]})" if builder else ""))
     total = len(plan.graph.tree.images)
     kept = total - stale - predicted
     where = f" ({remote} in the registry only)" if remote else ""
@@ -218,14 +217,6 @@ def graph_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unknown_images(unknown: list[str], known: list[str]) -> str:
-    parts = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1)
-        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"unknown images: {', '.join(parts)}"
-
-
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--src", default="src", help="source folder (default: ./src)")
     sub.add_argument("-j", "--jobs", type=int, default=1, help="parallel tasks (default 1)")
@@ -235,8 +226,8 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--platform", help="target platform, e.g. linux/amd64")
     sub.add_argument("-v", "--verbose", action="store_true", help="show docker's output")
     sub.add_argument(
-        "--engines", metavar="NAME,...",
-        help="docker contexts or buildx builders that build (needs a registry)",
+        "--builders", "--engines", dest="builders", metavar="NAME,...",
+        help="buildx builders (docker contexts or others) that build (needs a registry)",
     )
     sub.add_argument(
         "--pull", action="store_true",

@@ -1,18 +1,8 @@
-"""What a component's temp folders hold, made or not, and which of its files a build
-context counts: the one rule for the temp folders' part of a fingerprint.
-
-What they hold at a stage (tempfolders.py names the stages), as fingerprints count it,
-the same whether they are made or not, on any machine:
-
-* after a hook with declared inputs: one entry, the hook's key (`hook_key`: the hook,
-  its declared inputs, the component's folder as the hook finds it and, after the
-  build, the fingerprints of its images), which stands for all it makes;
-* with no hook before the stage: what copy-deps makes (each dependency's folder as it
-  is after its round, counted the same way);
-* after a hook that declares no inputs: the folders as that hook left them; outside a
-  run, before it ran, they are *predicted* from the last build's record.
-
-`context_files` applies this to the files of one build context.
+"""What a component's temp folders hold, made or not, as fingerprints count it (the
+stages are tempfolders.py's), and the hooks' keys; `context_files` applies it to the
+files of one build context: the one rule for the temp folders' part of a fingerprint.
+Outside a run, what a hook that declares no inputs makes is *predicted* from the last
+build's record (`Contents.entries`).
 """
 
 from __future__ import annotations

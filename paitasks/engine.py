@@ -1,23 +1,10 @@
-"""Every call paitasks makes to one Docker engine goes through this module (engines.py
-drives the engines of `engines=` through python-on-whales).
-
-Builds go through buildx when the plugin is there, else through the classic builder via
-the engine's API (the docker SDK streams each step's output, which the classic CLI's
-quiet mode hides). buildx is a CLI plugin with no API of its own, so its builds run it,
-through `run_cli`, this module's one way to run a docker program (over
-streaming.run_streaming, which the hooks use too): assembling that one command line
-does not warrant a client library (python-on-whales took a fifth of a second to import,
-in every run that builds), and build arg values go through the CLI's environment, off
-its command line. The plugin runs as its own program (`docker-buildx build`, its
-standalone mode), found where the docker CLI finds it: going through `docker buildx`
-first starts the docker CLI, which then starts the plugin twice (once to read its
-metadata), for each image.
-Questions about many images at once (which tags exist, their ids and labels) are one API
-call instead of one CLI process each. The two reads every run makes (is the engine
-there, which images does it hold) go over the engine's socket with the standard library:
-a run that builds nothing then never loads the docker SDK, which takes longer to import
-than the listing takes.
-Every failure becomes an EngineError naming the image and showing the last output lines.
+"""Every call paitasks makes to one Docker engine: builds (buildx, run as its own
+program through `run_cli` with build arg values in its environment; or the classic
+builder through the API), the image listing, pulls and pushes. The routes it takes and
+why are in docs/architecture.md ("One route per job"): the docker SDK, its errors made
+EngineErrors in `sdk` only; two reads over the engine's socket with the standard library,
+so a run that builds nothing never imports the SDK. Every failure is an EngineError that
+names the image and shows the last output lines.
 """
 
 from __future__ import annotations
@@ -55,37 +42,17 @@ PLUGIN_FOLDERS = (  # where the docker CLI looks for plugins, after the user's o
 # Failures worth another try: the network or the registry hiccuped (dockerd's own words
 # for a 429, a 5xx, a reset). Refused logins and rejected manifests are final.
 TRANSIENT = (
-    "connection refused",
-    "connection reset",
-    "broken pipe",
-    "i/o timeout",
-    "timeout",
-    "temporarily unavailable",
-    "eof",
-    "429",
-    "too many requests",
-    "toomanyrequests",
-    "500 internal server error",
-    "502",
-    "503",
-    "504",
-    "service unavailable",
-    "unavailable",
+    "connection refused", "connection reset", "broken pipe", "timeout", "eof", "429",
+    "too many requests", "toomanyrequests", "500 internal server error", "502", "503",
+    "504", "unavailable",
 )
 LAYER_DONE = ("Pushed", "Layer already exists")  # a push's word for a layer now there
 # What BuildKit and dockerd say when a build's request to a registry failed (a base by
-# digest, the layer cache, an engines= push), as against a failure of the build itself.
+# digest, the layer cache, a builders= push), as against a failure of the build itself.
 REGISTRY_WORK = (
-    "/v2/",
-    "failed to push",
-    "unexpected status",
-    "failed to resolve source metadata",
-    "failed to copy",
-    "failed to fetch",
-    "failed to authorize",
-    "error pulling",
-    "pulling from host",
-    "failed with status code",
+    "/v2/", "failed to push", "unexpected status", "failed to resolve source metadata",
+    "failed to copy", "failed to fetch", "failed to authorize", "error pulling",
+    "pulling from host", "failed with status code",
 )
 # Environment variables the docker CLI reads itself: a build arg of such a name must not
 # replace the CLI's own value.
@@ -106,7 +73,7 @@ class LocalImage:
 @dataclass(frozen=True)
 class BuildRequest:
     """One image build, wherever it is made: by this engine (buildx or the classic
-    builder) or by an engine of `engines=` (buildx, pushed from there)."""
+    builder) or by a builder of `builders=` (buildx, pushed from there)."""
 
     tags: tuple[str, ...]  # the first names the image in messages
     dockerfile: Path
@@ -120,7 +87,7 @@ class BuildRequest:
     # Registry images whose inline layer cache to reuse; the image then carries its own.
     cache_from: tuple[str, ...] = ()
     # Named build contexts (BuildKit 0.10+): an image name -> what stands for it.
-    contexts: Mapping[str, str] = field(default_factory=dict)
+    named_contexts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -170,7 +137,7 @@ class Engine:
         if _api_get("/_ping", self.host) is None:
             _ = self.client
 
-    def named_contexts(self, tool: str) -> bool:
+    def takes_named_contexts(self, tool: str) -> bool:
         """Whether builds here with `tool` take named build contexts (`--build-context`):
         buildx on a dockerd of 23.0 or later, whose BuildKit is 0.10 or later."""
         if tool != "buildx":
@@ -181,7 +148,7 @@ class Engine:
                 if found is None:
                     found = self.client.version()
                 self._version = str((found or {}).get("Version", ""))
-            return takes_named_contexts(self._version)
+            return dockerd_takes_named_contexts(self._version)
 
     # -- images -----------------------------------------------------------------------
 
@@ -294,10 +261,7 @@ class Engine:
                 progress=lambda: len(done),
             )
         except retries.Transient as failure:
-            raise RegistryError(
-                f"image {image}: pushing {target} failed after {failure.tries} "
-                f"{'try' if failure.tries == 1 else 'tries'}: {failure.reason}"
-            ) from None
+            raise RegistryError(f"image {image}: pushing {target} {failure.gave_up}") from None
 
     def _push_once(
         self,
@@ -445,10 +409,7 @@ class Engine:
         try:
             retries.call(policy, once)
         except retries.Transient as failure:
-            raise RegistryError(
-                f"pulling {reference} failed after {failure.tries} "
-                f"{'try' if failure.tries == 1 else 'tries'}: {failure.reason}"
-            ) from None
+            raise RegistryError(f"pulling {reference} {failure.gave_up}") from None
         pulled = self.image(reference)
         if pulled is None:
             raise EngineError(f"pulling {reference}: the engine reported success but has no image")
@@ -562,7 +523,7 @@ def buildx_command(
         command += ["--cache-from", f"type=registry,ref={image}"]
     if request.cache_from:
         command += ["--cache-to", "type=inline"]
-    for name, source in request.contexts.items():
+    for name, source in request.named_contexts.items():
         command += ["--build-context", f"{name}={source}"]
     environment: dict[str, str] = {}
     if "BUILDX_GIT_INFO" not in os.environ:
@@ -829,7 +790,7 @@ def _api_get(
     return body.decode("utf-8", "replace")
 
 
-def takes_named_contexts(version: str) -> bool:
+def dockerd_takes_named_contexts(version: str) -> bool:
     """Whether a dockerd of `version` ("20.10.24", "23.0.1", "26.1.0+dfsg") embeds a
     BuildKit with named build contexts (0.10, from dockerd 23.0 on)."""
     major = version.split(".", 1)[0]

@@ -129,7 +129,7 @@ class Findings:
         self._lock = threading.Lock()
         self._latest: dict[str, Finding] = {}
         self._for_build: dict[str, Finding] = {}  # what a check found, for its build
-        self._built_on: dict[str, str] = {}  # image -> the engine of engines= that built it
+        self._built_on: dict[str, str] = {}  # image -> the builder of builders= that built it
         self._stale: set[str] = set()  # names pointing at a stale image in the engine
 
     def record(self, name: str, finding: Finding, for_build: bool = False) -> None:
@@ -156,11 +156,11 @@ class Findings:
         with self._lock:
             return self._for_build.pop(name, None)
 
-    def built_on(self, name: str, engine: str | None = None) -> str | None:
-        """The engine of `engines=` that built image `name` in this run (and note it)."""
+    def built_on(self, name: str, builder: str | None = None) -> str | None:
+        """The builder of `builders=` that built image `name` in this run (and note it)."""
         with self._lock:
-            if engine is not None:
-                self._built_on[name] = engine
+            if builder is not None:
+                self._built_on[name] = builder
             return self._built_on.get(name)
 
     def note_stale(self, name: str) -> None:

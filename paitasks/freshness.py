@@ -27,7 +27,7 @@ from paitasks.inputs import (
     ImageSpec,
     external_digest,
     gather,
-    last_engine,
+    last_builder,
     load_record,
     record_path,
     save_record,
@@ -97,7 +97,7 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Finding:
                 previous = None  # the record is of another build than the engine's image
             result = Finding(inputs, wanted, False, tuple(explain(previous, inputs)))
     if gathered.predicted and previous is not None:
-        note = "assuming copy-deps and hooks make the same files as last time"
+        note = "predicted: copy-deps and hooks make the same files as last time"
         result = dataclasses.replace(result, reasons=(*result.reasons, note))
     elif gathered.predicted and not result.fresh:
         reason = (
@@ -177,9 +177,9 @@ class ImageUpToDate:
                     fresh, reasons = False, (*reasons, "pull=1: bringing it into the engine")
             else:
                 fresh, reasons = self.predictions.predict(self.spec.name)
-                engine = last_engine(run.state, self.spec.name)
-                if engine is not None:
-                    reasons = (*reasons, f"last built on engine {engine}")
+                builder = last_builder(run.state, self.spec.name)
+                if builder is not None:
+                    reasons = (*reasons, f"last built on builder {builder}")
         except PaiTasksError as exc:
             self.reason = str(exc)
             return False
@@ -241,7 +241,7 @@ class Lookahead:
     not) and asks for all their fingerprint tags, every `:tag` to push and every
     external base at once; each time a check learns a fingerprint nobody could know
     before (after a hook), it asks at once for the images built on it. The checks then
-    read the answers (registry.py keeps them). A guess that turns out wrong costs only
+    read the answers (registry.py keeps them). A prediction that turns out wrong costs only
     the question the check then asks itself: nothing is decided here."""
 
     def __init__(self, run: Run) -> None:

@@ -145,7 +145,7 @@ def select(graph: Graph, names: Iterable[str]) -> set[str]:
     known = graph.component_deps
     unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise GraphError(_unknown_message(unknown, known))
+        raise GraphError(unknown_message(unknown, known))
     chosen: set[str] = set()
     stack = list(wanted)
     while stack:
@@ -223,8 +223,11 @@ def _loop_message(cycle: list[str], evidence: Sequence[Edge], root: Path, what: 
     return "\n".join(lines)
 
 
-def _unknown_message(unknown: Sequence[str], known: Mapping[str, object]) -> str:
-    """Name every unknown component, with a guess when one is close enough."""
+def unknown_message(
+    unknown: Sequence[str], known: Iterable[str], noun: str = "component"
+) -> str:
+    """Name every unknown component (or image), with a guess when one is close enough."""
+    known = list(known)
     by_lower = {name.lower(): name for name in known}
     parts = []
     for name in unknown:
@@ -234,5 +237,4 @@ def _unknown_message(unknown: Sequence[str], known: Mapping[str, object]) -> str
             guesses.insert(0, same_but_case)
         hint = f" (did you mean {' or '.join(repr(g) for g in guesses)}?)" if guesses else ""
         parts.append(f"{name!r}{hint}")
-    noun = "component" if len(unknown) == 1 else "components"
-    return f"Unknown {noun}: {', '.join(parts)}"
+    return f"Unknown {noun}{'' if len(unknown) == 1 else 's'}: {', '.join(parts)}"

@@ -167,19 +167,19 @@ def load_record(state: Path, image: str) -> BuildInputs | None:
         return None
 
 
-def last_engine(state: Path, image: str) -> str | None:
-    """The engine of `engines=` that made the last build recorded here, if one did."""
+def last_builder(state: Path, image: str) -> str | None:
+    """The builder of `builders=` that made the last build recorded here, if one did."""
     try:
-        found = json.loads(record_path(state, image).read_text(encoding="utf-8")).get("engine")
+        found = json.loads(record_path(state, image).read_text(encoding="utf-8")).get("builder")
     except (OSError, ValueError, AttributeError):
         return None
     return str(found) if found else None
 
 
 def save_record(
-    state: Path, image: str, inputs: BuildInputs, image_id: str, engine: str | None = None
+    state: Path, image: str, inputs: BuildInputs, image_id: str, builder: str | None = None
 ) -> None:
-    """Keep the inputs of a build (and, with engines=, the engine that made it)."""
+    """Keep the inputs of a build (and, with builders=, the builder that made it)."""
     path = record_path(state, image)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
@@ -188,6 +188,6 @@ def save_record(
         "fingerprint": fingerprint(inputs),
         "inputs": inputs.to_json(),
     }
-    if engine is not None:
-        data["engine"] = engine
+    if builder is not None:
+        data["builder"] = builder
     write_json(path, data)

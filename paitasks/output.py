@@ -13,13 +13,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from paitasks.streaming import LineSink
 
 if TYPE_CHECKING:
     from paitasks.progress import Display
-
-LineSink = Callable[[str], None]
 
 
 class Output:
@@ -52,10 +51,10 @@ class Output:
 
         return sink
 
-    def tell_engine(self, task: str, engine: str) -> None:
-        """Which engine of `engines=` runs `task`, for the display."""
+    def tell_builder(self, task: str, builder: str) -> None:
+        """Which builder of `builders=` runs `task`, for the display."""
         if self._display is not None:
-            self._display.output(task, "", engine)
+            self._display.output(task, "", builder)
 
     def printer(self, label: str) -> LineSink:
         """Print whole lines, labelled, through the display or straight to stdout."""

@@ -2,7 +2,7 @@
 
 On a terminal (`LiveDisplay`, with `rich`): finished tasks scroll up, one line each,
 above a bar of finished/total tasks with the elapsed time and one line per task in
-flight: its name, its engine when there are several, how long it has run and the last
+flight: its name, its builder when there are several, how long it has run and the last
 line of its output. Elsewhere (`PlainDisplay`: CI logs, pipes): the same finished lines,
 nothing else, and while tasks are in flight a line every `HEARTBEAT` seconds naming them,
 so a quiet log never looks hung. Both take lines from worker threads. A line may say which
@@ -34,7 +34,7 @@ STYLES = {
 @dataclass
 class Running:
     since: float
-    engine: str | None = None
+    builder: str | None = None
     last: str = ""
 
 
@@ -66,13 +66,13 @@ class Display:
         with self._lock:
             self._running[task] = Running(self.clock())
 
-    def output(self, task: str, line: str, engine: str | None = None) -> None:
-        """The last output line of a task in flight, or the engine it runs on."""
+    def output(self, task: str, line: str, builder: str | None = None) -> None:
+        """The last output line of a task in flight, or the builder it runs on."""
         with self._lock:
             found = self._running.get(task)
             if found is not None:
                 found.last = line or found.last
-                found.engine = engine or found.engine
+                found.builder = builder or found.builder
 
     def finished(self, task: str, text: str, span: Span | None = None) -> None:
         with self._lock:
@@ -81,13 +81,13 @@ class Display:
         self.write(text, span)
 
     def running(self) -> list[tuple[str, str, str]]:
-        """(`task [on engine]`, how long it has run, its last output line) of each task
+        """(`task [on builder]`, how long it has run, its last output line) of each task
         in flight, the oldest first."""
         now = self.clock()
         with self._lock:
             found = sorted(self._running.items(), key=lambda item: (item[1].since, item[0]))
         return [
-            (f"{task}{f' on {state.engine}' if state.engine else ''}",
+            (f"{task}{f' on {state.builder}' if state.builder else ''}",
              elapsed(now - state.since), state.last)
             for task, state in found
         ]

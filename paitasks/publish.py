@@ -4,7 +4,7 @@
 
 1. `upload`: the registry holds the image built from the current inputs under its
    fingerprint tag (`paitasks-<hex>`). Nothing to do when it has one already (built on
-   another runner, or by an engine of `engines=`). Otherwise this engine's image is
+   another runner, or by a builder of `builders=`). Otherwise this engine's image is
    sent, and only what the registry lacks: a small image from this process (its new
    layers, compressed here; the layers of its tree bases mounted from their
    repositories, which sends nothing; its config; its manifest), each request pooled
@@ -13,10 +13,7 @@
    fingerprint tag serves: a manifest copy in the registry (no layer moves), or, where
    this process cannot ask for that, an engine's push.
 
-The engine's own push (dockerd 20.10) makes a new connection for every request and
-asks for each layer one after another, so a push costs two round trips per layer; from
-here it costs about four in all. Exporting an image reads all of its layers, so large
-ones are left to the engine (the `send_limit` setting).
+Why large images are left to the engine (`send_limit`): docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL
-from paitasks.inputs import last_engine
+from paitasks.inputs import last_builder
 from paitasks.registry import Client, Exchange, Unsure, fingerprint_tag
 from paitasks.retries import Transient
 from paitasks.run import Run
@@ -283,18 +280,18 @@ def _tag_through_an_engine(
     run: Run, image: str, canonical: str, on_line: LineSink | None
 ) -> str:
     """`:tag` pushed by a docker engine, where the registry cannot be asked to copy a
-    manifest directly: (engines=) the one that built it, else one that pulls it by
-    digest first (a docker context of engines=, else this machine's engine: a buildx
+    manifest directly: (builders=) the one that built it, else one that pulls it by
+    digest first (a docker context of builders=, else this machine's engine: a buildx
     builder of another driver has no engine to push from)."""
     remote, settings = _remote(run), run.registry_settings
     by_fingerprint = remote.by_fingerprint(image, run.findings.fingerprint(image) or "")
     engine, source = run.engine, remote.by_digest(image, canonical)
-    several = run.several
+    builders = run.builders
     built_on = run.findings.built_on(image)
-    if several is not None and built_on is None:  # built by an earlier run, maybe
-        last = last_engine(run.state, image)
-        built_on = last if last in several.names else None
-    there = several.docker_engine(built_on) if several is not None else None
+    if builders is not None and built_on is None:  # built by an earlier run, maybe
+        last = last_builder(run.state, image)
+        built_on = last if last in builders.names else None
+    there = builders.docker_engine(built_on) if builders is not None else None
     if there is not None:
         engine = there  # the one that built it holds what it pushed; another pulls it
     if engine.image(by_fingerprint) is not None:

@@ -16,11 +16,8 @@ cheap only if it costs no round trip of its own:
   fetched once per set of scopes (many repositories in one token request) and kept
   until they expire. Every request is retried by the run's policy (retries.py), and
   recorded in the `Journal` (the timeline's registry lane, the report's waits).
-- The engine is still asked (`Engine.registry_digest`, which uses the engine's own
-  registry settings and docker's credentials) only where this process cannot be sure:
-  a certificate Python does not trust, a login refused or of an unknown kind (identity
-  tokens), an odd answer, or Docker Hub when the engine has registry mirrors. Its answer
-  or error stands.
+- The engine is still asked (`Engine.registry_digest`) where this process cannot be
+  sure (docs/architecture.md says where); its answer or error stands.
 
 Credentials go in request headers only; no message, log or record shows them.
 """
@@ -399,8 +396,7 @@ class Client:
             subject = f"image {image}: " if image else ""
             where = "is unreachable" if isinstance(failure, Unreachable) else "failed"
             raise RegistryError(
-                f"{subject}registry {self.host} {where}: {what} failed after "
-                f"{_tries(failure.tries)}: {failure.reason}"
+                f"{subject}registry {self.host} {where}: {what} {failure.gave_up}"
             ) from None
         except Unsure as exc:
             self.journal.record(Exchange(what, self.host, start, time.time(), tries,
@@ -1012,10 +1008,6 @@ def _network_reason(exc: BaseException) -> str:
         if marker in text:
             return words
     return text.split("): ", 1)[-1].strip() or type(exc).__name__
-
-
-def _tries(count: int) -> str:
-    return f"{count} {'try' if count == 1 else 'tries'}"
 
 
 def _basic(username: str, password: str) -> str:

@@ -185,8 +185,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         status = outcome.status
         if status == "not built":
             status = f"not built: {', '.join(outcome.blocked_by)} failed"
-        engine = outcome.values.get("engine")
-        where = f" on {engine}" if engine else ""
+        builder = outcome.values.get("builder")
+        where = f" on {builder}" if builder else ""
         count = f"[{self._done:>{len(str(self._total))}}/{self._total}] "
         line = f"{count}{status} {display_name(name)}{where}{took}\n"
         span = (len(count), len(count) + len(status), outcome.status)
@@ -209,8 +209,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             }
             if outcome.blocked_by:
                 entry["blocked_by"] = outcome.blocked_by
-            if outcome.values.get("engine"):
-                entry["engine"] = outcome.values["engine"]
+            if outcome.values.get("builder"):
+                entry["builder"] = outcome.values["builder"]
             if kind == "build-image":
                 local = _safe_get(self.run, subject)
                 entry["id"] = outcome.values.get("id") or (local.id if local else None)
@@ -268,7 +268,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                     start=start,
                     end=outcome.ended if outcome.ended is not None else now,  # interrupted
                     result=_report_status(outcome.status),
-                    where=str(outcome.values.get("engine") or "this machine"),
+                    where=str(outcome.values.get("builder") or "this machine"),
                     needs=tuple(display_name(n) for n in self._needs.get(name, ())),
                 )
             )
@@ -295,8 +295,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
         status = str(entry["status"])
         if status == "not built":
             status = f"not built ({', '.join(entry.get('blocked_by') or ())} failed)"
-        elif entry.get("engine"):
-            status = f"{status} (on {entry['engine']})"
+        elif entry.get("builder"):
+            status = f"{status} (on {entry['builder']})"
         seconds = entry.get("seconds")
         took = f"{seconds:.1f}s" if seconds is not None else ""
         push = entry.get("push") or {}

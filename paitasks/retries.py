@@ -52,6 +52,11 @@ class Transient(Exception):
         self.throttled = throttled  # a 429: wait at least THROTTLED when it says no more
         self.tries = 1  # set by `call` when it gives up
 
+    @property
+    def gave_up(self) -> str:
+        """`failed after N tries: <reason>`, for the message of what it failed."""
+        return f"failed after {self.tries} {'try' if self.tries == 1 else 'tries'}: {self.reason}"
+
 
 def call(
     policy: Policy,

@@ -35,9 +35,9 @@ from paitasks.output import Output
 from paitasks.settings import Settings
 
 if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
+    from paitasks.builders import Builders
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
-    from paitasks.engines import Engines
     from paitasks.registry import Journal, RegistryView
     from paitasks.retries import Policy
 
@@ -64,7 +64,7 @@ class Run:
         self._hashes: HashCache | None = None
         self._registry: RegistrySettings | None = None
         self._remote: RegistryView | None = None
-        self._several: Engines | None = None
+        self._builders: Builders | None = None
         self._tree_lock = RunLock(self.state)
         self._locked = False
         # What the checks found of each image (written by freshness.py only).
@@ -79,7 +79,7 @@ class Run:
     def begin(self, check_engine: bool) -> list[Path]:
         """Take the tree's lock (waiting for another run), tidy the temp folders a killed
         run left (returned, to be reported), and check the engine answers if the run has
-        engine tasks (and the engines of `engines=`)."""
+        engine tasks (and the builders of `builders=`)."""
         self._tree_lock.acquire(wait=True)
         self._locked = True
         self.images.run_started(self._tree_lock.previous, self._tree_lock.written)
@@ -88,15 +88,15 @@ class Run:
         removed = self.temp.remove()
         if check_engine:
             self.engine.check()
-            if self.settings.engines:
+            if self.settings.builders:
                 if self.settings.config is None:
                     raise ConfigError(
-                        f"engines={','.join(self.settings.engines)} needs a registry (config=DIR "
-                        "or PAI_CONFIG): images built on other engines reach each other and "
+                        f"builders={','.join(self.settings.builders)} needs a registry (config=DIR "
+                        "or PAI_CONFIG): images built by other builders reach each other and "
                         "this machine only through it"
                     )
-                assert self.several is not None
-                self.several.check()
+                assert self.builders is not None
+                self.builders.check()
         return removed
 
     def end(self) -> None:
@@ -204,16 +204,17 @@ class Run:
             return self._remote
 
     @property
-    def several(self) -> Engines | None:
-        """The engines of `engines=` (docker contexts, buildx builders); None without it."""
-        if not self.settings.engines:
+    def builders(self) -> Builders | None:
+        """The builders of `builders=` (docker contexts, buildx builders); None without."""
+        if not self.settings.builders:
             return None
         with self._lock:
-            if self._several is None:
-                from paitasks.engines import Engines
+            if self._builders is None:
+                from paitasks.builders import Builders
 
-                self._several = Engines(self.settings.engines)
-            return self._several
+                self._builders = Builders(self.settings.builders)
+            return self._builders
+
 
 class ImageView:
     """The engine's images, listed once per run and kept current by the run's builds.

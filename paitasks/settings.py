@@ -25,7 +25,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "build_args": ("build_args", "PAI_BUILD_ARGS"),
     "platform": ("platform", "PAI_PLATFORM"),
     "pull": ("pull", "PAI_PULL"),
-    "engines": ("engines", "PAI_ENGINES"),
+    "builders": ("builders", "PAI_BUILDERS"),
     "tries": ("tries", "PAI_REGISTRY_TRIES"),
     "retry_time": ("retry_time", "PAI_REGISTRY_RETRY_TIME"),
     "stall": ("stall", "PAI_REGISTRY_STALL"),
@@ -33,7 +33,10 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 BUILD_TOOLS = ("buildx", "classic")
 # Older names of settings, still read: setting -> (doit variable, environment variable).
-FORMERLY: dict[str, tuple[str, str]] = {"build_tool": ("builder", "PAI_BUILDER")}
+FORMERLY: dict[str, tuple[str, str]] = {
+    "build_tool": ("builder", "PAI_BUILDER"),
+    "builders": ("engines", "PAI_ENGINES"),
+}
 TRUE = ("1", "true", "yes", "on")
 STATE_DIR = ".paitasks"  # in the tree's root: everything paitasks keeps between runs
 
@@ -51,8 +54,8 @@ class Settings:
     platform: str | None = None  # target platform, e.g. linux/amd64; None: the engine's
     # With a registry: bring images that are up to date there into the local engine too.
     pull: bool = False
-    # Docker contexts that build (several machines); none: this process's engine.
-    engines: tuple[str, ...] = ()
+    # buildx builders that build (several machines); none: this machine's engine.
+    builders: tuple[str, ...] = ()
     # How hard a registry request or push is tried (retries.py): tries, at most this
     # many seconds from the first, and a try fails after this many seconds of silence.
     tries: int = 5
@@ -127,9 +130,9 @@ def resolve_settings(
         build_args=read_build_args(base / args_file, environ) if args_file else (),
         platform=pick("platform"),
         pull=(pick("pull") or "").lower() in TRUE,
-        engines=tuple(
+        builders=tuple(
             dict.fromkeys(
-                name.strip() for name in (pick("engines") or "").split(",") if name.strip()
+                name.strip() for name in (pick("builders") or "").split(",") if name.strip()
             )
         ),
         tries=int(number("tries", 5, whole=True)),

@@ -23,7 +23,7 @@ from typing import Any
 from paitasks import actions
 from paitasks.freshness import CopiesDeferred, ImageUpToDate, Lookahead, PushUpToDate
 from paitasks.graph import Graph
-from paitasks.inputs import ImageSpec, last_engine
+from paitasks.inputs import ImageSpec, last_builder
 from paitasks.loader import Plan
 from paitasks.run import Run
 from paitasks.settings import Settings
@@ -152,9 +152,9 @@ def component_tasks(
     for image in component.images:
         spec = image_spec(plan, image.name, settings, round_)
         doc = f"build image {image.name} from {display_path(image.dockerfile, settings.root)}"
-        engine = last_engine(settings.state, image.name) if settings.engines else None
-        if engine is not None:  # engines=: `doit info` says where it was built last
-            doc += f"; last built on engine {engine}"
+        builder = last_builder(settings.state, image.name) if settings.builders else None
+        if builder is not None:  # builders=: `doit info` says where it was built last
+            doc += f"; last built on builder {builder}"
         yield {
             "basename": "build-image",
             "name": image.name,

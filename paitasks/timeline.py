@@ -2,7 +2,7 @@
 
 `.paitasks/trace.json` opens in Perfetto (ui.perfetto.dev) or `chrome://tracing`. Each
 task is a complete event (`"ph": "X"`) on the machine that ran it (a "process": this
-machine, or an engine of `engines=`) and on a lane of it (a "thread": lanes are handed out
+machine, or a builder of `builders=`) and on a lane of it (a "thread": lanes are handed out
 so that no two slices of one lane overlap, so a machine never has more lanes than tasks
 ran there at once). The critical path (the chain of tasks, each waiting for the one
 before it, that ends last) is repeated on a process of its own, and listed in the
@@ -32,7 +32,7 @@ class Slice:
     start: float  # seconds, on any one clock
     end: float
     result: str
-    where: str = HERE  # the machine: HERE or an engine's name
+    where: str = HERE  # the machine: HERE or a builder's name
     needs: tuple[str, ...] = ()  # tasks it waited for (doit's task_dep)
 
 

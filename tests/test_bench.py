@@ -56,11 +56,11 @@ def test_quick_benchmark_runs_every_scenario(
     two = [row for row in rows if row.startswith("| 7. two engines")]
     assert len(two) == 3, two
     assert all(
-        "engines=default,paitasks-engine2" in row and "built per run: default" in row
+        "builders=default,paitasks-engine2" in row and "built per run: default" in row
         and "paitasks-engine2 " in row.split("built per run:", 1)[1]
         for row in two[:2]
     ), two
-    assert "engines=default,paitasks-buildkit" in two[2], two[2]
+    assert "builders=default,paitasks-buildkit" in two[2], two[2]
     assert "paitasks-buildkit " in two[2].split("built per run:", 1)[1], two[2]
     assert "ESTIMATE for N machines" in two[0], two[0]
 

@@ -17,8 +17,8 @@ import docker
 import docker.errors
 import pytest
 
+from paitasks.builders import buildkit_takes_named_contexts
 from paitasks.engine import BuildRequest, Engine
-from paitasks.engines import buildkit_takes_named_contexts
 from tests.support import BUILDKIT, RegistryAPI, engine2, hello_context, on_engine2
 
 pytestmark = pytest.mark.engine

@@ -16,9 +16,9 @@ from paitasks.engine import (
     Engine,
     build_tool,
     buildx_command,
+    dockerd_takes_named_contexts,
     registry_hiccup,
     run_cli,
-    takes_named_contexts,
 )
 from paitasks.errors import EngineError
 from tests.support import RegistryAPI, busybox_context, hello_context, run_on_engine1
@@ -276,7 +276,7 @@ def test_buildx_command_passes_named_contexts_and_the_registry_cache(
     request = BuildRequest(
         tags=("app",), dockerfile=Path("/src/app/build/app.dockerfile"),
         context=Path("/src/app"), cache_from=("127.0.0.1:5000/ns/app:v1",),
-        contexts={"base": pinned},
+        named_contexts={"base": pinned},
     )
     command, _ = buildx_command(request)
     assert command[command.index("--build-context") + 1] == f"base={pinned}"
@@ -291,14 +291,14 @@ def test_buildx_command_passes_named_contexts_and_the_registry_cache(
      ("26.1.5+dfsg1", True), ("", False), ("dev", False)],
 )
 def test_named_contexts_from_dockerd_23_on(version: str, named: bool) -> None:
-    assert takes_named_contexts(version) is named
+    assert dockerd_takes_named_contexts(version) is named
 
 
 @pytest.mark.engine
 def test_the_engines_here_take_no_named_contexts(engine: Engine) -> None:
     """dockerd 20.10 embeds BuildKit 0.8: bases come by a rewritten dockerfile here."""
-    assert engine.named_contexts("buildx") is False
-    assert engine.named_contexts("classic") is False
+    assert engine.takes_named_contexts("buildx") is False
+    assert engine.takes_named_contexts("classic") is False
 
 
 @pytest.mark.parametrize(

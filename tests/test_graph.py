@@ -22,6 +22,7 @@ from paitasks.graph import (
     build_graph,
     image_order,
     select,
+    unknown_message,
 )
 from paitasks.tree import Component, DepEntry, Image, Tree, discover
 
@@ -583,3 +584,10 @@ def test_property_injected_loop_is_reported(
     with pytest.raises(GraphError) as info:
         build_graph(looped, refs)
     check_loop_report(info.value, looped, comp, imgs)
+
+
+def test_unknown_images_are_named_with_what_was_meant() -> None:
+    """`pai-build push -i` names unknown images the way unknown components are named."""
+    assert unknown_message(["bsae", "App"], ["base", "app"], "image") == (
+        "Unknown images: 'bsae' (did you mean 'base'?), 'App' (did you mean 'app'?)"
+    )

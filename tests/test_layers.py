@@ -2,13 +2,14 @@
 
 Every import counts: at the top of a module, inside a function (imported late, for
 speed) and under `TYPE_CHECKING`, since each is a module that must be understood before
-the other. docs/architecture.md lists the same layers.
+the other. docs/architecture.md lists the same layers (checked below).
 """
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ LAYERS: list[set[str]] = [
     # the tree and the settings: planning, no docker
     {"settings", "config", "context", "tree", "dockerfile", "graph", "loader", "render"},
     # what a run reaches: engines, registries, the temp folders, hooks, an image's inputs
-    {"engine", "engines", "registry", "tempfolders", "contents", "hooks", "inputs"},
+    {"engine", "builders", "registry", "tempfolders", "contents", "hooks", "inputs"},
     # the run: its services, one object
     {"run"},
     # the policies: up to date, and publishing
@@ -72,3 +73,12 @@ def test_a_module_imports_only_its_layer_and_lower_ones(module: str) -> None:
     level = {name: number for number, layer in enumerate(LAYERS) for name in layer}
     higher = sorted(used for used in imports()[module] if level[used] > level[module])
     assert not higher, f"{module} (layer {level[module]}) imports {higher}"
+
+
+def test_the_architecture_doc_shows_these_layers() -> None:
+    """docs/architecture.md's layer table names the same modules in the same layers."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = doc.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| ")]
+    shown = [set(re.findall(r"`(\w+)`", row[2])) for row in rows if row[1].strip().isdigit()]
+    assert shown == LAYERS

@@ -54,7 +54,7 @@ def test_plain_lines_name_what_runs_at_each_beat_and_only_then() -> None:
 
     def two_start() -> None:
         display.started("build-image:a")
-        display.output("build-image:a", "step 1", engine="m1")
+        display.output("build-image:a", "step 1", builder="m1")
         clock.now += 75
         display.started("prebuild:b")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from paitasks.errors import PaiTasksError
-from paitasks.settings import SOURCES, Settings, resolve_settings
+from paitasks.settings import FORMERLY, SOURCES, Settings, resolve_settings
 
 CWD = Path("/work/tree")
 
@@ -29,7 +29,7 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "verbose": ("1", "yes", True, True, False),
     "platform": ("linux/amd64", "linux/arm64", "linux/amd64", "linux/arm64", None),
     "pull": ("1", "no", True, False, False),
-    "engines": ("a,b,a", " m1 , ", ("a", "b"), ("m1",), ()),
+    "builders": ("a,b,a", " m1 , ", ("a", "b"), ("m1",), ()),
     "tries": ("3", "8", 3, 8, 5),
     "retry_time": ("30", "2.5", 30.0, 2.5, 120.0),
     "stall": ("10", "0.5", 10.0, 0.5, 60.0),
@@ -196,12 +196,16 @@ def test_known_build_tools(value: str) -> None:
     assert resolve_settings({"build_tool": value}, environ={}, cwd=CWD).build_tool == value.strip()
 
 
-def test_the_build_tools_former_names_are_still_read() -> None:
-    """`builder=` and PAI_BUILDER, the names before the glossary; the new names win."""
-    assert resolve_settings({"builder": "classic"}, environ={}, cwd=CWD).build_tool == "classic"
-    assert resolve_settings({}, environ={"PAI_BUILDER": "classic"}, cwd=CWD).build_tool == "classic"
-    both = resolve_settings({"build_tool": "buildx", "builder": "classic"}, environ={}, cwd=CWD)
-    assert both.build_tool == "buildx"
+@pytest.mark.parametrize("name", sorted(FORMERLY))
+def test_former_names_are_still_read_and_the_new_ones_win(name: str) -> None:
+    """`builder=`/PAI_BUILDER and `engines=`/PAI_ENGINES, the names before the glossary."""
+    from_var, from_env, want_var, want_env, _ = CASES[name]
+    old_var, old_env = FORMERLY[name]
+    assert getattr(resolve_settings({old_var: from_var}, environ={}, cwd=CWD), name) == want_var
+    assert getattr(resolve_settings({}, environ={old_env: from_env}, cwd=CWD), name) == want_env
+    var, _ = SOURCES[name]
+    both = resolve_settings({var: from_env, old_var: from_var}, environ={}, cwd=CWD)
+    assert getattr(both, name) == want_env
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Several engines (`engines=NAME,...`): docker contexts that build, with a registry.
+"""Several builders (`builders=NAME,...`): docker contexts that build, with a registry.
 
 Engine 1 (context `default`) and engine 2 (context `paitasks-engine2`) are real engines;
 a registry of this module's own logs every request. A tree of a FROM-scratch base and
@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import pytest
 
-from paitasks.engines import Engines, buildkit_takes_named_contexts
+from paitasks.builders import Builders, buildkit_takes_named_contexts
 from paitasks.errors import EngineError
 from tests.support import (
     BUILDKIT,
@@ -127,7 +127,7 @@ def make_tree(root: Path, prefix: str, leaves: int, sleep: int) -> Tree:
 def built_on(tree: Tree) -> dict[str, str]:
     """Image -> the engine report.json says built it in the last run."""
     images = report(tree.src)["images"]
-    return {name: entry["engine"] for name, entry in images.items() if "engine" in entry}
+    return {name: entry["builder"] for name, entry in images.items() if "builder" in entry}
 
 
 def engine1_references(client: docker.DockerClient, prefix: str) -> set[str]:
@@ -195,12 +195,13 @@ def assert_refused_before_any_work(
     tmp_path: Path, prefix: str, registry: LoggedRegistry, client: docker.DockerClient,
     engines: str, message: str,
 ) -> None:
-    """`doit build push engines=ENGINES` on a new tree fails saying `message`, and
+    """`doit build push builders=BUILDERS` on a new tree fails saying `message`, and
     nothing ran."""
     tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
     config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
     mark = registry.mark()
-    result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", f"engines={engines}")
+    result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}",
+                     f"builders={engines}")
     text = output(result)
     assert result.returncode != 0, text
     assert message in text, text
@@ -241,7 +242,7 @@ def spread(
     root = tmp_path_factory.mktemp("spread")
     tree = make_tree(root, ns, leaves=7, sleep=1)
     config = write_config(root / "cfg", logged_registry.address, ns, TAG)
-    result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", f"engines={BOTH}")
+    result = doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", f"builders={BOTH}")
     succeeded(result)
     return Spread(tree, ns, config, logged_registry, result,
                   engine1_references(docker_client, ns), engine2_tags(ns))
@@ -306,7 +307,7 @@ def test_rerun_from_a_fresh_copy_builds_and_pushes_nothing(
     mark = spread.registry.mark()
 
     result = doit_on(runner.src, "-n", "4", "build", "push", f"config={spread.config}",
-                     f"engines={BOTH}")
+                     f"builders={BOTH}")
     stdout = succeeded(result)
     assert statuses(runner.src) == dict.fromkeys(runner.images, REGISTRY_FRESH), stdout
     assert built_on(runner) == {}
@@ -332,7 +333,7 @@ def test_a_run_that_builds_nothing_does_not_load_python_on_whales(
     src = tmp_path / "src"  # a copy: the spread tree's report stays the first run's
     shutil.copytree(spread.tree.src, src, symlinks=True)
     arguments = ["-f", str(DODO), "-n", "4", "build", "push", f"src={src}",
-                 f"config={spread.config}", f"engines={BOTH}"]
+                 f"config={spread.config}", f"builders={BOTH}"]
     code = (
         "import sys\n"
         "from doit.doit_cmd import DoitMain\n"
@@ -346,19 +347,19 @@ def test_a_run_that_builds_nothing_does_not_load_python_on_whales(
     assert "up to date" in result.stdout
 
 
-def test_plan_names_the_engines_and_where_each_image_was_built(
+def test_plan_names_the_builders_and_where_each_image_was_built(
     spread: Spread, tmp_path: Path
 ) -> None:
     tree = spread.tree
     engines = built_on(tree)
     assert sorted(engines) == tree.images
 
-    result = pai_build("plan", "-c", str(spread.config), "--engines", BOTH, "--src",
+    result = pai_build("plan", "-c", str(spread.config), "--builders", BOTH, "--src",
                        str(tree.src), cwd=tree.root)
     stdout = succeeded(result)
-    assert f"engines: {ENGINE1}, {CONTEXT} " in stdout, stdout
+    assert f"builders: {ENGINE1}, {CONTEXT} " in stdout, stdout
     for image, engine in engines.items():
-        assert (f"up to date in the registry: {image} (last built on engine {engine})"
+        assert (f"up to date in the registry: {image} (last built on builder {engine})"
                 in stdout.splitlines()), stdout
     assert f"0 of {len(tree.images)} images would be rebuilt" in stdout, stdout
 
@@ -368,21 +369,21 @@ def test_plan_names_the_engines_and_where_each_image_was_built(
     shutil.copytree(tree.root, copy.root, symlinks=True)
     leaf = tree.leaves[0]
     (copy.src / "leaf0" / "own").write_text("changed\n")
-    result = pai_build("plan", "-c", str(spread.config), "--engines", BOTH, "--src",
+    result = pai_build("plan", "-c", str(spread.config), "--builders", BOTH, "--src",
                        str(copy.src), cwd=copy.root)
     stdout = succeeded(result)
     line = next((text for text in stdout.splitlines() if text.startswith(f"rebuild {leaf}:")),
                 None)
-    assert line is not None and f"last built on engine {engines[leaf]}" in line, stdout
+    assert line is not None and f"last built on builder {engines[leaf]}" in line, stdout
     assert f"1 of {len(tree.images)} images would be rebuilt" in stdout, stdout
     info = doit_on(copy.src, "info", f"build-image:{leaf}", f"config={spread.config}",
-                   f"engines={BOTH}")
-    assert f"last built on engine {engines[leaf]}" in output(info), output(info)
+                   f"builders={BOTH}")
+    assert f"last built on builder {engines[leaf]}" in output(info), output(info)
     unchanged = tree.leaves[1]  # up to date: doit shows no reasons, the task's doc says it
     info = doit_on(copy.src, "info", f"build-image:{unchanged}", f"config={spread.config}",
-                   f"engines={BOTH}")
+                   f"builders={BOTH}")
     text = output(info)
-    assert "up-to-date" in text and f"last built on engine {engines[unchanged]}" in text, text
+    assert "up-to-date" in text and f"last built on builder {engines[unchanged]}" in text, text
 
 
 def test_pulled_images_run_with_their_own_and_their_base_files(
@@ -425,7 +426,7 @@ def test_an_unknown_context_stops_the_run_before_any_work(
     missing = f"{prefix}-nosuch"
     mark = logged_registry.mark()
     ways: list[tuple[tuple[str, ...], dict[str, str]]] = [
-        ((f"engines={ENGINE1},{missing}",), {}),  # the doit variable
+        ((f"builders={ENGINE1},{missing}",), {}),  # the doit variable
         ((), {"PAI_ENGINES": f"{missing},{CONTEXT}"}),  # the environment variable
     ]
     for arguments, env in ways:
@@ -445,13 +446,13 @@ def test_engines_without_a_registry_stop_with_a_clear_error(
 ) -> None:
     tree = make_tree(tmp_path, prefix, leaves=2, sleep=0)
     mark = logged_registry.mark()
-    result = doit_on(tree.src, "-n", "4", "build", f"engines={BOTH}")
+    result = doit_on(tree.src, "-n", "4", "build", f"builders={BOTH}")
     text = output(result)
     assert result.returncode != 0, text
-    assert f"engines={BOTH} needs a registry (config=DIR or PAI_CONFIG)" in text, text
+    assert f"builders={BOTH} needs a registry (config=DIR or PAI_CONFIG)" in text, text
     assert "Traceback" not in text, text
     cli = subprocess.run(
-        [PAI_BUILD, "build", "--engines", BOTH, "--src", str(tree.src)],
+        [PAI_BUILD, "build", "--builders", BOTH, "--src", str(tree.src)],
         cwd=tree.root, capture_output=True, text=True, timeout=120,
         env=user_environ(),
     )
@@ -495,13 +496,13 @@ def test_an_engine_that_does_not_answer_stops_the_run_before_any_work(
     proxy.stop()  # ...until it is gone: its socket refuses
     assert_refused_before_any_work(
         tmp_path, prefix, logged_registry, docker_client, f"{ENGINE1},{context}",
-        f"engine {context} (unix://{proxy.listen}) does not answer",
+        f"builder {context} (unix://{proxy.listen}) does not answer",
     )
 
 
 @dataclass(frozen=True)
 class Dying:
-    """An engine of `engines=` behind a relay (not started), and how to tell that a
+    """A builder of `builders=` behind a relay (not started), and how to tell that a
     build on it has started."""
 
     relay: UnixRelay
@@ -535,7 +536,7 @@ def dying(
         subprocess.run(["docker", "buildx", "rm", name], capture_output=True, timeout=60)
 
 
-def test_an_engine_that_stops_mid_run_fails_only_its_builds(
+def test_a_builder_that_stops_mid_run_fails_only_its_builds(
     prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
     docker_client: docker.DockerClient, dying: Dying, tmp_path: Path,
 ) -> None:
@@ -546,7 +547,7 @@ def test_an_engine_that_stops_mid_run_fails_only_its_builds(
     proxy.start()
     tree = make_tree(tmp_path, prefix, leaves=6, sleep=3)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-    engines = f"engines={ENGINE1},{context}"
+    engines = f"builders={ENGINE1},{context}"
     with subprocess.Popen(
         [sys.executable, "-m", "doit", "-f", str(DODO), "--continue", "-n", "4", "build",
          "push", f"config={config}", engines, f"src={tree.src}"],
@@ -567,9 +568,9 @@ def test_an_engine_that_stops_mid_run_fails_only_its_builds(
     failed = sorted(name for name, entry in first.items() if entry["status"] == "failed")
     done = sorted(name for name, entry in first.items() if entry["status"] == "done")
     assert failed and sorted(failed + done) == tree.images, first
-    assert all(first[name].get("engine") == ENGINE1 for name in done), first
+    assert all(first[name].get("builder") == ENGINE1 for name in done), first
     assert tree.base in done  # built first, alone, on the first engine
-    assert f"on engine {context} failed" in text, text
+    assert f"on builder {context} failed" in text, text
     assert "Traceback" not in text, text
     # Nothing published (push waits for every image); what built is in the registry by
     # its fingerprint.
@@ -599,12 +600,12 @@ def test_a_later_push_run_moves_the_tag_on_the_engine_that_built_the_image(
     prefix: str, engines_clean: None, logged_registry: LoggedRegistry,
     docker_client: docker.DockerClient, tmp_path: Path,
 ) -> None:
-    """`doit build ... engines=` then `doit push ... engines=` (what `pai-build push -i X`
+    """`doit build ... builders=` then `doit push ... builders=` (what `pai-build push -i X`
     does too: a build run, then a push run): the push run makes `:v1` serve what each
     engine pushed, and nothing engine 2 built is loaded into engine 1."""
     tree = make_tree(tmp_path, prefix, leaves=4, sleep=1)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-    succeeded(doit_on(tree.src, "-n", "4", "build", f"config={config}", f"engines={BOTH}"))
+    succeeded(doit_on(tree.src, "-n", "4", "build", f"config={config}", f"builders={BOTH}"))
     engines = built_on(tree)
     assert sorted(engines) == tree.images
     elsewhere = sorted(image for image, engine in engines.items() if engine == CONTEXT)
@@ -613,7 +614,7 @@ def test_a_later_push_run_moves_the_tag_on_the_engine_that_built_the_image(
         assert logged_registry.api.manifest_digest(f"{prefix}/{image}", TAG) is None
 
     mark = logged_registry.mark()
-    stdout = succeeded(doit_on(tree.src, "-n", "4", "push", f"config={config}", f"engines={BOTH}"))
+    stdout = succeeded(doit_on(tree.src, "-n", "4", "push", f"config={config}", f"builders={BOTH}"))
     assert statuses(tree.src) == dict.fromkeys(tree.images, REGISTRY_FRESH), stdout
     assert_published(logged_registry, prefix, tree)
     assert sorted(logged_registry.manifest_puts(mark)) == [
@@ -643,13 +644,13 @@ def test_where_the_registry_cannot_be_asked_directly_the_building_engine_pushes_
                 f"FROM scratch\nCOPY own {OWN_FILE}\n")
         config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
         stdout = succeeded(doit_on(tree.src, "-n", "4", "build", f"config={config}",
-                                   f"engines={BOTH}"))
+                                   f"builders={BOTH}"))
         where = built_on(tree)
         elsewhere = sorted(image for image, engine in where.items() if engine == CONTEXT)
         assert elsewhere and sorted(where) == tree.images, (where, stdout)
         mark = registry.mark()
         stdout = succeeded(doit_on(tree.src, "-n", "4", "push", f"config={config}",
-                                   f"engines={BOTH}"))
+                                   f"builders={BOTH}"))
         assert_published(registry, prefix, tree)
         # Engines pushed `:v1` (a push asks for each layer first; a manifest copy would
         # not), and each image's manifest was pushed once, under `:v1`.
@@ -672,7 +673,7 @@ def test_where_the_registry_cannot_be_asked_directly_the_building_engine_pushes_
 
 
 def test_each_build_goes_to_the_least_busy_engine_that_answers() -> None:
-    pool = Engines(("m1", "m2", "m3"))
+    pool = Builders(("m1", "m2", "m3"))
     with pool.choose() as first, pool.choose() as second, pool.choose() as third:
         assert (first, second, third) == ("m1", "m2", "m3")
         with pool.choose() as fourth:
@@ -685,10 +686,10 @@ def test_each_build_goes_to_the_least_busy_engine_that_answers() -> None:
 
 
 def test_when_no_engine_answers_a_build_is_refused_clearly() -> None:
-    pool = Engines(("m1", "m2"))
+    pool = Builders(("m1", "m2"))
     pool.mark_down("m1")
     pool.mark_down("m2")
-    with pytest.raises(EngineError, match="no engine of engines=m1,m2 answers"), pool.choose():
+    with pytest.raises(EngineError, match="no builder of builders=m1,m2 answers"), pool.choose():
         pass
 
 
@@ -707,11 +708,11 @@ def test_named_contexts_from_buildkit_0_10_on(version: str, named: bool) -> None
 def test_named_contexts_follow_each_builders_buildkit(buildkit_up: None, engine2_up: None) -> None:
     """buildx inspection: dockerd 20.10's builder is BuildKit 0.8 (no named contexts),
     dev-engine's buildkitd is 0.13 (named contexts)."""
-    pool = Engines((ENGINE1, CONTEXT, BUILDKIT))
+    pool = Builders((ENGINE1, CONTEXT, BUILDKIT))
     pool.check()
-    assert pool.named_contexts(ENGINE1) is False
-    assert pool.named_contexts(CONTEXT) is False
-    assert pool.named_contexts(BUILDKIT) is True
+    assert pool.takes_named_contexts(ENGINE1) is False
+    assert pool.takes_named_contexts(CONTEXT) is False
+    assert pool.takes_named_contexts(BUILDKIT) is True
 
 
 # -- a buildx builder of another driver (remote: scripts/dev-engine's buildkitd) ---------
@@ -721,13 +722,13 @@ def test_a_buildkit_builder_and_an_engine_share_the_builds(
     prefix: str, engines_clean: None, buildkit_up: None, logged_registry: LoggedRegistry,
     docker_client: docker.DockerClient, tmp_path: Path,
 ) -> None:
-    """engines=default,paitasks-buildkit: both build. The builder (BuildKit 0.13) takes
+    """builders=default,paitasks-buildkit: both build. The builder (BuildKit 0.13) takes
     the base from the registry by digest as a named build context, the engine (0.8)
     through a rewritten dockerfile; every image is published, none is loaded anywhere,
     and pulled onto engine 1 each runs with its own and its base's file."""
     tree = make_tree(tmp_path, prefix, leaves=4, sleep=2)
     config = write_config(tmp_path / "cfg", logged_registry.address, prefix, TAG)
-    engines = f"engines={ENGINE1},{BUILDKIT}"
+    engines = f"builders={ENGINE1},{BUILDKIT}"
     stdout = succeeded(doit_on(tree.src, "-n", "4", "build", "push", f"config={config}", engines))
     where = built_on(tree)
     assert sorted(where) == tree.images, stdout
@@ -759,7 +760,7 @@ def test_a_builder_that_does_not_answer_stops_the_run_before_any_work(
     try:
         assert_refused_before_any_work(
             tmp_path, prefix, logged_registry, docker_client, f"{ENGINE1},{name}",
-            f"engine {name} (buildx builder, driver remote) does not answer",
+            f"builder {name} (buildx builder, driver remote) does not answer",
         )
     finally:
         subprocess.run(["docker", "buildx", "rm", name], capture_output=True, timeout=60)
