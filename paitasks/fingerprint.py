@@ -122,8 +122,9 @@ class Finding:
 
 
 class Findings:
-    """Each image's findings in one run, shared by its threads. The freshness policy
-    (freshness.py) writes them; the builds, the pushes and the report read them."""
+    """Each image's findings in one run, shared by its threads: the checks of the
+    freshness policy (freshness.py) write them, and a build (builds.py) what it made;
+    the pushes and the report read them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
