@@ -36,7 +36,8 @@ PROBES: tuple[tuple[str, str, str], ...] = (
     ("paitasks.dodo", "load_plan", "plan: read tree, parse dockerfiles, graph"),
     ("paitasks.tasks", "generate", "plan: make task dicts"),
     ("paitasks.freshness", "ImageUpToDate.__call__", "checks: up-to-date checks (all)"),
-    ("paitasks.inputs", "scan_context", "checks: hash context files"),
+    ("paitasks.contents", "scan_context", "checks: hash context files"),
+    ("paitasks.inputs", "scan_context", "checks: hash context files"),  # before 5453fd9
     ("paitasks.engine", "Engine.local_images", "engine: list images (every call)"),
     ("paitasks.engine", "Engine.client", "engine: connect (every use)"),
     ("paitasks.inputs", "load_record", "checks: read last build records"),

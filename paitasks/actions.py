@@ -68,7 +68,7 @@ def hook(run: Run, ahead: freshness.Lookahead, round_: RoundSpec, script: str) -
         )
 
     try:
-        skipped = run_or_skip(run.contents, round_, path, execute, run.hashes)
+        skipped = run_or_skip(run.contents, round_, path, execute)
     except OSError as exc:
         raise PaiTasksError(f"component {round_.name}: {path.name}: {exc}") from None
     if skipped:

@@ -42,9 +42,11 @@ class Contents:
     """What the temp folders of one run's tree hold (shared by its worker threads)."""
 
     def __init__(
-        self, temp: TempFolders, fingerprint: Callable[[str], str | None] = lambda image: None
+        self, temp: TempFolders, hashes: HashCache,
+        fingerprint: Callable[[str], str | None] = lambda image: None,
     ) -> None:
         self.temp = temp
+        self.hashes = hashes
         self._fingerprint = fingerprint  # of an image of the run, once it was checked
         self._finished: dict[str, dict[str, str]] = {}
         self._finished_lock = threading.Lock()
@@ -53,7 +55,6 @@ class Contents:
         self,
         spec: RoundSpec,
         stage: Stage,
-        cache: HashCache,
         last: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """What the temp folders hold at `stage`, as fingerprints count it (entries in
@@ -76,13 +77,13 @@ class Contents:
             self.temp.refuse_unrecorded(Path(spec.folder), spec.name)
         hook_stage = spec.hook_before(stage)
         if hook_stage is not None and spec.declared is not None:
-            return {hook_output(hook_stage): "key " + self.hook_key(spec, hook_stage, cache)}
+            return {hook_output(hook_stage): "key " + self.hook_key(spec, hook_stage)}
         if hook_stage is None:
-            return self.copies_entries(spec, cache, last)
+            return self.copies_entries(spec, last)
         if real:
             with self.temp.settled(spec):
-                return folder_temp_entries(Path(spec.folder), cache)
-        copies = self.copies_entries(spec, cache, last)
+                return folder_temp_entries(Path(spec.folder), self.hashes)
+        copies = self.copies_entries(spec, last)
         # What the copies hold now replaces what they held.
         copied = [f"{TEMP_FOLDERS[0]}/{dep.name}" for dep in spec.copies]
         predicted = {
@@ -97,16 +98,15 @@ class Contents:
         self,
         spec: RoundSpec,
         stage: Stage,
-        cache: HashCache,
         last: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         """The whole component folder at `stage`: its own files and its temp folders."""
-        entries = folder_entries(Path(spec.folder), cache, TEMP_FOLDERS)
-        entries.update(self.entries(spec, stage, cache, last))
+        entries = folder_entries(Path(spec.folder), self.hashes, TEMP_FOLDERS)
+        entries.update(self.entries(spec, stage, last))
         return entries
 
     def copies_entries(
-        self, spec: RoundSpec, cache: HashCache, last: Mapping[str, str] | None = None
+        self, spec: RoundSpec, last: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         """What copy-deps makes: each dependency's folder as it is after its round."""
         if not spec.copies:
@@ -114,31 +114,31 @@ class Contents:
         entries = {TEMP_FOLDERS[0]: f"d {DEPENDENCY_MODE:o}"}
         for dep in spec.copies:
             prefix = f"{TEMP_FOLDERS[0]}/{dep.name}"
-            top = describe(dep.folder, cache)
+            top = describe(dep.folder, self.hashes)
             if top is not None:
                 entries[prefix] = top
             below = None if last is None else _subtree(last, prefix)
-            for path, entry in self._finished_entries(dep, cache, below).items():
+            for path, entry in self._finished_entries(dep, below).items():
                 entries[f"{prefix}/{path}"] = entry
         return entries
 
     def _finished_entries(
-        self, spec: RoundSpec, cache: HashCache, last: Mapping[str, str] | None
+        self, spec: RoundSpec, last: Mapping[str, str] | None
     ) -> dict[str, str]:
         """component_entries at "post" of a component whose round has finished (the one
         a dependent copies), worked out once per run: copies nest, so each dependent
         would walk it again. Predictions (with `last`) are not kept."""
         if last is not None:
-            return self.component_entries(spec, "post", cache, last)
+            return self.component_entries(spec, "post", last)
         with self._finished_lock:
             known = self._finished.get(spec.name)
         if known is None:
-            known = self.component_entries(spec, "post", cache)
+            known = self.component_entries(spec, "post")
             with self._finished_lock:
                 self._finished[spec.name] = known
         return known
 
-    def hook_key(self, spec: RoundSpec, stage: Stage, cache: HashCache) -> str:
+    def hook_key(self, spec: RoundSpec, stage: Stage) -> str:
         """The key of a hook with declared inputs: the hook, its declared inputs, the
         component's folder as the hook finds it and, for build-post.sh, the fingerprints
         of the component's images."""
@@ -150,10 +150,10 @@ class Contents:
         return stage_key(
             stage=stage,
             hook=Path(hook),
-            component=self.component_entries(spec, "copies" if stage == "pre" else "pre", cache),
+            component=self.component_entries(spec, "copies" if stage == "pre" else "pre"),
             root=self.temp.root,
             patterns=spec.declared,
-            cache=cache,
+            cache=self.hashes,
             images=images,
         )
 
@@ -246,7 +246,6 @@ def stage_key(
 
 def context_files(
     contents: Contents,
-    hashes: HashCache,
     context: Path,
     dockerfile: Path,
     round_: RoundSpec | None,
@@ -259,7 +258,7 @@ def context_files(
     folders scanned as that hook left them (with `last`, the last build's record: outside
     a run, predicted from it); where that cannot be told exactly without them (a
     .dockerignore, or links, which the build follows), a run makes them first."""
-    temp = contents.temp
+    temp, hashes = contents.temp, contents.hashes
     if round_ is None or not round_.has_temp:
         return scan_context(context, dockerfile, build_tool, hashes, sources)
     scanned = round_.pre_hook is not None and round_.declared is None
@@ -272,7 +271,7 @@ def context_files(
     if any(reads_under(folder, sources) for folder in TEMP_FOLDERS):
         virtual = {
             path: entry
-            for path, entry in contents.entries(round_, "pre", hashes, last).items()
+            for path, entry in contents.entries(round_, "pre", last).items()
             if reads(path, sources) or path == hook_output("pre")
         }
     patterns = ignore_patterns(context, dockerfile, build_tool) if virtual else []

@@ -52,7 +52,7 @@ def _gather(
         bases = {name: found for name in spec.uses if (found := run.findings.fingerprint(name))}
     externals = {name: external_digest(run.images, run.remote, name) for name in spec.external}
     return gather(
-        spec, predict, contents=run.contents, hashes=run.hashes, state=run.state,
+        spec, predict, contents=run.contents, state=run.state,
         build_tool=build_tool(spec.build_tool), bases=bases,
         externals=externals,
     )

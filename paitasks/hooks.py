@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paitasks.contents import Contents
-from paitasks.context import HashCache
 from paitasks.errors import HookError
 from paitasks.streaming import StartError, Tail, run_streaming
 from paitasks.tempfolders import RoundSpec, SavedStage, Stage
@@ -70,9 +69,7 @@ def run_hook(
         )
 
 
-def run_or_skip(
-    contents: Contents, spec: RoundSpec, hook: Path, run: Callable[[], None], cache: HashCache
-) -> bool:
+def run_or_skip(contents: Contents, spec: RoundSpec, hook: Path, run: Callable[[], None]) -> bool:
     """Run a hook where it finds its folders real; with declared inputs, skip it when
     its key is the last run's. True when it was skipped."""
     temp = contents.temp
@@ -80,7 +77,7 @@ def run_or_skip(
     saved = SavedStage(temp.state, spec.name, stage)
     key = None
     if spec.declared is not None:
-        key = contents.hook_key(spec, stage, cache)
+        key = contents.hook_key(spec, stage)
         if saved.matches(key):
             with temp.settled(spec):
                 if temp.is_real(spec):  # someone reads the folders already: keep them exact

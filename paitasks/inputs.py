@@ -29,7 +29,6 @@ from paitasks.reference import engine_name
 from paitasks.tempfolders import RoundSpec
 
 if TYPE_CHECKING:
-    from paitasks.context import HashCache
     from paitasks.engine import LocalImage
     from paitasks.registry import RegistryView
 
@@ -71,7 +70,6 @@ def gather(
     predict: bool,
     *,
     contents: Contents,
-    hashes: HashCache,
     state: Path,
     build_tool: str,
     bases: Mapping[str, str],
@@ -91,14 +89,14 @@ def gather(
     # The record only explains a rebuild, or stands in for hook output outside a run.
     previous = load_record(state, spec.name) if predicted else None
     last = (dict(previous.files) if previous is not None else {}) if predict else None
-    files = context_files(contents, hashes, Path(spec.context), Path(spec.dockerfile),
-                          spec.round, spec.sources, build_tool, last)
+    files = context_files(contents, Path(spec.context), Path(spec.dockerfile), spec.round,
+                          spec.sources, build_tool, last)
     context, dockerfile = Path(spec.context), Path(spec.dockerfile)
     try:
         dockerfile_name = str(dockerfile.relative_to(context))
     except ValueError:  # a dockerfile outside the context is not in `files`
         dockerfile_name = str(dockerfile)
-        files["<dockerfile>"] = hashes.digest(str(dockerfile), os.stat(dockerfile))
+        files["<dockerfile>"] = contents.hashes.digest(str(dockerfile), os.stat(dockerfile))
     images = {name: _base(spec.name, name, bases) for name in spec.uses}
     images.update((name, externals.get(name, "")) for name in spec.external)
     # The variant only chooses dockerfiles, and the dockerfile is an input already.

@@ -70,8 +70,7 @@ class Run:
         # What the checks found of each image (written by freshness.py only).
         self.findings = Findings()
         self.temp = tempfolders.TempFolders(self.root, self.state)
-        # What the temp folders hold, made or predicted.
-        self.contents = Contents(self.temp, self.findings.fingerprint)
+        self._contents: Contents | None = None
         self.output = Output(settings.verbose)  # where what tasks print goes
 
     # -- start and end (called by the reporter) ---------------------------------------
@@ -149,6 +148,14 @@ class Run:
             if self._images is None:
                 self._images = ImageView(lambda: self.engine)
             return self._images
+
+    @property
+    def contents(self) -> Contents:
+        """What the temp folders hold, made or predicted."""
+        with self._lock:
+            if self._contents is None:
+                self._contents = Contents(self.temp, self.hashes, self.findings.fingerprint)
+            return self._contents
 
     @property
     def hashes(self) -> HashCache:

@@ -23,14 +23,14 @@ from tests.support import round_spec as spec
 
 def contents(root: Path) -> Contents:
     """What the temp folders of the tree at `root` hold, for one run."""
-    return Contents(TempFolders(root, root / STATE_DIR))
+    return Contents(TempFolders(root, root / STATE_DIR), HashCache(None))
 
 
 def test_virtual_copies_equal_the_copies_made(tmp_path: Path) -> None:
     _, mid, app = chain(tmp_path)
     found = contents(tmp_path)
     temp, cache = found.temp, HashCache(None)
-    virtual = found.entries(app, "post", cache)
+    virtual = found.entries(app, "post")
     assert "dependency/mid/dependency/lib/data/a.txt" in virtual
     assert not temp.is_real(app) and not (Path(app.folder) / "dependency").exists()
 
@@ -44,9 +44,9 @@ def test_virtual_copies_equal_the_copies_made(tmp_path: Path) -> None:
 
 def test_a_changed_source_changes_the_virtual_copies(tmp_path: Path) -> None:
     lib, _, app = chain(tmp_path)
-    before = contents(tmp_path).entries(app, "post", HashCache(None))
+    before = contents(tmp_path).entries(app, "post")
     (Path(lib.folder) / "data" / "a.txt").write_text("changed")
-    assert contents(tmp_path).entries(app, "post", HashCache(None)) != before  # the next run
+    assert contents(tmp_path).entries(app, "post") != before  # the next run
 
 
 def test_a_users_folder_is_refused_not_counted(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_a_users_folder_is_refused_not_counted(tmp_path: Path) -> None:
     (Path(app.folder) / "generated").mkdir()
     (Path(app.folder) / "generated" / "mine.txt").write_text("keep")
     with pytest.raises(TreeError, match=r"component app: .*generated exists"):
-        found.entries(app, "pre", HashCache(None))
+        found.entries(app, "pre")
     with pytest.raises(TreeError, match="component app"):
         found.temp.ensure_real(app, "pre")
     assert (Path(app.folder) / "generated" / "mine.txt").read_text() == "keep"
@@ -102,11 +102,10 @@ def test_prediction_matches_any_copy(
     for path in app_files:
         if path.split("/")[0] not in TEMP_FOLDERS:
             (Path(app.folder) / path.replace("/", "_")).write_text("own")
-    cache = HashCache(None)
     found = contents(root)
-    virtual = found.component_entries(app, "post", cache)
+    virtual = found.component_entries(app, "post")
     found.temp.ensure_real(app, "post")
-    assert found.component_entries(app, "post", cache) == virtual
+    assert found.component_entries(app, "post") == virtual
 
 
 # --- hook keys ---------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def test_missing_bash_names_the_component_and_hook(
 
 
 def contents(root: Path) -> Contents:
-    return Contents(TempFolders(root, root / STATE_DIR))
+    return Contents(TempFolders(root, root / STATE_DIR), HashCache(None))
 
 
 def test_a_declared_hook_is_skipped_and_its_output_stands_in(tmp_path: Path) -> None:
@@ -204,16 +204,16 @@ def test_a_declared_hook_is_skipped_and_its_output_stands_in(tmp_path: Path) -> 
 
     cache = HashCache(None)
     found = contents(tmp_path)
-    assert run_or_skip(found, lib, hook, run, cache) is False
+    assert run_or_skip(found, lib, hook, run) is False
     made = folder_temp_entries(Path(lib.folder), cache)
     found.temp.remove()  # the end of the run
 
     found = contents(tmp_path)  # the next run
-    assert run_or_skip(found, lib, hook, run, cache) is True
+    assert run_or_skip(found, lib, hook, run) is True
     assert runs == [1] and not found.temp.is_real(lib)
     # What the hook makes counts by its key, whether made, skipped or never run here.
-    key = found.hook_key(lib, "pre", cache)
-    assert found.entries(lib, "pre", cache) == {hook_output("pre"): f"key {key}"}
+    key = found.hook_key(lib, "pre")
+    assert found.entries(lib, "pre") == {hook_output("pre"): f"key {key}"}
     assert made and "generated/out.txt" in made
     assert found.temp.ensure_real(lib, "pre") is True  # an image must build: put back
     assert (Path(lib.folder) / "generated" / "out.txt").read_text() == "run 1"
@@ -221,7 +221,7 @@ def test_a_declared_hook_is_skipped_and_its_output_stands_in(tmp_path: Path) -> 
 
     found = contents(tmp_path)
     (tmp_path / "input.txt").write_text("2")
-    assert run_or_skip(found, lib, hook, run, cache) is False
+    assert run_or_skip(found, lib, hook, run) is False
     assert (Path(lib.folder) / "generated" / "out.txt").read_text() == "run 2"
 
 
@@ -237,5 +237,5 @@ def test_an_undeclared_hook_always_runs_with_its_copies_made(tmp_path: Path) -> 
         seen.append((Path(app.folder) / "dependency" / "lib" / "data" / "a.txt").exists())
 
     for _ in range(2):
-        assert run_or_skip(contents(tmp_path), app, hook, run, HashCache(None)) is False
+        assert run_or_skip(contents(tmp_path), app, hook, run) is False
     assert seen == [True, True]
