@@ -21,6 +21,7 @@ from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
 from paitasks.config import load_settings
+from paitasks.disk import read_json
 from paitasks.dodo import doit_namespace
 from paitasks.errors import PaiTasksError
 from paitasks.freshness import Lookahead
@@ -179,10 +180,7 @@ def report_command(args: argparse.Namespace) -> int:
     print(f"last run: {report.get('started')} to {report.get('finished')}, {report.get('result')}")
     for line, _ in summary_lines(report):
         print(line)
-    try:
-        trace = json.loads((folder / TRACE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        trace = {}
+    trace = read_json(folder / TRACE_FILE)
     registry = report.get("registry")
     if registry:
         print(

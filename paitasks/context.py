@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
-from paitasks.disk import write_atomically
+from paitasks.disk import read_json, write_atomically
 from paitasks.errors import PaiTasksError
 
 RACY_SECONDS = 3.0
@@ -37,16 +37,9 @@ class HashCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._entries: dict[str, list[object]] = {}
+        self._entries: dict[str, list[object]] = read_json(path)
         self._dirty = False
         self._lock = threading.Lock()
-        if path is not None:
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(loaded, dict):
-                    self._entries = loaded
-            except (OSError, ValueError):
-                self._entries = {}
 
     def digest(self, path: str, info: os.stat_result) -> str:
         key = [info.st_size, info.st_mtime_ns]

@@ -2,7 +2,8 @@
 
 A state file (`.paitasks/report.json`, the hash cache, a build's record...) is written
 whole or not at all: to a file of its own first, then renamed over the old one, so a
-reader never sees half of it. A path is removed whatever it is (a folder, a file, a
+reader never sees half of it; one that cannot be read is taken as empty (state files
+only save time). A path is removed whatever it is (a folder, a file, a
 link, which is removed itself and never followed).
 """
 
@@ -27,6 +28,15 @@ def write_atomically(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any, indent: int | None = 1) -> None:
     """`data` as JSON (keys sorted), written atomically."""
     write_atomically(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
+
+
+def read_json(path: Path | None) -> dict[str, Any]:
+    """The JSON object in state file `path`; {} when there is none or it is unreadable."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def remove(path: Path) -> bool:

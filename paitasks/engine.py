@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paitasks import retries
+from paitasks.disk import read_json
 from paitasks.errors import EngineError, RegistryError
 from paitasks.streaming import LineSink, StartError, Tail, run_streaming
 
@@ -606,11 +607,7 @@ def buildx_plugin() -> str | None:
 def _extra_plugin_folders(config: str) -> list[str]:
     """`cliPluginsExtraDirs` of the docker CLI's config.json; a config the CLI itself
     could not read adds none (the CLI then reports it on its own)."""
-    try:
-        with open(os.path.join(config, "config.json"), encoding="utf-8") as handle:
-            folders = json.load(handle).get("cliPluginsExtraDirs")
-    except (OSError, ValueError, AttributeError):
-        return []
+    folders = read_json(Path(config) / "config.json").get("cliPluginsExtraDirs")
     if not isinstance(folders, list):
         return []
     return [folder for folder in folders if isinstance(folder, str)]

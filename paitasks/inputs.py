@@ -14,7 +14,6 @@ inputs are kept in `.paitasks/images/<image>.json` only to explain a rebuild in 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from paitasks.contents import Contents, context_files
-from paitasks.disk import write_json
+from paitasks.disk import read_json, write_json
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import BuildInputs, fingerprint
 from paitasks.reference import engine_name
@@ -159,18 +158,14 @@ def record_path(state: Path, image: str) -> Path:
 def load_record(state: Path, image: str) -> BuildInputs | None:
     """The inputs of the last build paitasks made of `image` here (for explanations)."""
     try:
-        data = json.loads(record_path(state, image).read_text(encoding="utf-8"))
-        return BuildInputs.from_json(data["inputs"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return BuildInputs.from_json(read_json(record_path(state, image))["inputs"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
 def last_builder(state: Path, image: str) -> str | None:
     """The builder of `builders=` that made the last build recorded here, if one did."""
-    try:
-        found = json.loads(record_path(state, image).read_text(encoding="utf-8")).get("builder")
-    except (OSError, ValueError, AttributeError):
-        return None
+    found = read_json(record_path(state, image)).get("builder")
     return str(found) if found else None
 
 

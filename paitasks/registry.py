@@ -38,11 +38,11 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from paitasks import reference as references
 from paitasks import retries
-from paitasks.disk import write_json
+from paitasks.disk import read_json, write_json
 from paitasks.errors import PaiTasksError, RegistryError
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ class Unreachable(retries.Transient):
     """No connection could be made (refused, no such host, no answer to connect)."""
 
 
+K = TypeVar("K")
+V = TypeVar("V")
 Scope = tuple[str, frozenset[str]]  # (repository, actions)
 
 
@@ -529,25 +531,14 @@ class Client:
     def _token(self, scopes: frozenset[Scope]) -> str:
         """A Bearer token for `scopes`: one request, shared by the threads that need it
         at the same time; kept until shortly before it expires."""
-        with self._lock:
-            pending = self._fetching.get(scopes)
-            mine = pending is None or pending.done()
-            if mine:
-                pending = Future()
-                self._fetching[scopes] = pending
-        assert pending is not None
-        if not mine:
-            return pending.result()
-        try:
+        def fetch() -> str:
             header, lifetime = self._fetch_token(scopes)
-        except BaseException as exc:
-            pending.set_exception(exc)
-            raise
-        until = time.monotonic() + max(lifetime - min(TOKEN_MARGIN, lifetime / 10), 1.0)
-        with self._lock:
-            self._tokens.append((scopes, header, until))
-        pending.set_result(header)
-        return header
+            until = time.monotonic() + max(lifetime - min(TOKEN_MARGIN, lifetime / 10), 1.0)
+            with self._lock:
+                self._tokens.append((scopes, header, until))
+            return header
+
+        return _one_at_a_time(self._lock, self._fetching, scopes, fetch, Future.done)
 
     def _fetch_token(self, scopes: frozenset[Scope]) -> tuple[str, float]:
         """One request to the token server for every scope at once."""
@@ -830,26 +821,14 @@ class RegistryView:
         """How this process reaches `host`: as the last run did (its hint), else
         probed, once, by whichever thread asks first; None: through the engine. `again`:
         that client turned out wrong: probe (once)."""
-        with self._lock:
-            pending = self._clients.get(host)
-            mine = pending is None or (
-                again is not None and pending.done() and pending.exception() is None
-                and pending.result() is again
-            )
-            if mine:
-                pending = Future()
-                self._clients[host] = pending
-        assert pending is not None
-        if not mine:
-            return pending.result()
-        try:
-            client = self._probe(host, hinted=again is None)
-        except BaseException as exc:
-            pending.set_exception(exc)
-            raise
-        pending.set_result(client)
-        if again is not None:
-            again.close()
+        def wrong(found: Future[Client | None]) -> bool:
+            return found.done() and found.exception() is None and found.result() is again
+
+        client = _one_at_a_time(self._lock, self._clients, host,
+                                lambda: self._probe(host, hinted=again is None),
+                                wrong if again is not None else lambda found: False)
+        if again is not None and client is not again:
+            again.close()  # idempotent: so does any thread that asked again meanwhile
         return client
 
     def _probe(self, host: str, hinted: bool) -> Client | None:
@@ -866,12 +845,7 @@ class RegistryView:
     def _hint(self, host: str) -> dict[str, str] | None:
         with self._lock:
             if self._hints is None:
-                self._hints = {}
-                if self._hints_file is not None:
-                    with contextlib.suppress(OSError, ValueError):
-                        found = json.loads(self._hints_file.read_text(encoding="utf-8"))
-                        if isinstance(found, dict):
-                            self._hints = found
+                self._hints = read_json(self._hints_file)
             hint = self._hints.get(host)
         if not isinstance(hint, dict) or hint.get("scheme") not in ("https", "http"):
             return None
@@ -883,11 +857,8 @@ class RegistryView:
         it); with `digest`, note it. Kept for later runs by `save`."""
         with self._lock:
             if self._sent is None:
-                self._sent = {}
-                if self._sent_file is not None:
-                    with contextlib.suppress(OSError, ValueError, AttributeError):
-                        found = json.loads(self._sent_file.read_text(encoding="utf-8"))
-                        self._sent = {str(key): str(value) for key, value in found.items()}
+                found = read_json(self._sent_file).items()
+                self._sent = {str(key): str(value) for key, value in found}
             key = f"{self.settings.host}/{self.settings.namespace}|{image_id}"
             if digest is not None:
                 self._sent[key] = digest
@@ -921,6 +892,29 @@ class RegistryView:
             return self.auth["username"], self.auth["password"]
         return docker_credentials(host)
 
+
+
+def _one_at_a_time(
+    lock: threading.Lock, pending: dict[K, Future[V]], key: K, make: Callable[[], V],
+    again: Callable[[Future[V]], bool],
+) -> V:
+    """`make()` for `key` by the first thread that asks; threads that ask meanwhile wait
+    for its answer (or error). `again(earlier)`: whether an earlier one is made anew."""
+    with lock:
+        future = pending.get(key)
+        mine = future is None or again(future)
+        if mine:
+            future = pending[key] = Future()
+    assert future is not None
+    if not mine:
+        return future.result()
+    try:
+        value = make()
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    future.set_result(value)
+    return value
 
 
 def _quietly(function: Callable[..., Any], *arguments: Any) -> None:

@@ -133,15 +133,14 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 self._display.started(display_name(task.name))
 
     def skip_uptodate(self, task: Any) -> None:
-        if task.actions:
-            outcome = Outcome(status=self._up_to_date(task.name))
-            self._outcomes[task.name] = outcome
-            self._finished(task.name, outcome)
+        self._skipped(task, self._up_to_date(task.name))
 
     def skip_ignore(self, task: Any) -> None:
+        self._skipped(task, "ignored")
+
+    def _skipped(self, task: Any, status: str) -> None:
         if task.actions:
-            outcome = Outcome(status="ignored")
-            self._outcomes[task.name] = outcome
+            self._outcomes[task.name] = outcome = Outcome(status=status)
             self._finished(task.name, outcome)
 
     def add_success(self, task: Any) -> None:
