@@ -206,13 +206,6 @@ def hook_output(stage: Stage) -> str:
     return f"{TEMP_FOLDERS[1]}/<what build-{stage}.sh makes>"
 
 
-def _from_root(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:  # an absolute pattern outside the tree
-        return str(path)
-
-
 def stage_key(
     *,
     stage: str,
@@ -230,9 +223,9 @@ def stage_key(
     inputs: dict[str, object] = {"version": KEY_VERSION, "stage": stage}
     try:
         inputs["hook"] = hashlib.sha256(hook.read_bytes()).hexdigest()
-        inputs["declared"] = {
-            _from_root(path, root): describe(str(path), cache)
-            for path in declared_files(root, patterns)
+        inputs["declared"] = {  # an absolute pattern may name a path outside the tree
+            str(path.relative_to(root) if path.is_relative_to(root) else path):
+            describe(str(path), cache) for path in declared_files(root, patterns)
         }
     except OSError as exc:
         raise PaiTasksError(f"cannot read the inputs of {hook}: {exc}") from None

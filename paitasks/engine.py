@@ -532,7 +532,9 @@ def buildx_command(
         # the default looks them up with a `git` process per build.
         environment["BUILDX_GIT_INFO"] = "false"
     for key, value in request.build_args.items():
-        if _read_by_cli(key):
+        upper = key.upper()  # the CLI's own variables, and proxies, keep the CLI's values
+        if (upper in CLI_ENVIRONMENT or upper.startswith(CLI_ENVIRONMENT_PREFIXES)
+                or upper.endswith("_PROXY")):
             command += ["--build-arg", f"{key}={value}"]
         else:
             command += ["--build-arg", key]
@@ -558,17 +560,9 @@ def build_failed(
 
 
 def build_tool(choice: str | None) -> str:
-    """The build tool: the one chosen (`build_tool=`), else buildx when installed."""
-    return choice or ("buildx" if buildx_installed() else "classic")
-
-
-def _read_by_cli(name: str) -> bool:
-    upper = name.upper()
-    return (
-        upper in CLI_ENVIRONMENT
-        or upper.startswith(CLI_ENVIRONMENT_PREFIXES)
-        or upper.endswith("_PROXY")
-    )
+    """The build tool: the one chosen (`build_tool=`), else buildx when its plugin is
+    installed (found without starting a process; a broken one fails its first build)."""
+    return choice or ("buildx" if buildx_plugin() is not None else "classic")
 
 
 def run_cli(
@@ -585,32 +579,19 @@ def run_cli(
 
 
 
-def buildx_installed() -> bool:
-    """Whether docker has the buildx plugin, without starting a process; a broken plugin
-    then fails its first build clearly."""
-    return buildx_plugin() is not None
-
-
 def buildx_plugin() -> str | None:
     """The buildx plugin's executable, looked up as the docker CLI does: its config
     folder's `cli-plugins`, then the config's `cliPluginsExtraDirs`, then the system's
     folders. None if there is none."""
     config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    folders = [os.path.join(config, "cli-plugins"), *_extra_plugin_folders(config)]
-    for folder in [*folders, *PLUGIN_FOLDERS]:
+    # A config.json the CLI itself could not read adds no folder (the CLI says why).
+    extra = read_json(Path(config) / "config.json").get("cliPluginsExtraDirs")
+    extra = [name for name in extra if isinstance(name, str)] if isinstance(extra, list) else []
+    for folder in [os.path.join(config, "cli-plugins"), *extra, *PLUGIN_FOLDERS]:
         path = os.path.join(folder, "docker-buildx")
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return None
-
-
-def _extra_plugin_folders(config: str) -> list[str]:
-    """`cliPluginsExtraDirs` of the docker CLI's config.json; a config the CLI itself
-    could not read adds none (the CLI then reports it on its own)."""
-    folders = read_json(Path(config) / "config.json").get("cliPluginsExtraDirs")
-    if not isinstance(folders, list):
-        return []
-    return [folder for folder in folders if isinstance(folder, str)]
 
 
 _RAISE: Any = object()  # sdk(): a NotFound answer is an error like any other

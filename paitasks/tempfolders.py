@@ -151,12 +151,6 @@ class TempFolders:
                 self._record.unlink(missing_ok=True)
             return removed
 
-    def _saved(self, spec: RoundSpec, stage: Stage) -> SavedStage | None:
-        """The saved hook output that stands for the folders at `stage` while they are not
-        real: a hook with declared inputs that did not run in this run was skipped."""
-        hook_stage = spec.hook_before(stage) if spec.declared is not None else None
-        return None if hook_stage is None else SavedStage(self.state, spec.name, hook_stage)
-
     # -- making them ------------------------------------------------------------------
 
     def ensure_real(self, spec: RoundSpec, stage: Stage) -> bool:
@@ -169,9 +163,11 @@ class TempFolders:
                 return False
             folder = Path(spec.folder)
             self.claim(folder, spec.name)
-            saved = self._saved(spec, stage)
-            if saved is not None:
-                saved.restore(folder)
+            # A hook with declared inputs that did not run in this run was skipped: its
+            # saved output stands for the folders.
+            hook_stage = spec.hook_before(stage) if spec.declared is not None else None
+            if hook_stage is not None:
+                SavedStage(self.state, spec.name, hook_stage).restore(folder)
             else:
                 self.make_copies(spec)
             return True

@@ -207,7 +207,7 @@ def test_buildx_plugin_is_found_where_the_docker_cli_looks(
     config, extra, system = tmp_path / "config", tmp_path / "extra", tmp_path / "system"
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     monkeypatch.setattr(engine_module, "PLUGIN_FOLDERS", (str(system),))
-    assert engine_module.buildx_plugin() is None and not engine_module.buildx_installed()
+    assert engine_module.buildx_plugin() is None and engine_module.build_tool(None) == "classic"
     in_system = _plugin(system)
     assert engine_module.buildx_plugin() == str(in_system)
     in_extra = _plugin(extra)
@@ -215,7 +215,7 @@ def test_buildx_plugin_is_found_where_the_docker_cli_looks(
     (config / "config.json").write_text(f'{{"cliPluginsExtraDirs": ["{extra}"]}}')
     assert engine_module.buildx_plugin() == str(in_extra)
     own = _plugin(config / "cli-plugins")
-    assert engine_module.buildx_plugin() == str(own) and engine_module.buildx_installed()
+    assert engine_module.buildx_plugin() == str(own) and engine_module.build_tool(None) == "buildx"
     own.chmod(0o644)
     assert engine_module.buildx_plugin() == str(in_extra)
     (config / "config.json").write_text("[not, json")

@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from paitasks.engine import buildx_installed
+from paitasks.engine import buildx_plugin
 from paitasks.fingerprint import LABEL
 from paitasks.tempfolders import TEMP_FOLDERS
 from tests.support import (
@@ -652,7 +652,7 @@ def test_list_and_info_follow_a_base_that_would_rebuild(warm: Tree) -> None:
 
 @pytest.mark.engine
 def test_switching_build_tool_rebuilds(warm: Tree, docker_client: docker.DockerClient) -> None:
-    assert buildx_installed(), "the default build tool should be buildx here"
+    assert buildx_plugin(), "the default build tool should be buildx here"
     buildx = image_ids(docker_client, warm)
     same = build(warm, "build_tool=buildx")  # the default, named
     assert same.built == frozenset(), same.output
