@@ -20,6 +20,7 @@ from doit.reporter import ConsoleReporter
 
 from paitasks.disk import write_json
 from paitasks.errors import PaiTasksError
+from paitasks.failures import reason
 from paitasks.fingerprint import LABEL
 from paitasks.freshness import Lookahead, untag_stale
 from paitasks.progress import Display, Span, display_for
@@ -47,6 +48,7 @@ class Outcome:
     seconds: float | None = None
     values: dict[str, Any] = field(default_factory=dict)
     blocked_by: list[str] = field(default_factory=list)
+    reason: str = ""  # a failure's innermost cause, in one line (failures.py)
 
 
 def display_name(name: str) -> str:
@@ -164,6 +166,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             outcome.blocked_by = [display_name(n) for n in str(fail.message).split()]
         else:
             outcome.status = "failed"
+            outcome.reason = reason(str(getattr(fail, "message", "") or fail.get_msg()))
         self._finished(task.name, outcome)
         super().add_failure(task, fail)
 
@@ -187,7 +190,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         builder = outcome.values.get("builder")
         where = f" on {builder}" if builder else ""
         count = f"[{self._done:>{len(str(self._total))}}/{self._total}] "
-        line = f"{count}{status} {display_name(name)}{where}{took}\n"
+        why = f": {outcome.reason}" if outcome.reason else ""
+        line = f"{count}{status} {display_name(name)}{where}{took}{why}\n"
         span = (len(count), len(count) + len(status), outcome.status)
         if self._display is not None:
             self._display.finished(display_name(name), line, span)
@@ -208,6 +212,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             }
             if outcome.blocked_by:
                 entry["blocked_by"] = outcome.blocked_by
+            if outcome.reason:
+                entry["reason"] = outcome.reason
             if outcome.values.get("builder"):
                 entry["builder"] = outcome.values["builder"]
             if kind == "build-image":
@@ -306,6 +312,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
             pushed = "already in the registry"
         elif push:
             pushed = f"push {push.get('status')}"
+        if entry.get("reason") or push.get("reason"):
+            pushed = f"{pushed}: {push['reason']}" if push.get("reason") else entry["reason"]
         rows.append((image, status, took, pushed))
     if not rows:
         return []

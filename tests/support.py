@@ -786,7 +786,7 @@ class DockerContext:
 
 # One line per finished task: "[ 3/12] done build-image:x on m1 1.2s".
 FINISHED = re.compile(
-    r"^\[\s*\d+/\d+\] (?P<status>.+?) (?P<task>[a-z-]+:\S+)(?: on \S+)?(?: [\d.]+s)?$",
+    r"^\[\s*\d+/\d+\] (?P<status>.+?) (?P<task>[a-z-]+:\S+)(?: on \S+)?(?: [\d.]+s)?(?:: .*)?$",
     re.MULTILINE,
 )
 

@@ -19,8 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "paitasks"
 # Bottom first. A module imports from its own layer or a lower one, never a higher one.
 LAYERS: list[set[str]] = [
     # facts and tools: data, words, processes
-    {"errors", "fingerprint", "reference", "retries", "streaming", "timeline", "progress",
-     "disk", "output"},
+    {"errors", "failures", "fingerprint", "reference", "retries", "streaming", "timeline",
+     "progress", "disk", "output"},
     # the tree and the settings: planning, no docker
     {"settings", "config", "context", "tree", "dockerfile", "graph", "loader", "render"},
     # what a run reaches: engines, registries, the temp folders, hooks, an image's inputs
