@@ -29,6 +29,7 @@ from tests.support import (
     LoggedRegistry,
     RegistryAPI,
     busybox_context,
+    clear_engine1,
     clear_engine2,
     engine2,
 )
@@ -73,6 +74,17 @@ def engine(docker_client: docker.DockerClient) -> Engine:
 def prefix(request: pytest.FixtureRequest) -> str:
     """A name prefix unique to this test, so tests never collide with each other."""
     return f"pt{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="module")
+def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
+    """A prefix and registry namespace for a whole module's tree (a module that builds
+    once and checks many things); its images leave both engines after the module."""
+    prefix = f"pt{secrets.token_hex(4)}"
+    clear_engine2(prefix)
+    yield prefix
+    clear_engine1(docker_client, prefix)
+    clear_engine2(prefix)
 
 
 @pytest.fixture

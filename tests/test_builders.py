@@ -15,7 +15,6 @@ other test has a tree, namespace and engine state of its own.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import subprocess
 import sys
@@ -223,15 +222,6 @@ class Spread:
     result: subprocess.CompletedProcess[str]
     engine1_after: set[str]  # engine 1's tags with the prefix right after the run
     engine2_after: set[str]  # engine 2's
-
-
-@pytest.fixture(scope="module")
-def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
-    """The spread tree's prefix and namespace; its images leave both engines after."""
-    prefix = f"pt{secrets.token_hex(4)}"
-    yield prefix
-    clear_engine1(docker_client, prefix)
-    clear_engine2(prefix)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from paitasks import publish
@@ -33,7 +32,6 @@ from tests.support import (
     PAI_BUILD,
     LoggedRegistry,
     TokenAuth,
-    clear_engine1,
     clear_engine2,
     doit_on,
     engine2_images,
@@ -142,14 +140,6 @@ def tags_served(published: Published) -> dict[str, str | None]:
 
 
 # -- fixtures ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
-    prefix = f"pt{secrets.token_hex(4)}"
-    yield prefix
-    clear_engine1(docker_client, prefix)
-    clear_engine2(prefix)
 
 
 @pytest.fixture(scope="module")

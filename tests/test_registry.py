@@ -49,7 +49,6 @@ from tests.support import (
     PASSWORD,
     LoggedRegistry,
     RegistryAPI,
-    clear_engine1,
     clear_engine2,
     doit_on,
     engine2,
@@ -170,17 +169,6 @@ def small_tree(root: Path, prefix: str, note: str = "first") -> tuple[Path, str,
 
 
 # -- fixtures ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ns(docker_client: docker.DockerClient, engine2_up: None) -> Iterator[str]:
-    """The published tree's prefix and namespace; its images leave both engines after
-    the module."""
-    prefix = f"pt{secrets.token_hex(4)}"
-    clear_engine2(prefix)
-    yield prefix
-    clear_engine1(docker_client, prefix)
-    clear_engine2(prefix)
 
 
 @pytest.fixture(scope="module")
