@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from paitasks import freshness, publish, retries
 from paitasks.dockerfile import rewrite_images
-from paitasks.engine import BuildRequest, LocalImage, build_tool, registry_hiccup
+from paitasks.engine import BuildRequest, LocalImage, build_tool, registry_hiccup, throttled
 from paitasks.errors import EngineError, PaiTasksError
 from paitasks.fingerprint import LABEL, Finding
 from paitasks.inputs import ImageSpec, save_record
@@ -118,7 +118,7 @@ def _tried(run: Run, image: str, attempt: Callable[[], T]) -> T:
             if hiccup is None:
                 raise
             failed[:] = [exc]
-            raise Transient(hiccup, throttled="429" in hiccup or "Too Many" in hiccup) from None
+            raise Transient(hiccup, throttled=throttled(hiccup)) from None
 
     def retried(failure: Transient, wait: float) -> None:
         if run.journal is not None:

@@ -242,8 +242,8 @@ class Engine:
         """
         target = f"{repository}:{tag}"
         tagged = sdk(f"image {image}: cannot tag as {target}",
-                     lambda: self.client.api.tag(image, repository, tag, force=True), missing=False)
-        if tagged is False:
+                     lambda: self.client.api.tag(image, repository, tag, force=True), missing=None)
+        if tagged is None:  # NotFound (the SDK's own answer is a bool)
             raise EngineError(f"image {image}: not in the engine, build it first")
         policy = policy or retries.Policy()
 
@@ -312,7 +312,7 @@ class Engine:
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
                         if _transient(error):
-                            raise retries.Transient(error, throttled=_throttled(error))
+                            raise retries.Transient(error, throttled=throttled(error))
                         raise EngineError(f"{what} failed: {error}")
                     status = str(chunk.get("status") or "")
                     if status.startswith("Retrying in"):
@@ -685,7 +685,7 @@ def registry_hiccup(output: str) -> str | None:
     return None
 
 
-def _throttled(error: str) -> bool:
+def throttled(error: str) -> bool:
     """Whether a registry said "too many requests" (dockerd's words for a 429)."""
     text = error.lower()
     return "429" in text or "too many requests" in text or "toomanyrequests" in text
