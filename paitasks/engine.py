@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from paitasks import reference as references
 from paitasks import retries
 from paitasks.disk import read_json
 from paitasks.errors import EngineError, RegistryError
@@ -42,11 +43,6 @@ PLUGIN_FOLDERS = (  # where the docker CLI looks for plugins, after the user's o
 )
 # Failures worth another try: the network or the registry hiccuped (dockerd's own words
 # for a 429, a 5xx, a reset). Refused logins and rejected manifests are final.
-TRANSIENT = (
-    "connection refused", "connection reset", "broken pipe", "timeout", "eof", "429",
-    "too many requests", "toomanyrequests", "500 internal server error", "502", "503",
-    "504", "unavailable",
-)
 LAYER_DONE = ("Pushed", "Layer already exists")  # a push's word for a layer now there
 # What BuildKit and dockerd say when a build's request to a registry failed (a base by
 # digest, the layer cache, a builders= push), as against a failure of the build itself.
@@ -311,7 +307,7 @@ class Engine:
                 for chunk in start(api):
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
-                        if _transient(error):
+                        if retries.transient_text(error):
                             raise retries.Transient(error, throttled=throttled(error))
                         raise EngineError(f"{what} failed: {error}")
                     status = str(chunk.get("status") or "")
@@ -328,7 +324,7 @@ class Engine:
             self._drop_client()
             if _timed_out(exc):
                 raise retries.Transient(f"no progress for {stall:g} s (stalled)") from None
-            if _transient(_short(exc)):
+            if retries.transient_text(_short(exc)):
                 raise retries.Transient(_short(exc)) from None
             raise EngineError(f"{what} failed: {_short(exc)}") from None
 
@@ -680,7 +676,7 @@ def registry_hiccup(output: str) -> str | None:
     way another try may not (a reset, a 429, a 5xx): fetching a base or the layer cache,
     or pushing; None when the build failed for another reason."""
     for line in reversed(output.splitlines()):
-        if any(marker in line for marker in REGISTRY_WORK) and _transient(line):
+        if any(marker in line for marker in REGISTRY_WORK) and retries.transient_text(line):
             return line.strip().removeprefix("| ").strip()
     return None
 
@@ -689,13 +685,6 @@ def throttled(error: str) -> bool:
     """Whether a registry said "too many requests" (dockerd's words for a 429)."""
     text = error.lower()
     return "429" in text or "too many requests" in text or "toomanyrequests" in text
-
-
-def _transient(error: str) -> bool:
-    text = error.lower()
-    if "unauthorized" in text or "denied" in text or "authentication required" in text:
-        return False
-    return any(marker in text for marker in TRANSIENT)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -779,7 +768,10 @@ def registry_problem(reference: str, exc: BaseException) -> str:
     """One line on why the engine could not read `reference` from its registry."""
     text = _short(exc)
     explanation = str(getattr(exc, "explanation", "") or text)
-    host = reference.split("/", 1)[0]
+    try:
+        host = references.parse(reference).domain
+    except references.ReferenceError:
+        host = reference.split("/", 1)[0]
     lowered = explanation.lower()
     refused = ("unauthorized", "authentication required", "denied", "no basic auth credentials")
     if any(marker in lowered for marker in refused):

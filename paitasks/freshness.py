@@ -50,7 +50,9 @@ def _gather(
     found, or by `bases` where given."""
     if bases is None:
         bases = {name: found for name in spec.uses if (found := run.findings.fingerprint(name))}
-    externals = {name: external_digest(run.images, run.remote, name) for name in spec.external}
+    # With a registry, an external base the engine lacks counts by the digest served now.
+    served = run.bases if run.remote is not None else None
+    externals = {name: external_digest(run.images, served, name) for name in spec.external}
     return gather(
         spec, predict, contents=run.contents, state=run.state,
         build_tool=build_tool(spec.build_tool), bases=bases,
@@ -258,9 +260,18 @@ class Lookahead:
 
     def start(self, images: Sequence[str], pushes: Sequence[str]) -> None:
         """When the run begins: ask every question it can know now, at once (the
-        fingerprint tags of `images`, the `:tag` of `pushes`, the external bases), and
+        fingerprint tags of `images`, the `:tag` of `pushes`, the external bases the
+        engine lacks), and
         check the registry, so that one unreachable or refusing the login stops the run
         before any work."""
+        external = dict.fromkeys(
+            name
+            for image in images if image in self.specs
+            for name in self.specs[image].external
+            if self.run.images.get(engine_name(name)) is None
+        )
+        if external:  # the engine pulls them: asked of it, so a base it cannot get
+            self.run.bases.ask(external)  # fails its images before any build
         remote = self.run.remote
         if remote is None or not (images or pushes):
             return
@@ -269,18 +280,12 @@ class Lookahead:
 
     def __call__(self, images: Sequence[str], pushes: Sequence[str]) -> list[str]:
         """Ask at once; the references asked."""
-        run, remote = self.run, self.run.remote
+        remote = self.run.remote
         if remote is None:
             return []
         self._images = set(images) | set(pushes)
         asked = [remote.by_tag(image) for image in pushes]
-        external = dict.fromkeys(
-            name
-            for image in images if image in self.specs
-            for name in self.specs[image].external
-            if run.images.get(engine_name(name)) is None
-        )
-        remote.prefetch([*asked, *external])
+        remote.prefetch(asked)
         return asked + self._ask(sorted(self._images))
 
     def learned(self, name: str, found: str) -> None:

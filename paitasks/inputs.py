@@ -29,7 +29,6 @@ from paitasks.tempfolders import RoundSpec
 
 if TYPE_CHECKING:
     from paitasks.engine import LocalImage
-    from paitasks.registry import RegistryView
 
 RECORDS_DIR = "images"
 
@@ -122,11 +121,15 @@ class _Listing(Protocol):
     def get(self, name: str) -> LocalImage | None: ...
 
 
-def external_digest(images: _Listing, remote: RegistryView | None, name: str) -> str:
+class _Served(Protocol):
+    def digest(self, name: str) -> str | None: ...
+
+
+def external_digest(images: _Listing, served: _Served | None, name: str) -> str:
     """An image from outside the tree counts by its registry digest: the one the local
     image (in `images`, the engine's) was pulled by, else the one its registry serves
-    now (with a registry set up, so a fresh runner decides without pulling), else the
-    local image's id; "" when none is known."""
+    now (`served`: with a registry set up, so a fresh runner decides without pulling),
+    else the local image's id; "" when none is known."""
     local = images.get(engine_name(name))
     repository = _repository(name)
     if local is not None:
@@ -135,10 +138,10 @@ def external_digest(images: _Listing, remote: RegistryView | None, name: str) ->
             if named == repository:
                 return digest
         return local.id
-    if remote is None:
+    if served is None:
         return ""
     try:
-        return remote.digest(name) or ""
+        return served.digest(name) or ""
     except PaiTasksError:
         return ""  # the build will say why it cannot pull it
 

@@ -5,7 +5,9 @@ elsewhere), each task's output lines go to it (the live view shows the last one)
 `verbose=1` they are also printed whole, each labelled with its image or hook. doit
 captures a python-action's output by swapping `sys.stdout`, which threads share, so under
 `-n` captured lines could land in another task's output: labelled whole lines on the
-real stdout never mix. Failures carry their own last lines.
+real stdout never mix. Failures carry their own last lines; every line of a task in
+flight is also kept, so that the reporter can save a failed task's whole output
+(`.paitasks/logs/<task>.log`) and forget a finished one's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Output:
         self._lock = threading.Lock()
         # Each up-to-date check as it went (task, start, end, result), for the timeline.
         self.checks: list[tuple[str, float, float, str]] = []
+        self._kept: dict[str, list[str]] = {}  # task -> its output lines so far
 
     def watch(self, display: Display | None) -> None:
         """While a reporter shows the run, tasks tell it what they do."""
@@ -42,14 +45,23 @@ class Output:
         printer = self.printer(label) if self.verbose else None
         if display is None and printer is None:
             return None
+        with self._lock:
+            kept = self._kept.setdefault(task, [])
 
         def sink(line: str) -> None:
+            kept.append(line)  # list.append is atomic: one writer per task anyway
             if display is not None:
                 display.output(task, line)
             if printer is not None:
                 printer(line)
 
         return sink
+
+    def take(self, *tasks: str) -> list[str]:
+        """The output lines kept of `tasks` (one task's, under the names it printed
+        under), forgotten here."""
+        with self._lock:
+            return [line for task in tasks for line in self._kept.pop(task, ())]
 
     def tell_builder(self, task: str, builder: str) -> None:
         """Which builder of `builders=` runs `task`, for the display."""

@@ -44,6 +44,7 @@ from paitasks import reference as references
 from paitasks import retries
 from paitasks.disk import read_json, write_json
 from paitasks.errors import PaiTasksError, RegistryError
+from paitasks.failures import network_words
 
 if TYPE_CHECKING:
     from paitasks.config import RegistrySettings
@@ -892,6 +893,91 @@ class RegistryView:
             return self.auth["username"], self.auth["password"]
         return docker_credentials(host)
 
+
+
+class Bases:
+    """The run's external bases (images from outside the tree), each asked of the engine
+    once, all at once, when the run begins.
+
+    The engine is the one that pulls them in builds, through its own proxy, mirrors,
+    certificates and logins, so its answer is the build's: a base it cannot get fails
+    its images at once, with why, and no build is started for them. A transient failure
+    (a 429, a 5xx, a reset) is tried again as the run's policy says.
+    """
+
+    def __init__(self, engine: Callable[[], EngineSide], policy: retries.Policy) -> None:
+        self._engine = engine
+        self.policy = policy
+        self._asked: dict[str, Future[str | None]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def ask(self, names: Iterable[str]) -> None:
+        """Start asking for each of `names` not asked yet."""
+        with self._lock:
+            for name in names:
+                if name not in self._asked:
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(CONNECTIONS, "bases")
+                    self._asked[name] = self._pool.submit(self._lookup, name)
+
+    def digest(self, name: str) -> str | None:
+        """The digest `name`'s registry serves, None when it serves none; a
+        PaiTasksError saying why it cannot be had."""
+        self.ask([name])
+        return self._asked[name].result()
+
+    def problem(self, name: str) -> str | None:
+        """Why the engine cannot pull `name`, in one line; None when it can."""
+        try:
+            if self.digest(name) is not None:
+                return None
+        except PaiTasksError as exc:
+            return str(exc)
+        return f"base {_full_name(name)} could not be pulled: {_host(name)} does not have it"
+
+    def _lookup(self, name: str) -> str | None:
+        engine = self._engine()
+
+        def once() -> str | None:
+            try:
+                return engine.registry_digest(name)
+            except PaiTasksError as exc:
+                if retries.transient_text(str(exc)):
+                    raise retries.Transient(str(exc)) from None
+                raise
+
+        try:
+            return retries.call(self.policy, once)
+        except retries.Transient as failure:
+            why = f"{network_words(failure.reason)} after {failure.tries} tries"
+        except PaiTasksError as exc:
+            why = network_words(str(exc))
+        raise PaiTasksError(f"base {_full_name(name)} could not be pulled: {_host(name)} {why}")
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _full_name(name: str) -> str:
+    """`docker.io/library/ubuntu:16.04` for `ubuntu:16.04`."""
+    try:
+        parsed = references.parse(name)
+    except references.ReferenceError:
+        return name
+    suffix = f"@{parsed.digest}" if parsed.digest else f":{parsed.tag or 'latest'}"
+    return parsed.name + suffix
+
+
+def _host(name: str) -> str:
+    """The host the engine asks for `name` (registry-1.docker.io for Docker Hub)."""
+    try:
+        return api_host(references.parse(name).domain)
+    except references.ReferenceError:
+        return name.split("/", 1)[0]
 
 
 def _one_at_a_time(

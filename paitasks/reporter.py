@@ -2,7 +2,11 @@
 
 Output is line-oriented (`[k/N]` lines as tasks finish, through `progress`'s display,
 which colours their status in the live view only) and ends with a table of every image,
-in the words report.json uses. doit tells only its reporter when a run starts and ends
+in the words report.json uses. A failed task's line gives its reason and the few output
+lines around its first error (all of it with verbose=1); its whole output goes to
+`.paitasks/logs/<task>.log`. The reporter owns the end of the run: after the table come
+only the causes several images share and the logs folder, not doit's failure blocks.
+doit tells only its reporter when a run starts and ends
 (also after a failure or Ctrl-C), so the reporter passes those two events on to the run
 (`Run.begin`, `Run.end`); it owns nothing else of the run.
 """
@@ -13,14 +17,15 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidTask
 from doit.reporter import ConsoleReporter
 
-from paitasks.disk import write_json
+from paitasks.disk import remove, write_atomically, write_json
 from paitasks.errors import PaiTasksError
-from paitasks.failures import reason
+from paitasks.failures import TAIL_MARK, excerpt, grouped, reason
 from paitasks.fingerprint import LABEL
 from paitasks.freshness import Lookahead, untag_stale
 from paitasks.progress import Display, Span, display_for
@@ -32,6 +37,7 @@ PUBLISH = "_publish:"  # hidden tasks behind `push`; shown as the push:<image> t
 UPLOAD = "_upload:"  # and as upload:<image>
 PUSH_TASKS = ("push:", PUBLISH, UPLOAD)
 REPORT_FILE = "report.json"
+LOGS_DIR = "logs"  # each failed task's whole output: .paitasks/logs/<task>.log
 CHECKS = "up-to-date checks"  # the timeline's process for doit's checks
 REGISTRY_UP_TO_DATE = "up to date in the registry"
 
@@ -57,6 +63,13 @@ def display_name(name: str) -> str:
     return f"upload:{name[len(UPLOAD):]}" if name.startswith(UPLOAD) else name
 
 
+def _printed_as(name: str) -> tuple[str, ...]:
+    """The names a task's output lines are kept under (output.py): an upload prints as
+    the push it is part of."""
+    shown = display_name(name)
+    return (shown, f"push:{name[len(UPLOAD):]}") if name.startswith(UPLOAD) else (shown,)
+
+
 class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     """Progress, a summary, a report and a timeline; the run's start and end go to `run`."""
 
@@ -72,6 +85,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._done = 0
         self._began = time.time()
         self._display: Display | None = None
+        self._logs: dict[str, Path] = {}  # failed task (display name) -> its whole output
+        self._tasks: Any = {}  # doit's tasks by name
 
     # -- start and end ----------------------------------------------------------------
 
@@ -80,6 +95,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._total = len(planned)
         memo: dict[str, tuple[str, ...]] = {}
         self._needs = {name: _waits_for(tasks, name, memo) for name in planned}
+        self._tasks = tasks
         self._began_run = True
         try:
             # With engine tasks and no engine, say so before any hook runs (doit reports
@@ -94,6 +110,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             raise InvalidTask(str(exc)) from None
         for path in removed:
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
+        for name in planned:  # a log stays only while its task's last run failed
+            remove(self._log_path(name))
         self._display = display_for(self.outstream)
         self.run.output.watch(self._display)
         self._display.start(self._total)
@@ -116,8 +134,9 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         except OSError as exc:
             sys.stderr.write(f"paitasks: could not tidy up after the run: {exc}\n")
         finally:
-            self._display = None  # doit's failure messages go straight out
-            super().complete_run()
+            self._display = None
+            if self.runtime_errors:  # doit's own (not a task's): as doit says them
+                self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
 
     def write(self, text: str, span: Span | None = None) -> None:
         """Through the display (lines above the live view), else straight out."""
@@ -148,6 +167,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
     def add_success(self, task: Any) -> None:
         if not task.actions:  # groups (build, build:C, push) finish silently
             return
+        self.run.output.take(*_printed_as(task.name))
         outcome = self._outcomes.setdefault(task.name, Outcome())
         outcome.values = dict(getattr(task, "values", None) or {})
         # A hook skipped on its declared inputs reused what it made last time.
@@ -157,18 +177,59 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._finished(task.name, outcome)
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        """A failed task: its line, with its reason and the lines around its first error;
+        its whole output in its log. A group (`build:C`) that did not run says nothing:
+        the tasks it waited for said why."""
+        if fail.report:
+            self.failures.append({"task": task, "exception": fail})
         if not task.actions:
-            super().add_failure(task, fail)
             return
         outcome = self._outcomes.setdefault(task.name, Outcome())
         if type(fail).__name__ == "UnmetDependency":
             outcome.status = "not built"
-            outcome.blocked_by = [display_name(n) for n in str(fail.message).split()]
-        else:
-            outcome.status = "failed"
-            outcome.reason = reason(str(getattr(fail, "message", "") or fail.get_msg()))
+            outcome.blocked_by = self._failed_among(str(fail.message).split())
+            self._finished(task.name, outcome)
+            return
+        message = str(getattr(fail, "message", "") or fail.get_msg())
+        outcome.status = "failed"
+        outcome.reason = reason(message)
         self._finished(task.name, outcome)
-        super().add_failure(task, fail)
+        said = message.rstrip().splitlines() if self.run.settings.verbose else excerpt(message)
+        if said:
+            self.write("".join(f"    {line}\n" for line in said))
+        self._save_log(task.name, outcome.reason, message)
+
+    def _failed_among(self, waited: list[str]) -> list[str]:
+        """The tasks of `waited` that failed, a group (`build`, `_upload`) standing for
+        those of its tasks that did; all of `waited` if none is known to have."""
+        tasks: list[str] = []
+        for name in waited:
+            if name in self._tasks and not self._tasks[name].actions:
+                tasks.extend(_waits_for(self._tasks, name, {}))
+            else:
+                tasks.append(name)
+        failed = [name for name in dict.fromkeys(tasks)
+                  if name in self._outcomes and self._outcomes[name].status == "failed"]
+        return [display_name(name) for name in failed or waited]
+
+    def _save_log(self, name: str, why: str, message: str) -> None:
+        """`.paitasks/logs/<task>.log`: what the task printed, whole, then its error."""
+        printed = self.run.output.take(*_printed_as(name))
+        path = self._log_path(name)
+        text = f"{display_name(name)} failed: {why}\n\n"
+        if printed:  # whole: the lines the message quotes are among them
+            text += "\n".join(printed) + "\n\n"
+            message = "\n".join(line for line in message.splitlines()
+                                if not line.startswith(TAIL_MARK))
+        try:
+            write_atomically(path, text + message.rstrip() + "\n")
+        except OSError as exc:
+            self.write(f"paitasks: could not keep the output of {display_name(name)}: {exc}\n")
+            return
+        self._logs[display_name(name)] = path
+
+    def _log_path(self, name: str) -> Path:
+        return self.run.state / LOGS_DIR / f"{display_name(name).replace('/', '_')}.log"
 
     def _up_to_date(self, name: str) -> str:
         """"up to date", or "up to date in the registry" for an image found only there."""
@@ -185,12 +246,12 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._done += 1
         took = f" {outcome.seconds:.1f}s" if outcome.seconds is not None else ""
         status = outcome.status
-        if status == "not built":
-            status = f"not built: {', '.join(outcome.blocked_by)} failed"
         builder = outcome.values.get("builder")
         where = f" on {builder}" if builder else ""
         count = f"[{self._done:>{len(str(self._total))}}/{self._total}] "
         why = f": {outcome.reason}" if outcome.reason else ""
+        if outcome.blocked_by:
+            why = f": {', '.join(outcome.blocked_by)} failed"
         line = f"{count}{status} {display_name(name)}{where}{took}{why}\n"
         span = (len(count), len(count) + len(status), outcome.status)
         if self._display is not None:
@@ -214,6 +275,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 entry["blocked_by"] = outcome.blocked_by
             if outcome.reason:
                 entry["reason"] = outcome.reason
+            if display_name(name) in self._logs:
+                entry["log"] = str(self._logs[display_name(name)])
             if outcome.values.get("builder"):
                 entry["builder"] = outcome.values["builder"]
             if kind == "build-image":
@@ -298,9 +361,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
         if "status" not in entry:  # only its push was part of the run
             continue
         status = str(entry["status"])
-        if status == "not built":
-            status = f"not built ({', '.join(entry.get('blocked_by') or ())} failed)"
-        elif entry.get("builder"):
+        if entry.get("builder"):
             status = f"{status} (on {entry['builder']})"
         seconds = entry.get("seconds")
         took = f"{seconds:.1f}s" if seconds is not None else ""
@@ -314,9 +375,11 @@ def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
             pushed = f"push {push.get('status')}"
         if entry.get("reason") or push.get("reason"):
             pushed = f"{pushed}: {push['reason']}" if push.get("reason") else entry["reason"]
+        elif status == "not built":
+            pushed = f"{', '.join(entry.get('blocked_by') or ())} failed"
         rows.append((image, status, took, pushed))
     if not rows:
-        return []
+        return [(line, None) for line in _after_table(report)]
     width = max(len("image"), *(len(row[0]) for row in rows))
     status_width = max(len("result"), *(len(row[1]) for row in rows))
     header = f"{'image'.ljust(width)}  {'result'.ljust(status_width)}  {'time'.rjust(6)}"
@@ -332,6 +395,32 @@ def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
     total = report.get("seconds")
     took = f" ({total:.1f}s)" if isinstance(total, int | float) else ""
     lines.append((f"{len(rows)} images: {parts}{took}", None))
+    lines.extend((line, None) for line in _after_table(report))
+    return lines
+
+
+def _after_table(report: Mapping[str, Any]) -> list[str]:
+    """The causes several images share, and where each failed task's whole output is."""
+    failed: dict[str, str] = {}
+    blocked: dict[str, list[str]] = {}
+    logs: list[str] = []
+    for image, entry in (report.get("images") or {}).items():
+        for kind, part in (("build-image", entry), ("push", entry.get("push") or {}),
+                           ("upload", entry.get("upload") or {})):
+            if part.get("reason"):
+                failed[f"{kind}:{image}"] = str(part["reason"])
+            logs.extend([str(part["log"])] if part.get("log") else [])
+        if entry.get("status") == "not built":
+            blocked[image] = list(entry.get("blocked_by") or ())
+    for component, hooks in (report.get("components") or {}).items():
+        for kind, part in hooks.items():
+            if part.get("reason"):
+                failed[f"{kind}:{component}"] = str(part["reason"])
+            logs.extend([str(part["log"])] if part.get("log") else [])
+    lines = grouped(failed, blocked)
+    if logs:
+        folder = Path(logs[0]).parent
+        lines.append(f"the whole output of each failed task ({len(logs)}): {folder}/")
     return lines
 
 

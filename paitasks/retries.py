@@ -28,6 +28,16 @@ MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is waited for th
 FIRST_WAIT = 0.2  # seconds: the backoff's first step (doubled at every try, jittered)
 MAX_WAIT = 10.0
 THROTTLED = 1.0  # seconds: the least wait after a 429 that does not say how long
+# What dockerd and BuildKit say of a registry request another try may fix.
+TRANSIENT_WORDS = (
+    "connection refused", "connection reset", "broken pipe", "timeout", "eof", "429",
+    "too many requests", "toomanyrequests", "500 internal server error", "502", "503",
+    "504", "unavailable",
+)
+FINAL_WORDS = (  # ...and what no other try fixes, whatever else the error says
+    "unauthorized", "denied", "authentication required",
+    "proxyconnect",  # this machine's proxy refused: its setting, not the registry
+)
 
 
 @dataclass(frozen=True)
@@ -154,3 +164,13 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 def transient_status(status: int) -> bool:
     """Statuses worth another try: too many requests, and the server's own failures."""
     return status == 429 or 500 <= status <= 599
+
+
+def transient_text(error: str) -> bool:
+    """Whether dockerd's or BuildKit's words for a failed registry request say another
+    try may fix it (a refused or reset connection, a timeout, a 429, a 5xx), rather than
+    a refused login or a proxy of this machine's that refuses the connection."""
+    text = error.lower()
+    if any(marker in text for marker in FINAL_WORDS):
+        return False
+    return any(marker in text for marker in TRANSIENT_WORDS)

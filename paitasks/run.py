@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.builders import Builders
     from paitasks.config import RegistrySettings
     from paitasks.engine import Engine, LocalImage
-    from paitasks.registry import Journal, RegistryView
+    from paitasks.registry import Bases, Journal, RegistryView
     from paitasks.retries import Policy
 
 HASH_CACHE_FILE = "file-hashes.json"
@@ -64,6 +64,7 @@ class Run:
         self._hashes: HashCache | None = None
         self._registry: RegistrySettings | None = None
         self._remote: RegistryView | None = None
+        self._bases: Bases | None = None
         self._builders: Builders | None = None
         self._tree_lock = RunLock(self.state)
         self._locked = False
@@ -108,6 +109,8 @@ class Run:
             if self._remote is not None:
                 self._remote.save()
                 self._remote.close()
+            if self._bases is not None:
+                self._bases.close()
             if self._locked:
                 self.temp.remove()
         finally:
@@ -209,6 +212,17 @@ class Run:
                     self.state / SENT_FILE,
                 )
             return self._remote
+
+    @property
+    def bases(self) -> Bases:
+        """The external bases of the run's images, asked of the engine (the one that pulls
+        them), once each."""
+        with self._lock:
+            if self._bases is None:
+                from paitasks.registry import Bases
+
+                self._bases = Bases(lambda: self.engine, self.policy)
+            return self._bases
 
     @property
     def builders(self) -> Builders | None:

@@ -39,7 +39,7 @@ from paitasks.engine import LocalImage, is_insecure
 from paitasks.errors import EngineError
 from paitasks.inputs import external_digest
 from paitasks.reference import engine_name
-from paitasks.registry import RegistryView, _split
+from paitasks.registry import Bases, RegistryView, _split
 from paitasks.retries import Policy
 from tests.support import (
     BUSYBOX,
@@ -726,6 +726,64 @@ def test_an_external_image_counts_by_its_digest(
     remote = engine_only(engine)
     images = {engine_name(name): local} if local else {}
     assert external_digest(images, remote, name) == expected
+
+
+class FlakyEngine(FakeEngine):
+    """Fails each reference's first `flaky` questions with what dockerd says of a 503."""
+
+    def __init__(self, served: dict[str, str | None], flaky: int = 0,
+                 error: str = "") -> None:
+        super().__init__(served)
+        self.flaky = flaky
+        self.error = error
+
+    def registry_digest(self, reference: str, auth: object = None) -> str | None:
+        with self.lock:
+            self.asked.append(reference)
+            asked = self.asked.count(reference)
+        if self.error:
+            raise EngineError(self.error)
+        if asked <= self.flaky:
+            raise EngineError(f"registry h.io: cannot read {reference}: 503 Service Unavailable")
+        return self.served.get(reference)
+
+
+QUICK = Policy(tries=3, within=5.0)
+
+
+def test_external_bases_are_asked_of_the_engine_once_each_at_once() -> None:
+    engine = FlakyEngine({f"h.io/b{i}:1": f"sha256:{i}" for i in range(20)}, flaky=1)
+    bases = Bases(lambda: engine, QUICK)
+    bases.ask([f"h.io/b{i}:1" for i in range(20)] * 2)
+    assert [bases.digest(f"h.io/b{i}:1") for i in range(20)] == [f"sha256:{i}" for i in range(20)]
+    assert bases.problem("h.io/b3:1") is None
+    # every one failed once (a 503) and was asked again, never more
+    assert sorted(engine.asked.count(f"h.io/b{i}:1") for i in range(20)) == [2] * 20
+    bases.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "why", "tries"),
+    [
+        ('registry docker.io is unreachable: Get "https://registry-1.docker.io/v2/": '
+         "proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused",
+         "registry-1.docker.io unreachable (proxy refused the connection)", 1),
+        ("registry docker.io: access to ubuntu:16.04 refused (unauthorized)",
+         "registry-1.docker.io refused access", 1),
+        ("registry docker.io: cannot read ubuntu:16.04: 503 Service Unavailable",
+         "registry-1.docker.io failed (registry docker.io: cannot read ubuntu:16.04: 503 Service "
+         "Unavailable) after 3 tries", 3),
+    ],
+)
+def test_a_base_the_engine_cannot_pull_says_why(error: str, why: str, tries: int) -> None:
+    engine = FlakyEngine({}, error=error)
+    bases = Bases(lambda: engine, QUICK)
+    assert bases.problem("ubuntu:16.04") == (
+        f"base docker.io/library/ubuntu:16.04 could not be pulled: {why}")
+    assert len(engine.asked) == tries  # what no other try fixes is asked once
+    missing = Bases(lambda: FlakyEngine({}), QUICK)
+    assert missing.problem("gcr.io/x/pause:3.1") == (
+        "base gcr.io/x/pause:3.1 could not be pulled: gcr.io does not have it")
 
 
 def test_without_a_registry_an_absent_external_image_is_unknown() -> None:

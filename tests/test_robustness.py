@@ -64,7 +64,8 @@ def test_continue_builds_what_does_not_depend_on_the_failure(
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "tools-base-breaks" in output and "Traceback" not in output
-    assert f"not built: build-image:{names['tools-base']} failed" in output
+    assert (f"not built build-image:{names['tools']}: build-image:{names['tools-base']} failed"
+            in output)
     found = report(src)
     images = found["images"]
     assert found["result"] == "failure"
