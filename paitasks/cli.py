@@ -64,6 +64,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         variables["pull"] = "1"
     if getattr(args, "builders", None):
         variables["builders"] = args.builders
+    if getattr(args, "publish_fingerprints", False):
+        variables["publish"] = "fingerprints"
     for name in ("build_args", "platform"):
         if getattr(args, name, None):
             variables[name] = getattr(args, name)
@@ -242,6 +244,11 @@ def parser() -> argparse.ArgumentParser:
     build_parser.add_argument("-c", "--config", help="folder with services-configuration.yaml")
     build_parser.add_argument(
         "-s", "--component", nargs="+", default=[], help="components to build (default: all)"
+    )
+    build_parser.add_argument(
+        "--publish-fingerprints", action="store_true",
+        help="put each image built in the registry under its fingerprint tag ($PAI_PUBLISH); "
+        "its :tag is never moved",
     )
     _common(build_parser)
     push_parser = sub.add_parser("push", help="build, then push images to the registry")

@@ -84,6 +84,8 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Finding:
             result = Finding(inputs, wanted, True, (reason,), "registry", served)
         elif current is None and remote is None:
             result = Finding(inputs, wanted, False, ("not in the engine",))
+        elif spec.name in run.distrusted:  # the registry's image says other inputs
+            result = Finding(inputs, wanted, False, (run.distrusted[spec.name],))
         elif current is None:
             # What changed since the last build here says more than where it is not.
             previous = previous or load_record(run.state, spec.name)

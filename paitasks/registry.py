@@ -45,6 +45,7 @@ from paitasks import retries
 from paitasks.disk import read_json, write_json
 from paitasks.errors import PaiTasksError, RegistryError
 from paitasks.failures import network_words
+from paitasks.fingerprint import LABEL
 
 if TYPE_CHECKING:
     from paitasks.config import RegistrySettings
@@ -239,6 +240,41 @@ class Client:
         if response.status != 200 or not found:
             raise Unsure(f"HTTP {response.status}" if response.status != 200 else "no digest")
         return str(found)
+
+    def served(
+        self, repository: str, tag: str, image: str | None = None
+    ) -> tuple[str, bytes, str] | None:
+        """What repository:tag serves (its digest, manifest as stored and media type), in
+        the one request a HEAD would cost; None when it serves nothing."""
+        response = self._send(
+            "GET", f"/v2/{repository}/manifests/{tag}", (repository, frozenset({"pull"})),
+            {"Accept": MANIFEST_TYPES}, what=f"GET {repository}:{tag}", image=image,
+        )
+        if response.status == 404:
+            return None
+        found = response.headers.get("Docker-Content-Digest")
+        media_type = response.headers.get("Content-Type", "")
+        if response.status != 200 or not found or not media_type:
+            raise Unsure(f"HTTP {response.status}" if response.status != 200 else "no digest")
+        return str(found), bytes(response.data), str(media_type)
+
+    def label(
+        self, repository: str, manifest: bytes, name: str, image: str | None = None
+    ) -> str | None:
+        """Label `name` of the image `manifest` describes (of an index: its first image
+        of a real platform), read from the image's config."""
+        try:
+            found = json.loads(manifest)
+            if "manifests" in found:
+                chosen = next(entry for entry in found["manifests"]
+                              if (entry.get("platform") or {}).get("os") != "unknown")
+                found = json.loads(self.manifest(repository, chosen["digest"], image)[0])
+            config = json.loads(self.blob(repository, found["config"]["digest"], image))
+        except (ValueError, KeyError, TypeError, StopIteration):
+            raise Unsure("a manifest or config it cannot read") from None
+        labels = (config.get("config") or {}).get("Labels") or {}
+        value = labels.get(name)
+        return str(value) if value is not None else None
 
     def manifest(self, repository: str, digest: str, image: str | None = None) -> tuple[bytes, str]:
         """The manifest `digest` of `repository`, as stored, and its media type."""
@@ -581,6 +617,7 @@ class RegistryView:
         policy: retries.Policy | None = None,
         hints: Path | None = None,
         sent: Path | None = None,
+        labels: Path | None = None,
     ) -> None:
         self.settings = settings
         self._engine = engine
@@ -598,6 +635,13 @@ class RegistryView:
         self._sent_file = sent  # the digests images were sent from here under
         self._sent: dict[str, str] | None = None
         self._sent_changed = False
+        # Manifest digest -> the fingerprint label of its image, as checked (a digest
+        # names its content: true for ever); kept in `labels` for later runs.
+        self._labels_file = labels
+        self._labels: dict[str, str] | None = None
+        self._labels_changed = False
+        # The fingerprint tags whose image carries another fingerprint: ignored (why).
+        self.distrusted: dict[str, str] = {}  # image -> why
 
     @property
     def auth(self) -> dict[str, str] | None:
@@ -761,10 +805,14 @@ class RegistryView:
         return served
 
     def learn(self, reference: str, digest: str | None) -> None:
-        """Remember what the registry serves now (after a push, say)."""
+        """Remember what the registry serves now (after a push, say): under a fingerprint
+        tag, an image of that fingerprint (this run put it there)."""
         with self._lock:
             self._known[reference] = digest
             self._pending.pop(reference, None)
+        _, _, tag = self._parts(reference)
+        if digest is not None and tag.startswith(FINGERPRINT_TAG):
+            self._label(digest, "sha256:" + tag.removeprefix(FINGERPRINT_TAG))
 
     def image_of(self, reference: str) -> str | None:
         with self._lock:
@@ -802,21 +850,60 @@ class RegistryView:
     def _ask(self, reference: str) -> str | None:
         """Directly where this process can be sure; else (and for what it cannot reach
         at all) through the engine, whose answer or error stands."""
-        host, repository, tag = self._parts(reference)
+        host = self._parts(reference)[0]
         ours = host == self.settings.host
         client = self._client(host)
         if client is not None and client.hinted:
             try:
-                return client.digest(repository, tag, self.image_of(reference))
+                return self._served(client, reference)
             except Unsure:  # reached otherwise now: find out again, once
                 client = self._client(host, again=client)
         if client is not None:
             try:
-                return client.digest(repository, tag, self.image_of(reference))
+                return self._served(client, reference)
             except Unsure:
                 pass
         # The settings' login goes to their registry only; docker's own to any other.
         return self._engine().registry_digest(reference, self.auth if ours else None)
+
+    def _served(self, client: Client, reference: str) -> str | None:
+        """What `reference` serves, asked with `client`. Under a fingerprint tag of the
+        settings' registry, only an image labelled with that fingerprint counts: another
+        one (pushed there by mistake or by someone else) is ignored, and the reason kept
+        in `distrusted`."""
+        host, repository, tag = self._parts(reference)
+        image = self.image_of(reference)
+        if host != self.settings.host or not tag.startswith(FINGERPRINT_TAG):
+            return client.digest(repository, tag, image)
+        found = client.served(repository, tag, image)
+        if found is None:
+            return None
+        digest, manifest, _ = found
+        label = self._label(digest)
+        if label is None:
+            label = client.label(repository, manifest, LABEL, image) or ""
+            self._label(digest, label)
+        wanted = "sha256:" + tag.removeprefix(FINGERPRINT_TAG)
+        if label != wanted:
+            with self._lock:
+                self.distrusted[image or reference] = (
+                    f"{reference} serves an image labelled "
+                    f"{label or 'with no fingerprint'}, not {wanted}: ignored"
+                )
+            return None
+        return digest
+
+    def _label(self, digest: str, label: str | None = None) -> str | None:
+        """The fingerprint label of manifest `digest`'s image, as checked before (here
+        or by an earlier run); with `label`, note it."""
+        with self._lock:
+            if self._labels is None:
+                found = read_json(self._labels_file).items()
+                self._labels = {str(key): str(value) for key, value in found}
+            if label is not None:
+                self._labels[digest] = label
+                self._labels_changed = True
+            return self._labels.get(digest)
 
     def _client(self, host: str, again: Client | None = None) -> Client | None:
         """How this process reaches `host`: as the last run did (its hint), else
@@ -874,6 +961,11 @@ class RegistryView:
         if sent is not None and self._sent_file is not None:
             with contextlib.suppress(OSError):
                 write_json(self._sent_file, sent)
+        with self._lock:
+            labels = dict(self._labels or {}) if self._labels_changed else None
+        if labels is not None and self._labels_file is not None:
+            with contextlib.suppress(OSError):
+                write_json(self._labels_file, labels)
         if self._hints_file is None:
             return
         with self._lock:

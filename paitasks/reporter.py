@@ -305,6 +305,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             "images": images,
             "components": components,
         }
+        for image, why in self.run.distrusted.items():
+            images.setdefault(image, {})["ignored"] = why
         journal = self.run.journal
         if journal is not None:
             for image, entry in images.items():
@@ -418,6 +420,8 @@ def _after_table(report: Mapping[str, Any]) -> list[str]:
                 failed[f"{kind}:{component}"] = str(part["reason"])
             logs.extend([str(part["log"])] if part.get("log") else [])
     lines = grouped(failed, blocked)
+    lines.extend(f"{image}: {entry['ignored']}" for image, entry in
+                 sorted((report.get("images") or {}).items()) if entry.get("ignored"))
     if logs:
         folder = Path(logs[0]).parent
         lines.append(f"the whole output of each failed task ({len(logs)}): {folder}/")

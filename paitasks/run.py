@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
 HASH_CACHE_FILE = "file-hashes.json"
 REGISTRIES_FILE = "registries.json"  # how each registry was reached (registry.py)
 SENT_FILE = "sent.json"  # the digests images were sent from here under (publish.py)
+LABELS_FILE = "labels.json"  # the fingerprint label of each manifest checked (registry.py)
 LOCK_FILE = "lock"
 
 
@@ -189,6 +190,12 @@ class Run:
         return self._remote.journal if self._remote is not None else None
 
     @property
+    def distrusted(self) -> dict[str, str]:
+        """The images whose fingerprint tag serves an image of another fingerprint
+        (ignored: they are rebuilt), and why; none without a registry."""
+        return dict(self._remote.distrusted) if self._remote is not None else {}
+
+    @property
     def policy(self) -> Policy:
         """How hard registry requests and pushes are tried (retries.py)."""
         from paitasks.retries import Policy
@@ -209,7 +216,7 @@ class Run:
 
                 self._remote = RegistryView(
                     settings, lambda: self.engine, self.policy, self.state / REGISTRIES_FILE,
-                    self.state / SENT_FILE,
+                    self.state / SENT_FILE, self.state / LABELS_FILE,
                 )
             return self._remote
 

@@ -30,8 +30,10 @@ SOURCES: dict[str, tuple[str, str]] = {
     "retry_time": ("retry_time", "PAI_REGISTRY_RETRY_TIME"),
     "stall": ("stall", "PAI_REGISTRY_STALL"),
     "send_limit": ("send_limit", "PAI_SEND_LIMIT"),
+    "publish": ("publish", "PAI_PUBLISH"),
 }
 BUILD_TOOLS = ("buildx", "classic")
+PUBLISH = ("fingerprints",)  # what `publish=` may say
 # Older names of settings, still read: setting -> (doit variable, environment variable).
 FORMERLY: dict[str, tuple[str, str]] = {
     "build_tool": ("builder", "PAI_BUILDER"),
@@ -64,6 +66,9 @@ class Settings:
     # Images up to this many megabytes are sent to the registry from this process
     # (publish.py); larger ones, or all with 0, are pushed by the engine.
     send_limit: int = 256
+    # "fingerprints": every image the run builds is put in the registry under its
+    # fingerprint tag (a cache for pull requests and other runners); `:tag` never moves.
+    publish: str | None = None
 
     @property
     def root(self) -> Path:
@@ -102,6 +107,16 @@ def resolve_settings(
         raise PaiTasksError(
             f"{var}={tool} ({env}): unknown build tool, choose one of {', '.join(BUILD_TOOLS)}"
         )
+    publish = pick("publish")
+    if publish is not None and publish not in PUBLISH:
+        var, env = SOURCES["publish"]
+        raise PaiTasksError(f"{var}={publish} ({env}): unknown, the one choice is fingerprints")
+    if publish is not None and config is None:
+        var, env = SOURCES["publish"]
+        raise PaiTasksError(
+            f"{var}={publish} ({env}) needs a registry: give its settings with config=DIR "
+            "(PAI_CONFIG)"
+        )
     network = pick("network") or "host"
     args_file = pick("build_args")
 
@@ -139,6 +154,7 @@ def resolve_settings(
         retry_time=number("retry_time", 120.0),
         stall=number("stall", 60.0),
         send_limit=int(number("send_limit", 256, whole=True, zero=True)),
+        publish=publish,
     )
 
 

@@ -171,6 +171,8 @@ def component_tasks(
         yield _hook_task("postbuild", round_, run, ahead, str(component.post_hook), chain)
         chain, own = [task], [*own, task]
 
+    if settings.publish == "fingerprints":  # each image in the registry once built
+        own += [f"_upload:{image.name}" for image in component.images]
     yield {
         "basename": "build",
         "name": name,

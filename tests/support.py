@@ -118,6 +118,12 @@ class RegistryAPI:
             ]
         return [layer["digest"] for layer in manifest.get("layers", [])]
 
+    def labels(self, repository: str, reference: str) -> dict[str, str]:
+        """The labels of the image repository:reference serves (from its config blob)."""
+        config = self.manifest(repository, reference)["config"]["digest"]
+        with self._request("GET", f"/v2/{repository}/blobs/{config}") as response:
+            return dict(json.load(response).get("config", {}).get("Labels") or {})
+
     def tags(self, repository: str) -> list[str]:
         try:
             with self._request("GET", f"/v2/{repository}/tags/list") as response:

@@ -185,22 +185,33 @@ def test_a_fresh_runner_asks_every_question_once_and_at_once(
     assert set(found.values()) == {"up to date in the registry"}, found
     requests = published.far.requests(mark)
     assert not engines(requests), "the engine was not needed: nothing to pull or push"
-    heads = [item for item in ours(requests) if item["method"] == "HEAD"]
+    # `:tag` is asked with a HEAD; a fingerprint tag with a GET (the same one round
+    # trip), and its image's config is read once, to check its fingerprint label.
+    heads = [item for item in ours(requests) if "/manifests/" in item["path"]]
     asked = Counter(item["path"] for item in heads)
     assert all(count == 1 for count in asked.values()), asked.most_common(3)
+    images = report(src)["images"]
     expected = {f"/v2/{published.ns}/{image}/manifests/{tag}"
-                for image, entry in report(src)["images"].items()
+                for image, entry in images.items()
                 for tag in (TAG, fingerprint_tag(entry["fingerprint"]))}
     assert set(asked) == expected
+    assert {item["method"] for item in heads if item["path"].endswith(f"/{TAG}")} == {"HEAD"}
+    assert {item["method"] for item in heads if "/paitasks-" in item["path"]} == {"GET"}
     assert {item["method"] for item in ours(requests)} <= {"GET", "HEAD"}
-    assert [item["path"] for item in ours(requests) if item["method"] == "GET"] == ["/v2/"]
+    configs = [item for item in ours(requests) if "/blobs/" in item["path"]]
+    assert len(configs) == len({item["path"] for item in configs}) == len(images)
+    others = [item["path"] for item in ours(requests) if item["method"] == "GET"
+              and item not in heads and item not in configs]
+    assert others == ["/v2/"]
     # Asked at once: the `:tag`s as soon as the tree is read, the fingerprint tags once
     # the run begins, and the one behind componentB's hook (which declares no inputs, so
     # its fingerprint is known only once it ran) after that hook: three round trips for
-    # any number of images (two when the first two overlap).
+    # any number of images (two when the first two overlap); the configs read one round
+    # trip after their manifests, all at once.
     groups = rounds(heads, requests)
     assert len(groups) <= 3, groups
     assert max(len(group) for group in groups) >= len(published.images) - 1, groups
+    assert len(rounds(heads + configs, requests)) <= 5
     assert len({item["connection"] for item in heads}) >= len(published.images) - 1
     registry = report(src)["registry"]
     assert registry["requests"] >= len(expected)
@@ -439,9 +450,11 @@ def test_a_token_registry_costs_one_token_per_set_of_repositories(
     scopes = [item["query"].count("scope=") for item in tokens]
     # One token for every repository of the tree (pull and push: the run pushes).
     assert len(tokens) == 1 and scopes == [len(images)], [item["query"] for item in tokens]
-    heads = [item for item in requests if item["method"] == "HEAD"]
-    assert len(heads) == 2 * len(images)
+    heads = [item for item in requests if "/manifests/" in item["path"]]
+    assert len(heads) == 2 * len(images)  # `:tag` and the fingerprint tag, each once
     assert all(item["status"] == 200 for item in heads)
+    configs = [item for item in requests if "/blobs/" in item["path"]]
+    assert len(configs) == len(images) and all(item["status"] == 200 for item in configs)
     assert engine2_images(ns) == {}
 
 

@@ -279,12 +279,19 @@ def test_fresh_runner_finds_everything_in_the_registry(
     assert registry.blob_uploads(mark) == []
     assert registry.blob_gets(mark, layers) == []
     assert engine2_images(published.ns) == {}
-    # One HEAD per question, asked by paitasks itself (the engine would also GET the
-    # manifest and its config): 2 per image, and the one probe of the registry.
+    # One request per question, asked by paitasks itself: a HEAD for `:tag`, a GET for
+    # the fingerprint tag and one for its image's config (whose label must say that
+    # fingerprint), and the one probe of the registry.
     asked = [(request.method, request.path) for request in registry.requests(mark)]
-    heads = [path for method, path in asked if method == "HEAD"]
-    assert sorted(asked) == sorted([("GET", "/v2/"), *(("HEAD", path) for path in heads)])
-    assert len(heads) == 2 * len(published.images), asked
+    questions = [path for _, path in asked if "/manifests/" in path]
+    configs = [path for method, path in asked if method == "GET" and "/blobs/" in path]
+    assert sorted(asked) == sorted([
+        ("GET", "/v2/"),
+        *(("GET" if "/paitasks-" in path else "HEAD", path) for path in questions),
+        *(("GET", path) for path in configs),
+    ])
+    assert len(questions) == len(set(questions)) == 2 * len(published.images), asked
+    assert len(configs) == len(set(configs)) == len(published.images), asked
 
 
 def test_pull_brings_every_image_to_a_fresh_runner(

@@ -38,7 +38,21 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
 
 
 def test_every_setting_has_a_case() -> None:
-    assert set(CASES) | {"build_args"} == set(SOURCES)
+    assert set(CASES) | {"build_args", "publish"} == set(SOURCES)
+
+
+def test_publish_fingerprints_needs_a_registry_and_names_both_sources() -> None:
+    with_config = {"config": "cfg"}
+    assert resolve_settings({**with_config, "publish": "fingerprints"}, environ={},
+                            cwd=CWD).publish == "fingerprints"
+    from_env = resolve_settings(with_config, environ={"PAI_PUBLISH": "fingerprints"}, cwd=CWD)
+    assert from_env.publish == "fingerprints"
+    assert resolve_settings(with_config, environ={}, cwd=CWD).publish is None
+    with pytest.raises(PaiTasksError, match=r"^publish=tags \(PAI_PUBLISH\): unknown"):
+        resolve_settings({**with_config, "publish": "tags"}, environ={}, cwd=CWD)
+    with pytest.raises(PaiTasksError, match=r"publish=fingerprints \(PAI_PUBLISH\) needs a "
+                       r"registry: give its settings with config=DIR \(PAI_CONFIG\)"):
+        resolve_settings({"publish": "fingerprints"}, environ={}, cwd=CWD)
 
 
 def test_build_args_file(tmp_path: Path) -> None:

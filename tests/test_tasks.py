@@ -24,6 +24,7 @@ from paitasks.graph import Graph
 from paitasks.loader import load_plan
 from paitasks.run import Run
 from paitasks.settings import Settings, resolve_settings
+from paitasks.tasks import generate
 from paitasks.tempfolders import TempFolders
 from paitasks.tree import discover
 from tests.support import doit_on
@@ -199,6 +200,29 @@ def test_sample_wiring(tmp_path: Path) -> None:
     assert reach["build:base"] == {"build-image:base-image"}
     for component in SAMPLE:
         assert reach[f"clean:{component}"] == set()
+
+
+def test_publish_fingerprints_puts_each_built_image_in_the_registry(tmp_path: Path) -> None:
+    """publish=fingerprints: each round ends with its images uploaded under their
+    fingerprint tags; nothing in a round moves a `:tag`."""
+    write_tree(tmp_path / "src", SAMPLE)
+    for publish in (None, "fingerprints"):
+        variables = {"src": str(tmp_path / "src"), "config": str(tmp_path / "cfg"),
+                     **({"publish": publish} if publish else {})}
+        settings = resolve_settings(variables, environ={})
+        tasks = {full_name(task): task for task in generate(load_plan(settings), Run(settings))}
+        reach = closure(tasks)
+        rounds = {name: found for name, found in reach.items() if name.startswith("build:")}
+        uploads = {name: {task for task in found if task.startswith("_upload:")}
+                   for name, found in rounds.items()}
+        if publish is None:
+            assert not any(uploads.values()), uploads
+            continue
+        assert uploads["build:app"] >= {"_upload:app", "_upload:app-debug", "_upload:base-image"}
+        assert uploads["build:base"] == {"_upload:base-image"}
+        assert uploads["build:docs"] == set()
+        assert not any(task.startswith(("_publish", "push")) for found in rounds.values()
+                       for task in found), rounds
 
 
 def test_doit_accepts_the_dicts(tmp_path: Path) -> None:
