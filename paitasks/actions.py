@@ -97,16 +97,23 @@ def upload_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> dict[str,
 @_action
 def publish_tag(run: Run, image: str) -> dict[str, Any]:
     """`_publish:<image>`: move the image's `:tag` to what its fingerprint tag serves."""
-    digest = publish.move_tag(run, image)
-    return {"image": image, "name": run.registry_settings.image_name(image), "digest": digest}
+    return _moved(run, image)
 
 
 @_action
 def push_image(run: Run, image: str, bases: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`push:<image>`: upload it, then move its `:tag`; return name and digest."""
+    """`push:<image>`: upload it, then move its `:tag`."""
     publish.upload(run, image, bases)
-    digest = publish.move_tag(run, image)
-    return {"image": image, "name": run.registry_settings.image_name(image), "digest": digest}
+    return _moved(run, image)
+
+
+def _moved(run: Run, image: str) -> dict[str, Any]:
+    """Move `:tag` (name and digest), unless a newer commit's images are there (`kept`)."""
+    name = run.registry_settings.image_name(image)
+    kept = publish.kept_for_newer(run, image)
+    if kept is not None:
+        return {"image": image, "name": name, "kept": kept}
+    return {"image": image, "name": name, "digest": publish.move_tag(run, image)}
 
 
 def clean(run: Run, folder: str) -> Any:

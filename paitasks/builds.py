@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +24,7 @@ from paitasks import freshness, publish, retries
 from paitasks.dockerfile import rewrite_images
 from paitasks.engine import BuildRequest, LocalImage, build_tool, registry_hiccup, throttled
 from paitasks.errors import EngineError, PaiTasksError
-from paitasks.fingerprint import LABEL, Finding
+from paitasks.fingerprint import CREATED_LABEL, LABEL, REVISION_LABEL, Finding
 from paitasks.inputs import ImageSpec, save_record
 from paitasks.reference import engine_name, local_image_name
 from paitasks.retries import Transient
@@ -99,7 +100,7 @@ def _request(
         tags=tags,
         dockerfile=dockerfile,
         context=Path(spec.context),
-        labels={LABEL: found.fingerprint},
+        labels={LABEL: found.fingerprint, **_standard_labels(run)},
         build_args=dict(spec.build_args),
         platform=spec.platform,
         network=spec.network,
@@ -107,6 +108,14 @@ def _request(
         cache_from=(remote.by_tag(spec.name),) if remote is not None else (),
         named_contexts=dict(named),
     )
+
+
+def _standard_labels(run: Run) -> dict[str, str]:
+    """When the image is built, and from which commit (not inputs: not fingerprinted)."""
+    labels = {CREATED_LABEL: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if run.revision:
+        labels[REVISION_LABEL] = run.revision
+    return labels
 
 
 def _tried(run: Run, image: str, attempt: Callable[[], T]) -> T:

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LABEL = "org.paitasks.fingerprint"
+# Standard labels every image built also carries; they are not inputs, so they never
+# enter the fingerprint (an unchanged image is found by it from any commit).
+REVISION_LABEL = "org.opencontainers.image.revision"  # the commit it was built from
+CREATED_LABEL = "org.opencontainers.image.created"  # when (RFC 3339, UTC)
 VERSION = "paitasks-fingerprint-2"
 MAX_REASONS = 5
 

@@ -30,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paitasks import history
 from paitasks.errors import PaiTasksError
-from paitasks.fingerprint import LABEL
+from paitasks.fingerprint import LABEL, REVISION_LABEL
 from paitasks.inputs import last_builder
 from paitasks.registry import Client, Exchange, Unsure, fingerprint_tag
 from paitasks.retries import Transient
@@ -102,6 +103,53 @@ def move_tag(run: Run, image: str) -> str:
             engine.tag(image, settings.image_name(image))
             engine.remove_images([remote.by_fingerprint(image, wanted)])  # the tag only
     return digest
+
+
+def kept_for_newer(run: Run, image: str) -> str | None:
+    """Why `:tag` of `image` stays where it is, or None: the `:tag` of an image this run
+    moves serves an image of a newer commit (a descendant of the run's in the tree's git
+    history: an overlapping run of a later commit published first). Then this run moves
+    no `:tag` at all, so the registry never mixes the two commits' images; `force=1`
+    moves them anyway. Decided once per run."""
+    if run.settings.force:
+        return None
+    found = run.once("newer", lambda: _newer_published(run))
+    if found is None:
+        return None
+    other, commit = found
+    return (f"newer: {other}'s :{run.registry_settings.tag} serves commit {commit[:12]}, newer "
+            f"than this run's {str(run.revision)[:12]}")
+
+
+def _newer_published(run: Run) -> tuple[str, str] | None:
+    """(image, commit) of an image this run would move `:tag` away from, built from a
+    newer commit than this run's; None when there is none or the commits are unknown."""
+    ours, remote = run.revision, _remote(run)
+    client = remote.client()
+    if ours is None or client is None:
+        return None
+
+    def revision(image: str) -> str | None:
+        wanted = run.findings.fingerprint(image)
+        served = remote.digest(remote.by_tag(image))
+        if wanted is None or served is None:
+            return None
+        if served == remote.digest(remote.by_fingerprint(image, wanted)):
+            return None  # `:tag` stays as it is
+        repository = remote.repository(image)
+        try:
+            manifest, _ = client.manifest(repository, served, image)
+            return client.label(repository, manifest, REVISION_LABEL, image)
+        except (Unsure, PaiTasksError):
+            return None
+
+    images = sorted(run.pushing)
+    with ThreadPoolExecutor(max(1, min(16, len(images)))) as pool:
+        commits = list(pool.map(revision, images))
+    for image, commit in zip(images, commits, strict=True):
+        if commit and history.is_newer(run.root, commit, ours):
+            return image, commit
+    return None
 
 
 def published_digests(run: Run, image: str, local: Any) -> set[str]:

@@ -105,6 +105,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             check = any(n.startswith(ENGINE_TASKS) for n in planned)
             removed = self.run.begin(check_engine=check)
             if check:
+                self.run.pushing = tuple(pushes)
                 self.ahead.start(images, pushes)
         except PaiTasksError as exc:
             raise InvalidTask(str(exc)) from None
@@ -174,6 +175,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         outcome.status = "reused" if outcome.values.get("skipped") else "done"
         if outcome.values.get("pulled"):
             outcome.status = "pulled"
+        if outcome.values.get("kept"):  # `:tag` serves a newer commit's image: left there
+            outcome.status = "kept"
         self._finished(task.name, outcome)
 
     def add_failure(self, task: Any, fail: Any) -> None:
@@ -291,6 +294,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             elif kind == "push":
                 push = {**entry, "name": outcome.values.get("name"),
                         "digest": outcome.values.get("digest")}
+                if outcome.values.get("kept"):
+                    push["kept"] = outcome.values["kept"]
                 images.setdefault(subject, {})["push"] = push
             elif kind == "upload":
                 upload = {**entry, "digest": outcome.values.get("digest")}
@@ -371,6 +376,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, Span | None]]:
         pushed = ""
         if push.get("status") == "done":
             pushed = f"pushed {push.get('name')}@{push.get('digest')}"
+        elif push.get("status") == "kept":
+            pushed = f"kept {push.get('name')}: {push.get('kept')}"
         elif str(push.get("status", "")).startswith("up to date"):
             pushed = "already in the registry"
         elif push:

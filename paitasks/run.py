@@ -23,10 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
-from paitasks import tempfolders
+from paitasks import history, tempfolders
 from paitasks.contents import Contents
 from paitasks.context import HashCache
 from paitasks.errors import ConfigError, PaiTasksError
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # loaded when a task needs them (docker clients, PyYAML)
     from paitasks.registry import Bases, Journal, RegistryView
     from paitasks.retries import Policy
 
+T = TypeVar("T")
 HASH_CACHE_FILE = "file-hashes.json"
 REGISTRIES_FILE = "registries.json"  # how each registry was reached (registry.py)
 SENT_FILE = "sent.json"  # the digests images were sent from here under (publish.py)
@@ -74,6 +76,8 @@ class Run:
         self.temp = tempfolders.TempFolders(self.root, self.state)
         self._contents: Contents | None = None
         self.output = Output(settings.verbose)  # where what tasks print goes
+        self.pushing: tuple[str, ...] = ()  # the images whose `:tag` this run may move
+        self._once: dict[str, Future[Any]] = {}  # run-wide answers computed once
 
     # -- start and end (called by the reporter) ---------------------------------------
 
@@ -188,6 +192,28 @@ class Run:
     def journal(self) -> Journal | None:
         """The run's registry traffic so far; None when it had none."""
         return self._remote.journal if self._remote is not None else None
+
+    @property
+    def revision(self) -> str | None:
+        """The commit this run builds: `revision=` (PAI_REVISION), else the tree's git
+        HEAD; None when neither is known."""
+        return self.once("revision", lambda: self.settings.revision or history.head(self.root))
+
+    def once(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()`, computed once per run (by the first thread that asks; the others
+        wait for it)."""
+        with self._lock:
+            found = self._once.get(key)
+            first = found is None
+            if first:
+                found = self._once[key] = Future()
+        assert found is not None
+        if first:
+            try:
+                found.set_result(compute())
+            except BaseException as exc:
+                found.set_exception(exc)
+        return cast(T, found.result())
 
     @property
     def distrusted(self) -> dict[str, str]:

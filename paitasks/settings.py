@@ -31,6 +31,8 @@ SOURCES: dict[str, tuple[str, str]] = {
     "stall": ("stall", "PAI_REGISTRY_STALL"),
     "send_limit": ("send_limit", "PAI_SEND_LIMIT"),
     "publish": ("publish", "PAI_PUBLISH"),
+    "revision": ("revision", "PAI_REVISION"),
+    "force": ("force", "PAI_FORCE"),
 }
 BUILD_TOOLS = ("buildx", "classic")
 PUBLISH = ("fingerprints",)  # what `publish=` may say
@@ -69,6 +71,10 @@ class Settings:
     # "fingerprints": every image the run builds is put in the registry under its
     # fingerprint tag (a cache for pull requests and other runners); `:tag` never moves.
     publish: str | None = None
+    # The commit the run builds (labels its images); None: the git checkout's HEAD.
+    revision: str | None = None
+    # Move `:tag` even where it serves a newer commit's images (a deliberate rollback).
+    force: bool = False
 
     @property
     def root(self) -> Path:
@@ -155,6 +161,8 @@ def resolve_settings(
         stall=number("stall", 60.0),
         send_limit=int(number("send_limit", 256, whole=True, zero=True)),
         publish=publish,
+        revision=pick("revision"),
+        force=(pick("force") or "").lower() in TRUE,
     )
 
 

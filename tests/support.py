@@ -788,6 +788,20 @@ class DockerContext:
         self.remove()
 
 
+# -- git ----------------------------------------------------------------------------------
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(folder: Path, *arguments: str) -> str:
+    """`git -C FOLDER ARGUMENTS` with a throwaway identity and no user config; its output."""
+    done = subprocess.run(["git", "-C", str(folder), *arguments], capture_output=True,
+                          text=True, check=True, env={**os.environ, **GIT_ENV})
+    return done.stdout.strip()
+
+
 # -- what a run reports --------------------------------------------------------------
 
 # One line per finished task: "[ 3/12] done build-image:x on m1 1.2s".

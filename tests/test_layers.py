@@ -22,7 +22,8 @@ LAYERS: list[set[str]] = [
     {"errors", "failures", "fingerprint", "reference", "retries", "streaming", "timeline",
      "progress", "disk", "output"},
     # the tree and the settings: planning, no docker
-    {"settings", "config", "context", "tree", "dockerfile", "graph", "loader", "render"},
+    {"settings", "config", "context", "tree", "history", "dockerfile", "graph", "loader",
+     "render"},
     # what a run reaches: engines, registries, the temp folders, hooks, an image's inputs
     {"engine", "builders", "registry", "tempfolders", "contents", "hooks", "inputs"},
     # the run: its services, one object

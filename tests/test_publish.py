@@ -1,4 +1,5 @@
-"""Publishing (publish.py): what this process sends is the same on every try."""
+"""Publishing (publish.py): what this process sends is the same on every try; the registry as
+a cache (publish=fingerprints) and a fingerprint tag trusted by its label; overlapping runs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.support import (
     busybox_context,
     doit_on,
     fingerprint_tag,
+    git,
     output,
     pai_build,
     prefixed_tree,
@@ -106,7 +108,7 @@ def test_an_image_whose_label_disagrees_is_ignored_and_rebuilt(
     stranger = f"{registry.address}/{prefix}/{watchdog}:{fingerprint_tag(wanted)}"
     dockerfile = busybox_context(tmp_path / "stranger")
     docker_client.images.build(path=str(dockerfile.parent), dockerfile=dockerfile.name,
-                               tag=stranger, network_mode="host")
+                               tag=stranger, network_mode="host", rm=True, forcerm=True)
     docker_client.images.push(stranger)
     assert LABEL not in registry.labels(f"{prefix}/{watchdog}", fingerprint_tag(wanted))
     rerun = fresh_copy(src, tmp_path / "rerun")
@@ -123,3 +125,52 @@ def test_an_image_whose_label_disagrees_is_ignored_and_rebuilt(
     # The upload put the image of these inputs back under the tag.
     assert registry.labels(f"{prefix}/{watchdog}", fingerprint_tag(wanted))[LABEL] == wanted
     assert run_on_engine2_busybox(watchdog, "/etc/watchdog-build").strip() == "built-by-stage"
+
+
+# -- overlapping runs: `:tag` never moves back to an older commit's images ----------------
+
+@pytest.mark.engine
+def test_an_older_commit_finishing_last_leaves_tag_on_the_newer_one(
+    tmp_path: Path, prefix: str, registry: RegistryAPI, cleanup: None,
+) -> None:
+    """Two pipelines of one branch: commit A, then B (watchdog changed). B's run pushes
+    first; A's, finishing last, leaves every `:tag` on B's images and says so;
+    `force=1` moves them (a deliberate rollback)."""
+    newer = tmp_path / "newer"
+    names = prefixed_tree(FIXTURES, newer / "src", prefix)
+    git(newer, "init", "-q")
+    git(newer, "add", "-A")
+    git(newer, "commit", "-qm", "A")
+    commit_a = git(newer, "rev-parse", "HEAD")
+    script = newer / "src" / "watchdog" / "cmd" / "main.sh"
+    script.write_text(script.read_text() + "# changed in B\n")
+    git(newer, "commit", "-qam", "B")
+    commit_b = git(newer, "rev-parse", "HEAD")
+    older = tmp_path / "older"  # A's checkout, which has fetched B as well
+    git(tmp_path, "clone", "-q", str(newer), str(older))
+    git(older, "checkout", "-q", commit_a)
+    config = write_config(tmp_path / "cfg", registry.address, prefix, TAG)
+    watchdog = f"{prefix}/{names['watchdog']}"
+
+    succeeded(doit_on(newer / "src", "-n", "4", "build", "push", f"config={config}"))
+    on_b = registry.manifest_digest(watchdog, TAG)
+    assert registry.labels(watchdog, TAG)["org.opencontainers.image.revision"] == commit_b
+    assert "org.opencontainers.image.created" in registry.labels(watchdog, TAG)
+
+    late = doit_on(older / "src", "-n", "4", "build", "push", f"config={config}")
+    succeeded(late)
+    assert registry.manifest_digest(watchdog, TAG) == on_b  # left on B's image
+    push = report(older / "src")["images"][names["watchdog"]]["push"]
+    assert push["status"] == "kept", push
+    assert push["kept"].startswith(f"newer: {names['watchdog']}'s :{TAG} serves commit "
+                                   f"{commit_b[:12]}, newer than this run's {commit_a[:12]}")
+    assert "kept " in late.stdout and "newer:" in late.stdout
+    # A's watchdog is in the registry all the same, under its fingerprint tag.
+    a_fingerprint = report(older / "src")["images"][names["watchdog"]]["fingerprint"]
+    assert registry.manifest_digest(watchdog, fingerprint_tag(a_fingerprint)) not in (None, on_b)
+
+    rollback = doit_on(older / "src", "-n", "4", "push", f"config={config}", "force=1")
+    succeeded(rollback)
+    assert registry.manifest_digest(watchdog, TAG) == registry.manifest_digest(
+        watchdog, fingerprint_tag(a_fingerprint))
+    assert registry.labels(watchdog, TAG)["org.opencontainers.image.revision"] == commit_a

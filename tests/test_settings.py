@@ -34,6 +34,8 @@ CASES: dict[str, tuple[str, str, Any, Any, Any]] = {
     "retry_time": ("30", "2.5", 30.0, 2.5, 120.0),
     "stall": ("10", "0.5", 10.0, 0.5, 60.0),
     "send_limit": ("0", "1024", 0, 1024, 256),
+    "revision": ("0a1b2c", "3d4e5f", "0a1b2c", "3d4e5f", None),
+    "force": ("1", "no", True, False, False),
 }
 
 
