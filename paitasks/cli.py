@@ -126,18 +126,25 @@ def push(args: argparse.Namespace) -> int:
     return run_doit(settings, [f"push:{name}" for name in images], args.jobs)
 
 
+def checked(settings: Settings, plan: Plan) -> tuple[Run, Lookahead]:
+    """A run that checks without building: every image known to its lookahead, whose
+    registry questions are asked at once."""
+    run = Run(settings)
+    ahead = Lookahead(run)
+    for image in plan.graph.tree.images:
+        ahead.add(image_spec(plan, image, settings))
+    if run.remote is not None:  # the registry's answers, asked at once
+        ahead(list(plan.graph.tree.images), [])
+    return run, ahead
+
+
 @command("plan")
 def plan_command(args: argparse.Namespace) -> int:
     """Say which images a build would rebuild, and why, without building anything."""
     settings = settings_from(args)
     plan = load(settings)
-    run = Run(settings)
-    ahead = Lookahead(run)
+    run, ahead = checked(settings, plan)
     predictions = ahead.predictions
-    for image in plan.graph.tree.images:
-        ahead.add(image_spec(plan, image, settings))
-    if run.remote is not None:  # the registry's answers, asked at once
-        ahead(list(plan.graph.tree.images), [])
     stale = remote = predicted = 0
     if settings.builders:
         print(f"builders: {', '.join(settings.builders)} (each build goes to the least busy)")
@@ -163,6 +170,42 @@ def plan_command(args: argparse.Namespace) -> int:
     print(
         f"{stale} of {total} image{'s' if total != 1 else ''} would be rebuilt; "
         f"{kept} {'is' if kept == 1 else 'are'} up to date{where}{later}"
+    )
+    return 0
+
+
+@command("prune")
+def prune_command(args: argparse.Namespace) -> int:
+    """Remove the fingerprint tags of the tree's images beyond the newest --keep and
+    older than --older-than days; never what `:tag`, another kept tag or the current
+    tree's fingerprints name."""
+    if args.keep is None and args.older_than is None:
+        raise PaiTasksError("prune needs --keep N, --older-than DAYS, or both")
+    if (args.keep is not None and args.keep < 0) or (
+        args.older_than is not None and args.older_than < 0
+    ):
+        raise PaiTasksError("--keep and --older-than take 0 or more")
+    settings = settings_from(args)
+    load_settings(args.config)
+    plan = load(settings)
+    run, ahead = checked(settings, plan)
+    current: dict[str, str] = {}
+    for image in image_order(plan.graph):
+        ahead.predictions.predict(image)
+        found = run.findings.fingerprint(image)
+        if found is not None and image not in ahead.predictions.predicted:
+            current[image] = found
+    from paitasks import prune  # the registry's client: only when pruning
+
+    done = prune.prune(run, list(plan.graph.tree.images), current, args.keep,
+                       args.older_than, args.dry_run, print)
+    unknown = len(plan.graph.tree.images) - len(current)
+    print(
+        f"{len(done.removed)} fingerprint tags {'would be removed' if args.dry_run else 'removed'}"
+        f" ({done.size / 1e6:.1f} MB of configs and layers named; a layer another image "
+        f"uses stays); {done.kept} kept"
+        + (f"; {unknown} images' current fingerprints are known only once their hooks run"
+           if unknown else "")
     )
     return 0
 
@@ -264,6 +307,17 @@ def parser() -> argparse.ArgumentParser:
         "-c", "--config", help="folder with services-configuration.yaml: look in its registry too"
     )
     _common(plan_parser)
+    prune_parser = sub.add_parser("prune", help="remove old fingerprint tags from the registry")
+    prune_parser.add_argument(
+        "-c", "--config", required=True, help="folder with services-configuration.yaml"
+    )
+    prune_parser.add_argument("--keep", type=int, metavar="N",
+                              help="keep the newest N fingerprint tags of each image")
+    prune_parser.add_argument("--older-than", type=float, metavar="DAYS",
+                              help="remove only fingerprint tags older than DAYS")
+    prune_parser.add_argument("--dry-run", action="store_true",
+                              help="list what would be removed; remove nothing")
+    _common(prune_parser)
     report_parser = sub.add_parser("report", help="the last run's summary and critical path")
     report_parser.add_argument("--src", default="src", help="source folder (default: ./src)")
     graph_parser = sub.add_parser("graph", help="print the component and image graph")

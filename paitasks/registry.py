@@ -65,6 +65,7 @@ MANIFEST_TYPES = ", ".join(
 DOCKER_HUB = (references.DEFAULT_DOMAIN, references.LEGACY_DOMAIN)
 CERTS_D = Path("/etc/docker/certs.d")  # dockerd's per-registry certificate authorities
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_NEXT = re.compile(r'<([^>]+)>;\s*rel="?next"?')  # a Link header's next page
 
 
 def fingerprint_tag(fingerprint: str) -> str:
@@ -261,20 +262,58 @@ class Client:
     def label(
         self, repository: str, manifest: bytes, name: str, image: str | None = None
     ) -> str | None:
-        """Label `name` of the image `manifest` describes (of an index: its first image
-        of a real platform), read from the image's config."""
+        """Label `name` of the image `manifest` describes, read from its config."""
+        labels = (self.config(repository, manifest, image)[0].get("config") or {}).get("Labels")
+        value = (labels or {}).get(name)
+        return str(value) if value is not None else None
+
+    def config(
+        self, repository: str, manifest: bytes, image: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The config of the image `manifest` describes (of an index: its first image of
+        a real platform), and the bytes of the config and layers it names."""
         try:
             found = json.loads(manifest)
             if "manifests" in found:
                 chosen = next(entry for entry in found["manifests"]
                               if (entry.get("platform") or {}).get("os") != "unknown")
                 found = json.loads(self.manifest(repository, chosen["digest"], image)[0])
+            parts = [found["config"], *found.get("layers", [])]
             config = json.loads(self.blob(repository, found["config"]["digest"], image))
-        except (ValueError, KeyError, TypeError, StopIteration):
+            size = sum(int(part.get("size") or 0) for part in parts)
+        except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
             raise Unsure("a manifest or config it cannot read") from None
-        labels = (config.get("config") or {}).get("Labels") or {}
-        value = labels.get(name)
-        return str(value) if value is not None else None
+        if not isinstance(config, dict):
+            raise Unsure("a config it cannot read")
+        return config, size
+
+    def tags(self, repository: str, image: str | None = None) -> list[str]:
+        """Every tag of `repository` (page after page, as the registry gives them)."""
+        found: list[str] = []
+        path: str | None = f"/v2/{repository}/tags/list?n=1000"
+        while path is not None:
+            response = self._send("GET", path, (repository, frozenset({"pull"})), {},
+                                  what=f"GET {repository} tags", image=image)
+            if response.status == 404:
+                return found
+            if response.status != 200:
+                raise Unsure(f"HTTP {response.status}")
+            try:
+                found.extend(str(tag) for tag in json.loads(response.data).get("tags") or ())
+            except (ValueError, AttributeError):
+                raise Unsure("a tag list it cannot read") from None
+            link = _NEXT.search(response.headers.get("Link", ""))
+            path = link[1] if link else None
+        return found
+
+    def delete(self, repository: str, reference: str, image: str | None = None) -> int:
+        """Delete manifest `reference` (a tag or a digest) of `repository`; the status."""
+        response = self._send(
+            "DELETE", f"/v2/{repository}/manifests/{reference}",
+            (repository, frozenset({"pull", "push", "delete"})), {},
+            what=f"DELETE {repository}:{reference}", image=image,
+        )
+        return int(response.status)
 
     def manifest(self, repository: str, digest: str, image: str | None = None) -> tuple[bytes, str]:
         """The manifest `digest` of `repository`, as stored, and its media type."""

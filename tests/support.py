@@ -118,6 +118,21 @@ class RegistryAPI:
             ]
         return [layer["digest"] for layer in manifest.get("layers", [])]
 
+    def raw_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        """The manifest repository:reference serves, byte for byte, and its media type."""
+        with self._request(
+            "GET", f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES
+        ) as response:
+            return response.read(), str(response.headers["Content-Type"])
+
+    def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> None:
+        """Store `body` as repository:tag (a manifest copy, as `docker tag` + push would)."""
+        request = urllib.request.Request(
+            f"{self.scheme}://{self.address}/v2/{repository}/manifests/{tag}", data=body,
+            method="PUT", headers={"Content-Type": media_type},
+        )
+        _opener.open(request, timeout=10).close()
+
     def labels(self, repository: str, reference: str) -> dict[str, str]:
         """The labels of the image repository:reference serves (from its config blob)."""
         config = self.manifest(repository, reference)["config"]["digest"]
@@ -320,7 +335,8 @@ class TokenAuth:
 class LoggedRegistry:
     """Debian's `docker-registry serve CONFIG` on a free 127.0.0.1 port, with its own
     storage folder and log file, deletes enabled and, if `auth` is given, an htpasswd
-    login; with `tls`, over HTTPS with a certificate of its own that nothing trusts
+    login (`deletes=False`: deletes refused, as many hosted registries do); with `tls`,
+    over HTTPS with a certificate of its own that nothing trusts
     (dockerd still reaches it: to dockerd a registry on 127.0.0.0/8 is insecure, and it
     then skips the certificate check). Every request it serves is logged; `mark()` and
     `requests(since)` count them.
@@ -333,9 +349,10 @@ class LoggedRegistry:
 
     def __init__(
         self, folder: Path, auth: tuple[str, str] | None = None, tls: bool = False,
-        token: TokenAuth | None = None,
+        token: TokenAuth | None = None, deletes: bool = True,
     ) -> None:
         self.folder = folder
+        self.deletes = deletes
         self.address = f"127.0.0.1:{free_port()}"
         self.api = RegistryAPI(self.address, auth, "https" if tls else "http")
         self.token = token
@@ -354,7 +371,7 @@ class LoggedRegistry:
             "version: 0.1",
             "log: {level: info}",
             f"storage: {{filesystem: {{rootdirectory: '{self.folder / 'data'}'}}, "
-            "delete: {enabled: true}}",
+            f"delete: {{enabled: {'true' if self.deletes else 'false'}}}}}",
             f"http: {{addr: '{self.address}'}}",
         ]
         if self.api.scheme == "https":

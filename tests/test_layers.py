@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     # the run: its services, one object
     {"run"},
     # the policies: up to date, and publishing
-    {"freshness", "publish", "builds"},
+    {"freshness", "publish", "builds", "prune"},
     # doit's side: actions, task dicts, the reporter
     {"actions", "tasks", "reporter"},
     # entry points
