@@ -69,12 +69,12 @@ def choose(
     for rank, tag in enumerate(mine):
         if keep is None and older_than is None:
             why = "no rule given"
-        elif tag.tag in wanted:
-            why = "the current tree's fingerprint"
         elif keep is not None and rank < keep:
             why = f"one of the newest {keep}"
         elif older_than is not None and now - tag.created <= older_than * DAY:
             why = f"not older than {older_than:g} days"
+        elif tag.tag in wanted:  # the rules would remove it: it stays all the same
+            why = "the current tree's fingerprint"
         else:
             why = ""
         verdicts.append(Verdict(tag, not why, why))
@@ -105,7 +105,8 @@ def prune(
 ) -> Pruned:
     """Apply `choose` to the fingerprint tags of each of `images` in the settings'
     registry; `current`: each image's fingerprint now, where known. Says each removal
-    (`would remove` with `dry_run`) and, for each tag kept past `keep`, why."""
+    (`would remove` with `dry_run`) and each tag the rules would remove but that stays,
+    with why."""
     remote = run.remote
     if remote is None:
         _ = run.registry_settings  # raises: pruning needs registry settings
@@ -137,6 +138,8 @@ def prune(
         for verdict in choose(tags, keep, older_than, now, wanted):
             if not verdict.remove:
                 done.kept += 1
+                if verdict.why.startswith(("its image", "the current")):  # not by the rules
+                    say(f"kept {repository}:{verdict.tag.tag} ({verdict.why})")
                 continue
             if not dry_run:
                 _remove(client, host, repository, verdict.tag, image)

@@ -152,6 +152,7 @@ def test_prune_keeps_exactly_what_the_rules_say(
     assert [line.split()[2].rpartition(":")[2] for line in dry.splitlines()
             if line.startswith("would remove")] == would, dry
     assert "6 fingerprint tags would be removed" in dry
+    assert f"kept {repository}:{tags[2]} (its image is also :pinned)" in dry.splitlines()
     assert prune("--older-than", "1").startswith("0 fingerprint tags removed")  # all new
     assert sorted(registry.tags(repository)) == before
 
