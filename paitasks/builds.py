@@ -26,7 +26,7 @@ from paitasks.engine import BuildRequest, LocalImage, build_tool, registry_hiccu
 from paitasks.errors import EngineError, PaiTasksError
 from paitasks.fingerprint import CREATED_LABEL, LABEL, REVISION_LABEL, Finding
 from paitasks.inputs import ImageSpec, save_record
-from paitasks.reference import engine_name, local_image_name
+from paitasks.reference import local_image_name
 from paitasks.retries import Transient
 from paitasks.run import Run
 
@@ -44,8 +44,8 @@ def build(run: Run, spec: ImageSpec) -> dict[str, str]:
     if found.fresh and found.where == "registry":
         return _pull(run, spec, found)
     if run.builders is None:  # a base this engine cannot pull fails it now, not a build
-        for name in spec.external:
-            if run.images.get(engine_name(name)) is None and (why := run.bases.problem(name)):
+        for name in freshness.absent_bases(run, spec):
+            if why := run.bases.problem(name):
                 raise PaiTasksError(why)
     # The temp folders are made only when the build reads something in them: what it
     # does not read cannot change the image (and the fingerprint leaves it out).

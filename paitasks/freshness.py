@@ -236,6 +236,11 @@ class Predictions:
         return memo[name]
 
 
+def absent_bases(run: Run, spec: ImageSpec) -> list[str]:
+    """The external bases of `spec` the engine does not hold: a build must pull them."""
+    return [name for name in spec.external if run.images.get(engine_name(name)) is None]
+
+
 class Lookahead:
     """Every registry question a run can know before its checks reach it, asked at once.
 
@@ -266,12 +271,8 @@ class Lookahead:
         engine lacks), and
         check the registry, so that one unreachable or refusing the login stops the run
         before any work."""
-        external = dict.fromkeys(
-            name
-            for image in images if image in self.specs
-            for name in self.specs[image].external
-            if self.run.images.get(engine_name(name)) is None
-        )
+        external = dict.fromkeys(name for image in images if image in self.specs
+                                 for name in absent_bases(self.run, self.specs[image]))
         if external:  # the engine pulls them: asked of it, so a base it cannot get
             self.run.bases.ask(external)  # fails its images before any build
         remote = self.run.remote

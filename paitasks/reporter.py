@@ -87,14 +87,14 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         self._display: Display | None = None
         self._logs: dict[str, Path] = {}  # failed task (display name) -> its whole output
         self._tasks: Any = {}  # doit's tasks by name
+        self._waits: dict[str, tuple[str, ...]] = {}  # what each task waits for (memo)
 
     # -- start and end ----------------------------------------------------------------
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         planned = _closure(tasks, selected_tasks)
         self._total = len(planned)
-        memo: dict[str, tuple[str, ...]] = {}
-        self._needs = {name: _waits_for(tasks, name, memo) for name in planned}
+        self._needs = {name: _waits_for(tasks, name, self._waits) for name in planned}
         self._tasks = tasks
         self._began_run = True
         try:
@@ -111,8 +111,9 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
             raise InvalidTask(str(exc)) from None
         for path in removed:
             self.write(f"paitasks: removed {path}, left by an interrupted run\n")
-        for name in planned:  # a log stays only while its task's last run failed
-            remove(self._log_path(name))
+        if (self.run.state / LOGS_DIR).is_dir():  # a log stays while its task's last run
+            for name in planned:  # failed: this run's tasks' logs go
+                remove(self._log_path(name))
         self._display = display_for(self.outstream)
         self.run.output.watch(self._display)
         self._display.start(self._total)
@@ -208,7 +209,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
         tasks: list[str] = []
         for name in waited:
             if name in self._tasks and not self._tasks[name].actions:
-                tasks.extend(_waits_for(self._tasks, name, {}))
+                tasks.extend(_waits_for(self._tasks, name, self._waits))
             else:
                 tasks.append(name)
         failed = [name for name in dict.fromkeys(tasks)
