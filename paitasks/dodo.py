@@ -20,6 +20,7 @@ from doit.exceptions import InvalidDodoFile
 from paitasks import tasks
 from paitasks.errors import PaiTasksError
 from paitasks.freshness import Lookahead
+from paitasks.graph import image_order
 from paitasks.loader import load_plan
 from paitasks.reporter import reporter_for
 from paitasks.run import Run, idle_run_mark
@@ -115,7 +116,7 @@ def doit_namespace(
                 load_settings(settings.config)
             plan = load_plan(settings)
             if list_images and run.remote is not None:
-                run.remote.warm(plan.graph.tree.images, pushes)
+                run.remote.warm(image_order(plan.graph), pushes)  # bases first
         except PaiTasksError as exc:
             raise InvalidDodoFile(str(exc)) from None
         yield from tasks.generate(plan, run, ahead)

@@ -16,12 +16,13 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from paitasks.engine import build_tool
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, Finding, explain, fingerprint
+from paitasks.graph import dependencies_first
 from paitasks.inputs import (
     Gathered,
     ImageSpec,
@@ -287,9 +288,9 @@ class Lookahead:
         if remote is None:
             return []
         self._images = set(images) | set(pushes)
-        asked = [remote.by_tag(image) for image in pushes]
+        asked = [remote.by_tag(image) for image in self._in_order(pushes)]
         remote.prefetch(asked)
-        return asked + self._ask(sorted(self._images))
+        return asked + self._ask(self._in_order(self._images))
 
     def learned(self, name: str, found: str) -> None:
         """A check found `name`'s fingerprint: ask for the images built on it, if this
@@ -372,6 +373,13 @@ class Lookahead:
     def _known(self, name: str) -> str | None:
         """`name`'s fingerprint: as a check found it, else as computed ahead."""
         return self.run.findings.fingerprint(name) or self._expected.get(name)
+
+    def _in_order(self, names: Iterable[str]) -> list[str]:
+        """`names`, bases before the images built on them: the questions a run waits
+        for first are asked first."""
+        wanted = set(names)
+        order = dependencies_first({name: spec.uses for name, spec in self.specs.items()})
+        return [name for name in order if name in wanted] + sorted(wanted - set(order))
 
     def _built_on(self, name: str) -> list[str]:
         """The run's images built on `name`, directly or not."""

@@ -136,7 +136,7 @@ def build_graph(tree: Tree, refs: Mapping[str, Sequence[ImageRef]]) -> Graph:
 
 def image_order(graph: Graph) -> list[str]:
     """Images, each after every tree image it references; ties broken by name."""
-    return _kahn(graph.image_deps)
+    return dependencies_first(graph.image_deps)
 
 
 def select(graph: Graph, names: Iterable[str]) -> set[str]:
@@ -175,8 +175,9 @@ def _as_image_edge(edge: Edge) -> Edge:
     )
 
 
-def _kahn(deps: Mapping[str, Sequence[str]]) -> list[str]:
-    """Dependencies first; the smallest ready name goes next, so the order is stable."""
+def dependencies_first(deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every name of `deps` (name -> what it needs), after what it needs; the smallest
+    ready name goes next, so the order is stable."""
     sorter = graphlib.TopologicalSorter(deps)
     try:
         sorter.prepare()

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from paitasks.engine import Engine
     from paitasks.registry import RegistryView
 
-SENDERS = 8  # blobs sent at once
+SENDERS = 32  # at most, blobs sent (or mounted) at once
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG = "application/vnd.docker.container.image.v1+json"
 LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -179,7 +179,8 @@ def send(
     repository = remote.repository(image)
     start = time.time()
     try:
-        with ThreadPoolExecutor(SENDERS) as pool, tempfile.TemporaryDirectory(
+        senders = min(SENDERS, len(set(diff_ids)) + 2)  # every layer, its config, the bases
+        with ThreadPoolExecutor(senders) as pool, tempfile.TemporaryDirectory(
             prefix="paitasks-send-"
         ) as folder:
             # What the registry has of the bases, asked while the engine exports.

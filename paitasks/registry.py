@@ -15,7 +15,8 @@ cheap only if it costs no round trip of its own:
   as insecure), with its login: Basic, or Bearer tokens
   fetched once per set of scopes (many repositories in one token request) and kept
   until they expire. Every request is retried by the run's policy (retries.py), and
-  recorded in the `Journal` (the timeline's registry lane, the report's waits).
+  recorded in the `Journal` (the timeline's registry lane, the report's waits). Each
+  manifest and config read or stored in the run is kept by its digest: read once.
 - The engine is still asked (`Engine.registry_digest`) where this process cannot be
   sure (docs/architecture.md says where); its answer or error stands.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import json
 import re
 import ssl
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
 FINGERPRINT_TAG = "paitasks-"  # + the fingerprint's hex digits
 CONNECTIONS = 64  # requests in flight at once, per registry
+READ_AHEAD = 8  # of which reading ahead what no check waits for yet
 TOKEN_SCOPES = 25  # repositories per token request (the URL stays short)
 TOKEN_MARGIN = 30.0  # seconds before a token's expiry when it is no longer used
 MANIFEST_TYPES = ", ".join(
@@ -183,6 +186,8 @@ class Client:
         self._tokens: list[tuple[frozenset[Scope], str, float]] = []  # scopes, header, until
         self._fetching: dict[frozenset[Scope], Future[str]] = {}
         self.hinted = False  # made from an earlier run's hint, not probed
+        # (repository, digest) -> a manifest (and its media type) or config seen this run
+        self._content: dict[tuple[str, str], tuple[bytes, str]] = {}
 
     @classmethod
     def probe(
@@ -257,7 +262,9 @@ class Client:
         media_type = response.headers.get("Content-Type", "")
         if response.status != 200 or not found or not media_type:
             raise Unsure(f"HTTP {response.status}" if response.status != 200 else "no digest")
-        return str(found), bytes(response.data), str(media_type)
+        body = bytes(response.data)
+        self._keep(repository, str(found), body, str(media_type))
+        return str(found), body, str(media_type)
 
     def label(
         self, repository: str, manifest: bytes, name: str, image: str | None = None
@@ -317,6 +324,9 @@ class Client:
 
     def manifest(self, repository: str, digest: str, image: str | None = None) -> tuple[bytes, str]:
         """The manifest `digest` of `repository`, as stored, and its media type."""
+        kept = self._kept(repository, digest)
+        if kept is not None:
+            return kept
         response = self._send(
             "GET", f"/v2/{repository}/manifests/{digest}", (repository, frozenset({"pull"})),
             {"Accept": MANIFEST_TYPES}, what=f"GET {repository}@{digest}", image=image,
@@ -324,6 +334,7 @@ class Client:
         media_type = response.headers.get("Content-Type", "")
         if response.status != 200 or not media_type:
             raise Unsure(f"HTTP {response.status}")
+        self._keep(repository, digest, bytes(response.data), str(media_type))
         return bytes(response.data), str(media_type)
 
     def put_manifest(
@@ -337,7 +348,19 @@ class Client:
         found = response.headers.get("Docker-Content-Digest")
         if response.status not in (200, 201) or not found:
             raise Unsure(f"HTTP {response.status}")
+        self._keep(repository, str(found), body, media_type)
         return str(found)
+
+    def _keep(self, repository: str, digest: str, body: bytes, media_type: str = "") -> None:
+        """Remember a manifest or config read or stored in this run: its digest names
+        its content, so a second read needs no round trip (kept only if it matches)."""
+        if digest == "sha256:" + hashlib.sha256(body).hexdigest():
+            with self._lock:
+                self._content[(repository, digest)] = (body, media_type)
+
+    def _kept(self, repository: str, digest: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self._content.get((repository, digest))
 
     def authorize(self, scopes: Iterable[Scope]) -> None:
         """Fetch one token for every scope not covered yet (Bearer registries), so that
@@ -403,6 +426,9 @@ class Client:
 
     def blob(self, repository: str, digest: str, image: str | None = None) -> bytes:
         """Blob `digest` of `repository` (a small one: an image's config)."""
+        kept = self._kept(repository, digest)
+        if kept is not None:
+            return kept[0]
         url = f"{self.base}/v2/{repository}/blobs/{digest}"
         scope = (repository, frozenset({"pull"}))
         response = self._tried(  # a registry may send it from elsewhere (a redirect)
@@ -411,6 +437,7 @@ class Client:
         )
         if response.status != 200:
             raise Unsure(f"HTTP {response.status}")
+        self._keep(repository, digest, bytes(response.data))
         return bytes(response.data)
 
     def mount(self, repository: str, digest: str, source: str, image: str | None = None) -> bool:
@@ -665,7 +692,7 @@ class RegistryView:
         self._lock = threading.Lock()
         self._known: dict[str, str | None] = {}
         self._pending: dict[str, Future[str | None]] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[bool, ThreadPoolExecutor] = {}  # background? -> its threads
         self._clients: dict[str, Future[Client | None]] = {}  # host -> how to ask it
         self._images: dict[str, str] = {}  # reference -> the tree image it is about
         self._standing: set[Scope] = set()  # the login every token request asks for
@@ -679,6 +706,7 @@ class RegistryView:
         self._labels_file = labels
         self._labels: dict[str, str] | None = None
         self._labels_changed = False
+        self._reading: dict[str, Future[str]] = {}  # digest -> its label, being read
         # The fingerprint tags whose image carries another fingerprint: ignored (why).
         self.distrusted: dict[str, str] = {}  # image -> why
 
@@ -859,9 +887,9 @@ class RegistryView:
 
     def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
+            pools, self._pools = list(self._pools.values()), {}
             clients = list(self._clients.values())
-        if pool is not None:
+        for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
         for future in clients:
             if future.done() and future.exception() is None and future.result() is not None:
@@ -871,11 +899,17 @@ class RegistryView:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _executor(self, background: bool = False) -> ThreadPoolExecutor:
+        """The threads that ask; `background`: the few that read ahead what no check
+        waits for yet, so that they never delay one that does."""
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(CONNECTIONS, "registry")
-            return self._pool
+            pool = self._pools.get(background)
+            if pool is None:
+                pool = self._pools[background] = ThreadPoolExecutor(
+                    READ_AHEAD if background else CONNECTIONS,
+                    "registry-ahead" if background else "registry",
+                )
+            return pool
 
     def _parts(self, reference: str) -> tuple[str, str, str]:
         """(host, repository, tag or digest) of `reference`, the way docker reads it."""
@@ -912,16 +946,23 @@ class RegistryView:
         in `distrusted`."""
         host, repository, tag = self._parts(reference)
         image = self.image_of(reference)
-        if host != self.settings.host or not tag.startswith(FINGERPRINT_TAG):
+        fingerprinted = tag.startswith(FINGERPRINT_TAG)
+        if host != self.settings.host or not (fingerprinted or image is not None):
             return client.digest(repository, tag, image)
         found = client.served(repository, tag, image)
         if found is None:
             return None
         digest, manifest, _ = found
-        label = self._label(digest)
-        if label is None:
-            label = client.label(repository, manifest, LABEL, image) or ""
-            self._label(digest, label)
+        if not fingerprinted:
+            # In a run where little changed, the fingerprint tags serve what `:tag`
+            # serves: its label, read now in the background, spares each of those
+            # checks the second round trip (the chain of hooks waits for them).
+            if self._label(digest) is None:
+                self._executor(background=True).submit(
+                    _quietly, self._read_label, client, repository, manifest, digest, image
+                )
+            return digest
+        label = self._read_label(client, repository, manifest, digest, image)
         wanted = "sha256:" + tag.removeprefix(FINGERPRINT_TAG)
         if label != wanted:
             with self._lock:
@@ -931,6 +972,24 @@ class RegistryView:
                 )
             return None
         return digest
+
+    def _read_label(
+        self, client: Client, repository: str, manifest: bytes, digest: str, image: str | None
+    ) -> str:
+        """The fingerprint label of manifest `digest`'s image: as checked before, else
+        read from its config, by one thread at a time per digest."""
+        def read() -> str:
+            label = self._label(digest)
+            if label is None:
+                label = client.label(repository, manifest, LABEL, image) or ""
+                self._label(digest, label)
+            return label
+
+        known = self._label(digest)
+        if known is not None:
+            return known
+        return _one_at_a_time(self._lock, self._reading, digest, read,
+                              lambda earlier: earlier.done() and earlier.exception() is not None)
 
     def _label(self, digest: str, label: str | None = None) -> str | None:
         """The fingerprint label of manifest `digest`'s image, as checked before (here

@@ -185,8 +185,9 @@ def test_a_fresh_runner_asks_every_question_once_and_at_once(
     assert set(found.values()) == {"up to date in the registry"}, found
     requests = published.far.requests(mark)
     assert not engines(requests), "the engine was not needed: nothing to pull or push"
-    # `:tag` is asked with a HEAD; a fingerprint tag with a GET (the same one round
-    # trip), and its image's config is read once, to check its fingerprint label.
+    # `:tag` and each fingerprint tag are asked with a GET (the one round trip a HEAD
+    # costs, and the manifest comes with it), and each image's config is read once, to
+    # check its fingerprint label.
     heads = [item for item in ours(requests) if "/manifests/" in item["path"]]
     asked = Counter(item["path"] for item in heads)
     assert all(count == 1 for count in asked.values()), asked.most_common(3)
@@ -195,11 +196,16 @@ def test_a_fresh_runner_asks_every_question_once_and_at_once(
                 for image, entry in images.items()
                 for tag in (TAG, fingerprint_tag(entry["fingerprint"]))}
     assert set(asked) == expected
-    assert {item["method"] for item in heads if item["path"].endswith(f"/{TAG}")} == {"HEAD"}
-    assert {item["method"] for item in heads if "/paitasks-" in item["path"]} == {"GET"}
-    assert {item["method"] for item in ours(requests)} <= {"GET", "HEAD"}
+    assert {item["method"] for item in ours(requests)} == {"GET"}
     configs = [item for item in ours(requests) if "/blobs/" in item["path"]]
     assert len(configs) == len({item["path"] for item in configs}) == len(images)
+    # The config of what `:tag` serves is read ahead, so the check of the image behind
+    # componentB's hook (its fingerprint known only once the hook ran) costs one GET.
+    behind = next(image for image in images if image.endswith("component-b"))
+    [label] = [item for item in configs if f"/{behind}/blobs/" in item["path"]]
+    [tagged] = [item for item in heads if item["path"].endswith(
+        fingerprint_tag(images[behind]["fingerprint"]))]
+    assert label["start"] < tagged["start"], (label, tagged)
     others = [item["path"] for item in ours(requests) if item["method"] == "GET"
               and item not in heads and item not in configs]
     assert others == ["/v2/"]
@@ -237,13 +243,43 @@ def test_the_timeline_and_the_report_show_the_waits(
 
 def test_a_warm_engine_asks_only_what_its_tags_serve(published: Published) -> None:
     """The engine that pushed holds every image under the registry's digests: the push
-    checks need `:tag` only, one request per image, none of them twice."""
+    checks need `:tag` only, one request per image, none of them twice, and no config
+    (their labels are known from the push)."""
     mark = published.far.mark()
     succeeded(doit_on(published.src, "-n", "4", "build", "push", f"config={published.config}"))
-    heads = [item for item in ours(published.far.requests(mark)) if item["method"] == "HEAD"]
+    asked = ours(published.far.requests(mark))
+    assert [item["path"] for item in asked if "/blobs/" in item["path"]] == []
+    heads = [item for item in asked if "/manifests/" in item["path"]]
     assert sorted(item["path"] for item in heads) == sorted(
         f"/v2/{published.ns}/{image}/manifests/{TAG}" for image in published.images
     )
+
+
+def test_a_changed_image_is_published_in_four_round_trips(
+    published: Published, tmp_path: Path
+) -> None:
+    """After the build, nothing the checks read is read again: the image's new layers
+    and config are sent and its base's layers mounted all at once, then its manifest is
+    stored under its fingerprint tag, then `:tag` moves by putting that same manifest."""
+    src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
+    mark = published.far.mark()
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
+                      engine2=True))
+    assert report(src)["images"][published.watchdog]["push"]["status"] == "done"
+    requests = published.far.requests(mark)
+    repository = f"/v2/{published.ns}/{published.watchdog}/"
+    sent = [item for item in ours(requests)
+            if item["path"].startswith(repository) and item["method"] in ("POST", "PUT")]
+    assert any("/blobs/uploads/" in item["path"] and item["query"].startswith("mount=")
+               for item in sent), "no layer of the base was mounted"
+    first = min(item["start"] for item in sent)
+    later = [item for item in ours(requests) if item["start"] >= first]
+    assert [item for item in later if item["method"] in ("GET", "HEAD")] == []
+    manifests = [item["path"] for item in sent if "/manifests/" in item["path"]]
+    fingerprint = report(src)["images"][published.watchdog]["fingerprint"]
+    assert manifests == [f"{repository}manifests/{fingerprint_tag(fingerprint)}",
+                         f"{repository}manifests/{TAG}"]
+    assert len(rounds(sent, requests)) == 4, rounds(sent, requests)
 
 
 # -- faults: transient ones cost time, not the run --------------------------------------
@@ -297,7 +333,7 @@ def test_429_without_retry_after_and_503_are_tried_again(
 ) -> None:
     src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
     faults.faults([
-        {"action": "429", "every": 3, "methods": ["HEAD"]},
+        {"action": "429", "every": 3, "methods": ["GET"], "path": "/manifests/"},
         {"action": "503", "every": 3, "methods": ["GET", "POST", "PATCH", "PUT"]},
     ])
     mark = faults.mark()

@@ -14,6 +14,7 @@ state of their own use their own namespace (the per-test `prefix`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -279,15 +280,15 @@ def test_fresh_runner_finds_everything_in_the_registry(
     assert registry.blob_uploads(mark) == []
     assert registry.blob_gets(mark, layers) == []
     assert engine2_images(published.ns) == {}
-    # One request per question, asked by paitasks itself: a HEAD for `:tag`, a GET for
-    # the fingerprint tag and one for its image's config (whose label must say that
-    # fingerprint), and the one probe of the registry.
+    # One request per question, asked by paitasks itself: a GET for `:tag` and one for
+    # the fingerprint tag (both serve one image here), one for that image's config
+    # (whose label must say that fingerprint), and the one probe of the registry.
     asked = [(request.method, request.path) for request in registry.requests(mark)]
     questions = [path for _, path in asked if "/manifests/" in path]
     configs = [path for method, path in asked if method == "GET" and "/blobs/" in path]
     assert sorted(asked) == sorted([
         ("GET", "/v2/"),
-        *(("GET" if "/paitasks-" in path else "HEAD", path) for path in questions),
+        *(("GET", path) for path in questions),
         *(("GET", path) for path in configs),
     ])
     assert len(questions) == len(set(questions)) == 2 * len(published.images), asked
@@ -851,6 +852,51 @@ def test_a_token_serves_the_scopes_it_was_fetched_for_until_it_expires() -> None
     assert client._cached(("ns/y", frozenset({"pull"}))) is None
     client._tokens[:] = [(frozenset({pull_push}), "Bearer t1", time.monotonic() - 1)]
     assert client._cached(pull_push) is None
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    data: bytes
+
+
+def test_a_manifest_or_config_is_read_once_per_run_and_only_if_it_matches_its_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = registry_module.Client(
+        "h.io", "https", lambda: None, Policy(), registry_module.Journal()
+    )
+    body = b'{"schemaVersion": 2}'
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    served = {"digest": digest}  # what the registry says the manifest's digest is
+    asked: list[str] = []
+
+    def once(method: str, url: str, headers: Any, data: Any = None, redirect: bool = False
+             ) -> Answer:
+        asked.append(f"{method} {url.removeprefix('https://h.io')}")
+        return Answer(200, {"Docker-Content-Digest": served["digest"],
+                            "Content-Type": "application/json"}, body)
+
+    monkeypatch.setattr(client, "_once", once)
+    assert client.served("ns/x", "v1") == (digest, body, "application/json")
+    assert client.manifest("ns/x", digest) == (body, "application/json")
+    assert client.blob("ns/x", digest) == body  # the same bytes: kept by digest
+    assert asked == ["GET /v2/ns/x/manifests/v1"]
+    assert client.manifest("ns/y", digest) == (body, "application/json")  # another repository
+    assert asked[1:] == [f"GET /v2/ns/y/manifests/{digest}"]
+    wrong = served["digest"] = "sha256:" + "0" * 64  # an answer that is not what it says
+    client.served("ns/z", "v1")
+    client.manifest("ns/z", wrong)
+    assert asked[2:] == ["GET /v2/ns/z/manifests/v1", f"GET /v2/ns/z/manifests/{wrong}"]
+    assert client.put_manifest("ns/w", "v2", body, "application/json") == wrong
+    client.manifest("ns/w", digest)  # stored under another digest: not kept
+    assert asked[-1] == f"GET /v2/ns/w/manifests/{digest}"
+    served["digest"] = digest
+    assert client.put_manifest("ns/v", "v2", body, "application/json") == digest
+    count = len(asked)
+    assert client.manifest("ns/v", digest) == (body, "application/json")  # as stored here
+    assert len(asked) == count
 
 
 def test_the_journal_counts_time_in_flight_once() -> None:
