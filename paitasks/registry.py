@@ -947,7 +947,9 @@ class RegistryView:
         host, repository, tag = self._parts(reference)
         image = self.image_of(reference)
         fingerprinted = tag.startswith(FINGERPRINT_TAG)
-        if host != self.settings.host or not (fingerprinted or image is not None):
+        if host != self.settings.host or not (fingerprinted or image is not None) or (
+            not fingerprinted and host in DOCKER_HUB  # it counts a GET, not a HEAD, as a pull
+        ):
             return client.digest(repository, tag, image)
         found = client.served(repository, tag, image)
         if found is None:

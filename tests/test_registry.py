@@ -700,6 +700,49 @@ def test_prefetched_answers_serve_later_questions() -> None:
     assert sorted(engine.asked.count(f"r{i}") for i in range(20)) == [1] * 20
 
 
+class RecordingClient:
+    """A registry client that serves one image (digest sha256:d, labelled sha256:f)
+    under any tag, recording what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.lock = threading.Lock()
+
+    def _note(self, what: str) -> None:
+        with self.lock:
+            self.asked.append(what)
+
+    def digest(self, repository: str, tag: str, image: str | None = None) -> str:
+        self._note(f"HEAD {tag}")
+        return "sha256:d"
+
+    def served(self, repository: str, tag: str, image: str | None = None
+               ) -> tuple[str, bytes, str]:
+        self._note(f"GET {tag}")
+        return "sha256:d", b"{}", "application/json"
+
+    def label(self, repository: str, manifest: bytes, name: str, image: str | None = None
+              ) -> str:
+        self._note("config")
+        return "sha256:f"
+
+
+@pytest.mark.parametrize(("domain", "question"), [("h.io", "GET"), ("public", "HEAD")])
+def test_the_label_of_what_tag_serves_is_read_ahead_and_once(domain: str, question: str) -> None:
+    """`:tag` is asked with a GET and its image's label read in the background, so the
+    check of the fingerprint tag that serves the same image needs no second request;
+    not on Docker Hub, which counts each GET of a manifest as a pull."""
+    view = RegistryView(RegistrySettings("ns", domain, "v1"), lambda: FakeEngine({}))
+    client = RecordingClient()
+    assert view._served(client, view.by_tag("x")) == "sha256:d"  # type: ignore[arg-type]
+    found = view._served(client, view.by_fingerprint("x", "sha256:f"))  # type: ignore[arg-type]
+    assert found == "sha256:d"
+    view.close()
+    assert client.asked[0] == f"{question} v1"
+    assert sorted(client.asked) == sorted([f"{question} v1", "GET paitasks-f", "config"])
+    assert view.distrusted == {}
+
+
 def test_names_in_the_registry() -> None:
     view = RegistryView(SETTINGS, lambda: FakeEngine({}))
     assert view.by_tag("x") == "127.0.0.1:1/ns/x:v1"
