@@ -188,6 +188,7 @@ class Client:
         self.hinted = False  # made from an earlier run's hint, not probed
         # (repository, digest) -> a manifest (and its media type) or config seen this run
         self._content: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self._reading: dict[tuple[str, str], Future[tuple[bytes, str]]] = {}  # being fetched
 
     @classmethod
     def probe(
@@ -324,18 +325,19 @@ class Client:
 
     def manifest(self, repository: str, digest: str, image: str | None = None) -> tuple[bytes, str]:
         """The manifest `digest` of `repository`, as stored, and its media type."""
-        kept = self._kept(repository, digest)
-        if kept is not None:
-            return kept
-        response = self._send(
-            "GET", f"/v2/{repository}/manifests/{digest}", (repository, frozenset({"pull"})),
-            {"Accept": MANIFEST_TYPES}, what=f"GET {repository}@{digest}", image=image,
-        )
-        media_type = response.headers.get("Content-Type", "")
-        if response.status != 200 or not media_type:
-            raise Unsure(f"HTTP {response.status}")
-        self._keep(repository, digest, bytes(response.data), str(media_type))
-        return bytes(response.data), str(media_type)
+        def fetch() -> tuple[bytes, str]:
+            response = self._send(
+                "GET", f"/v2/{repository}/manifests/{digest}",
+                (repository, frozenset({"pull"})), {"Accept": MANIFEST_TYPES},
+                what=f"GET {repository}@{digest}", image=image,
+            )
+            media_type = response.headers.get("Content-Type", "")
+            if response.status != 200 or not media_type:
+                raise Unsure(f"HTTP {response.status}")
+            self._keep(repository, digest, bytes(response.data), str(media_type))
+            return bytes(response.data), str(media_type)
+
+        return self._read(repository, digest, fetch)
 
     def put_manifest(
         self, repository: str, tag: str, body: bytes, media_type: str, image: str | None = None
@@ -361,6 +363,21 @@ class Client:
     def _kept(self, repository: str, digest: str) -> tuple[bytes, str] | None:
         with self._lock:
             return self._content.get((repository, digest))
+
+    def _read(
+        self, repository: str, digest: str, fetch: Callable[[], tuple[bytes, str]]
+    ) -> tuple[bytes, str]:
+        """Content `digest` as kept, else fetched by one thread at a time: a second
+        reader waits for the first (also while it waits for a 429's Retry-After)."""
+        kept = self._kept(repository, digest)
+        if kept is not None:
+            return kept
+        key = (repository, digest)
+        # Fetched anew after an error, or when what came did not match its digest (called
+        # under the lock, so it reads `_content` directly).
+        return _one_at_a_time(self._lock, self._reading, key, fetch, lambda earlier: (
+            earlier.done() and (earlier.exception() is not None or key not in self._content)
+        ))
 
     def authorize(self, scopes: Iterable[Scope]) -> None:
         """Fetch one token for every scope not covered yet (Bearer registries), so that
@@ -426,19 +443,20 @@ class Client:
 
     def blob(self, repository: str, digest: str, image: str | None = None) -> bytes:
         """Blob `digest` of `repository` (a small one: an image's config)."""
-        kept = self._kept(repository, digest)
-        if kept is not None:
-            return kept[0]
         url = f"{self.base}/v2/{repository}/blobs/{digest}"
         scope = (repository, frozenset({"pull"}))
-        response = self._tried(  # a registry may send it from elsewhere (a redirect)
-            lambda: self._authorized("GET", url, {}, None, scope, redirect=True),
-            f"GET {repository}@{digest}", image,
-        )
-        if response.status != 200:
-            raise Unsure(f"HTTP {response.status}")
-        self._keep(repository, digest, bytes(response.data))
-        return bytes(response.data)
+
+        def fetch() -> tuple[bytes, str]:
+            response = self._tried(  # a registry may send it from elsewhere (a redirect)
+                lambda: self._authorized("GET", url, {}, None, scope, redirect=True),
+                f"GET {repository}@{digest}", image,
+            )
+            if response.status != 200:
+                raise Unsure(f"HTTP {response.status}")
+            self._keep(repository, digest, bytes(response.data))
+            return bytes(response.data), ""
+
+        return self._read(repository, digest, fetch)[0]
 
     def mount(self, repository: str, digest: str, source: str, image: str | None = None) -> bool:
         """Make blob `digest` of repository `source` one of `repository`'s, without
