@@ -1043,9 +1043,11 @@ def scenario_far_registry(bench: Bench, sizes: Sizes, report: Report) -> None:
             bench.remove_images(engine2=True)
             return bench.publish(bench.fresh_copy(tree, tag), True, nothing, config=config)
 
-        for rtt in round_trips:
-            far.rtt(rtt)
-            for _ in runs_of(bench.runs, f"far registry at {rtt} ms"):
+        # The round trips by turns within each run, so that a ratio compares runs made
+        # minutes apart, not a quarter of an hour (this machine's speed drifts).
+        for _ in runs_of(bench.runs, f"far registry at {', '.join(map(str, round_trips))} ms"):
+            for rtt in round_trips:
+                far.rtt(rtt)
                 for kind, job in (
                     ("warm", lambda: bench.publish(tree, expect=nothing, config=config)),
                     ("fresh", lambda: fresh("farc")),
