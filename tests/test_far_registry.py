@@ -298,8 +298,15 @@ def test_429_with_retry_after_on_one_request_in_three(
     refused = faulted(requests, "429")
     assert refused, "the rule picked no request"
     for failed in ours(refused):  # paitasks' own: tried again once the wait asked for passed
+        if failed["method"] == "POST" and not failed["query"]:
+            # An upload's first request is the same for every blob sent at once: its
+            # retry is one of those that came after the wait.
+            later = [item for item in ours(requests) if key(item) == key(failed)
+                     and item["start"] - failed["end"] >= 1.0 - 0.05]
+            assert later and later[0]["status"] not in (429, None), (key(failed), later)
+            continue
         again = retried_later(requests, failed)
-        assert again["start"] - failed["end"] >= 1.0 - 0.05, (failed, again)
+        assert again["start"] - failed["end"] >= 1.0 - 0.05, (key(failed), failed, again)
         assert again["status"] not in (429, None)
     entries = report(src)["images"]
     for image, entry in entries.items():  # each 429 about an image is a retry of it
