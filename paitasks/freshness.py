@@ -288,9 +288,10 @@ class Lookahead:
         if remote is None:
             return []
         self._images = set(images) | set(pushes)
-        asked = [remote.by_tag(image) for image in self._in_order(pushes)]
+        order = dependencies_first({name: spec.uses for name, spec in self.specs.items()})
+        asked = [remote.by_tag(image) for image in _in_order(pushes, order)]
         remote.prefetch(asked)
-        return asked + self._ask(self._in_order(self._images))
+        return asked + self._ask(_in_order(self._images, order))
 
     def learned(self, name: str, found: str) -> None:
         """A check found `name`'s fingerprint: ask for the images built on it, if this
@@ -374,13 +375,6 @@ class Lookahead:
         """`name`'s fingerprint: as a check found it, else as computed ahead."""
         return self.run.findings.fingerprint(name) or self._expected.get(name)
 
-    def _in_order(self, names: Iterable[str]) -> list[str]:
-        """`names`, bases before the images built on them: the questions a run waits
-        for first are asked first."""
-        wanted = set(names)
-        order = dependencies_first({name: spec.uses for name, spec in self.specs.items()})
-        return [name for name in order if name in wanted] + sorted(wanted - set(order))
-
     def _built_on(self, name: str) -> list[str]:
         """The run's images built on `name`, directly or not."""
         if self._users is None:
@@ -397,6 +391,13 @@ class Lookahead:
                 found[current] = None
                 stack.extend(self._users.get(current, ()))
         return [image for image in found if image in self._images]
+
+
+def _in_order(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    """`names` in `order` (bases before the images built on them: the questions a run
+    waits for first are asked first), then any `order` lacks, by name."""
+    wanted = set(names)
+    return [name for name in order if name in wanted] + sorted(wanted - set(order))
 
 
 class PushUpToDate:

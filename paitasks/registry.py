@@ -965,9 +965,10 @@ class RegistryView:
         host, repository, tag = self._parts(reference)
         image = self.image_of(reference)
         fingerprinted = tag.startswith(FINGERPRINT_TAG)
-        if host != self.settings.host or not (fingerprinted or image is not None) or (
-            not fingerprinted and host in DOCKER_HUB  # it counts a GET, not a HEAD, as a pull
-        ):
+        # A tree image's `:tag` is asked with a GET too, to read its label ahead; not on
+        # Docker Hub, which counts a GET of a manifest as a pull and a HEAD not.
+        ahead = image is not None and host not in DOCKER_HUB
+        if host != self.settings.host or not (fingerprinted or ahead):
             return client.digest(repository, tag, image)
         found = client.served(repository, tag, image)
         if found is None:
