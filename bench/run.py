@@ -464,6 +464,13 @@ class Bench:
                 break
         return removed
 
+    def fresh_runner(self) -> None:
+        """Engine 2 as a new CI runner has it: none of this run's images and an empty
+        build cache (BuildKit keeps the layers it fetched, so a leaf built after another
+        would find most of its base already there)."""
+        self.remove_images(engine2=True)
+        self.client2.api.prune_builds(all=True)
+
     def delete_repositories(self, prefix: str = "") -> int:
         """Delete the manifests of this run's registry repositories (`<run id>/<prefix>...`)."""
         if self._config is None:
@@ -834,18 +841,18 @@ def scenario_fresh_runner(bench: Bench, sizes: Sizes, report: Report) -> None:
     nothing: tuple[list[str], list[str]] = ([], [])
     for index in runs_of(bench.runs, "fresh runner"):
         warm.append(bench.publish(tree, expect=nothing).seconds)
-        bench.remove_images(engine2=True)
+        bench.fresh_runner()
         fresh.append(bench.publish(bench.fresh_copy(tree, "frc"), True, nothing).seconds)
         # pai_build's way on a fresh runner: everything, with nothing in the layer cache.
-        bench.remove_images(engine2=True)
+        bench.fresh_runner()
         base_tree = bench.tree("fb", standard_tree(sizes, seed=secrets.token_hex(8)))
         cold.append(bench.baseline(base_tree, env=bench.env2).seconds)
         shutil.rmtree(base_tree.root)
-        # One leaf changed (another one each run, so engine 2 has not pulled its base).
+        # One leaf changed (another one each run), on an empty engine 2.
         component = leaves[index % len(leaves)]
         image = tree.components[component].images[0]
         _touch_file(tree, component)
-        bench.remove_images(engine2=True)
+        bench.fresh_runner()
         copy = bench.fresh_copy(tree, "frc")
         leaf.append(bench.publish(copy, True, ([image], [image])).seconds)
         # Engine 1 takes the registry's new image, so it holds every image again.
@@ -907,7 +914,7 @@ def scenario_slow_run(bench: Bench, sizes: Sizes, report: Report) -> None:
         seed = secrets.token_hex(8)  # a RUN layer that engine 2's build cache never saw
         for tag, cached in (("fs", True), ("fc", False)):
             bench.remove_images(f"{bench.run_id}-{tag}-")
-            bench.remove_images(engine2=True)
+            bench.fresh_runner()
             bench.delete_repositories(f"{bench.run_id}-{tag}-")
             tree = bench.tree(tag, dataclasses.replace(spec, seed=f"{seed}-{tag}"))
             slow = tree.images[-1]
@@ -1032,7 +1039,7 @@ def scenario_far_registry(bench: Bench, sizes: Sizes, report: Report) -> None:
             count += 1
             image = tree.components[component].images[0]
             _touch_file(tree, component)
-            bench.remove_images(engine2=True)
+            bench.fresh_runner()
             copy = bench.fresh_copy(tree, tag)
             result = bench.publish(copy, True, ([image], [image]), config=config)
             # Engine 1 takes the new image, so that it holds every image again.
@@ -1040,7 +1047,7 @@ def scenario_far_registry(bench: Bench, sizes: Sizes, report: Report) -> None:
             return result
 
         def fresh(tag: str) -> Timed:
-            bench.remove_images(engine2=True)
+            bench.fresh_runner()
             return bench.publish(bench.fresh_copy(tree, tag), True, nothing, config=config)
 
         # The round trips by turns within each run, so that a ratio compares runs made

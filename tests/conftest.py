@@ -95,12 +95,7 @@ def cleanup(
     and the images paitasks built in the test and later replaced (left untagged)."""
     before = {entry["Id"] for entry in docker_client.api.images(filters={"dangling": True})}
     yield
-    # One listing call (no per-image inspect): other test runs may remove images meanwhile.
-    for entry in docker_client.api.images():
-        for tag in entry.get("RepoTags") or ():
-            if prefix in tag:
-                with contextlib.suppress(docker.errors.NotFound):
-                    docker_client.api.remove_image(tag, force=True)
+    clear_engine1(docker_client, prefix)  # tags, and the digests of images pulled by one
     replaced = docker_client.api.images(filters={"dangling": True, "label": LABEL})
     for entry in replaced:
         if entry["Id"] not in before:
