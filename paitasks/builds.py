@@ -149,7 +149,7 @@ def _pull(run: Run, spec: ImageSpec, found: Finding) -> dict[str, str]:
     """pull=1: bring the registry's image for these inputs in, under the image's name."""
     remote = run.remote
     assert remote is not None
-    digest = found.digest or remote.digest(remote.by_fingerprint(spec.name, found.fingerprint))
+    digest = found.digest or remote.find(spec.name, found.fingerprint)
     if digest is None:
         raise PaiTasksError(f"image {spec.name}: the registry no longer holds it; run again")
     source = remote.by_digest(spec.name, digest)
@@ -205,7 +205,7 @@ def base_references(run: Run, spec: ImageSpec) -> dict[str, str]:
             continue
         digest = found.digest
         if digest is None:
-            digest = remote.digest(remote.by_fingerprint(base, found.fingerprint))
+            digest = remote.find(base, found.fingerprint)
         if digest is None and elsewhere:
             raise PaiTasksError(
                 f"image {spec.name}: its base {base} is only in this machine's engine, which "

@@ -117,7 +117,8 @@ class Finding:
     fresh: bool
     reasons: tuple[str, ...]
     # Where an image built from these inputs is: "engine" (under its name here) or
-    # "registry" (under its fingerprint tag, at `digest`); "" when nowhere.
+    # "registry" (at `digest`: under its fingerprint tag, or its `:tag` when that one's
+    # label says these inputs); "" when nowhere.
     where: str = ""
     digest: str | None = None
     # Outside a run: what copy-deps and hooks make is not known before they run (no

@@ -78,10 +78,10 @@ def assess(run: Run, spec: ImageSpec, predict: bool | None = None) -> Finding:
     else:
         if current is not None and remote is not None and not predict:
             run.findings.note_stale(spec.name)  # current after this run, or untagged
-        reference = remote.by_fingerprint(spec.name, wanted) if remote is not None else ""
-        served = remote.digest(reference) if remote is not None else None
+        served = remote.find(spec.name, wanted) if remote is not None else None
         if served is not None:
-            reason = f"up to date in the registry ({reference.rpartition(':')[0]}@{served})"
+            assert remote is not None
+            reason = f"up to date in the registry ({remote.by_digest(spec.name, served)})"
             result = Finding(inputs, wanted, True, (reason,), "registry", served)
         elif current is None and remote is None:
             result = Finding(inputs, wanted, False, ("not in the engine",))
@@ -333,8 +333,9 @@ class Lookahead:
         for name in names:
             found = self._expect(name)
             local = self.run.images.get(name) if found is not None else None
-            if found is None or (local is not None and local.labels.get(LABEL) == found):
-                continue  # unknown yet, or the engine holds it: no question
+            if (found is None or (local is not None and local.labels.get(LABEL) == found)
+                    or remote.tagged(name, found)):
+                continue  # unknown yet, or the engine holds it, or `:tag` does: no question
             asked.append(remote.by_fingerprint(name, found))
         remote.prefetch(asked)
         return asked
@@ -453,8 +454,9 @@ def pushed_already(run: Run, image: str) -> tuple[bool, str]:
     remote.prefetch(
         remote.by_fingerprint(name, found)
         for name, found in run.findings.fingerprints().items()
+        if not remote.tagged(name, found)
     )
-    canonical = remote.digest(remote.by_fingerprint(image, wanted))
+    canonical = remote.find(image, wanted)
     if canonical is None:
         return False, "the registry holds no image built from the current inputs"
     if served != canonical:

@@ -76,7 +76,7 @@ def move_tag(run: Run, image: str) -> str:
     registry (no layer moves, nothing loaded here), else pushed by an engine."""
     settings, remote = run.registry_settings, _remote(run)
     wanted = _fingerprint(run, image)
-    canonical = remote.digest(remote.by_fingerprint(image, wanted))
+    canonical = remote.find(image, wanted)
     if canonical is None:
         raise PaiTasksError(
             f"image {image}: the registry holds no image of its inputs: push it first"
@@ -134,7 +134,7 @@ def _newer_published(run: Run) -> tuple[str, str] | None:
         served = remote.digest(remote.by_tag(image))
         if wanted is None or served is None:
             return None
-        if served == remote.digest(remote.by_fingerprint(image, wanted)):
+        if served == remote.find(image, wanted):
             return None  # `:tag` stays as it is
         repository = remote.repository(image)
         try:
@@ -216,8 +216,11 @@ def _base_layers(run: Run, client: Client, bases: Sequence[str]) -> dict[str, di
     remote = _remote(run)
     known: dict[str, dict[str, Any]] = {}
     for base in bases:
-        found = run.findings.fingerprint(base)
-        digest = remote.digest(remote.by_fingerprint(base, found)) if found else None
+        found = run.findings.latest(base)
+        if found is None:
+            continue
+        # The image the check found (what builds took), else the registry's image of it.
+        digest = found.digest or remote.find(base, found.fingerprint)
         if digest is None:
             continue
         repository = remote.repository(base)

@@ -37,7 +37,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -725,6 +725,8 @@ class RegistryView:
         self._labels: dict[str, str] | None = None
         self._labels_changed = False
         self._reading: dict[str, Future[str]] = {}  # digest -> its label, being read
+        self._ahead: dict[str, Future[None]] = {}  # digest -> its label's read ahead
+        self._tagged: dict[tuple[str, str], str] = {}  # (image, fingerprint) -> `find`
         # The fingerprint tags whose image carries another fingerprint: ignored (why).
         self.distrusted: dict[str, str] = {}  # image -> why
 
@@ -786,6 +788,54 @@ class RegistryView:
             self.journal.add_wait(time.monotonic() - started)
         self.learn(reference, found)
         return found
+
+    def find(self, image: str, fingerprint: str) -> str | None:
+        """The digest of an image built from inputs `fingerprint` in the settings'
+        registry, None for none. What `:tag` serves counts when its label says so and
+        that is known without a new question (`:tag` asked when the run began, its
+        label read, or being read, ahead): where little changed that is the image, so
+        the check behind a hook costs no round trip. Else the fingerprint tag, asked if
+        it was not."""
+        with self._lock:
+            found = self._tagged.get((image, fingerprint))
+        if found is None:
+            found = self._served_by_tag(image, fingerprint, wait=True)
+        if found is not None:
+            with self._lock:
+                self._tagged[(image, fingerprint)] = found  # one answer for the run
+            return found
+        return self.digest(self.by_fingerprint(image, fingerprint))
+
+    def tagged(self, image: str, fingerprint: str) -> bool:
+        """Whether `:tag` is known now, without waiting, to serve an image of
+        `fingerprint` (`find` will need no question)."""
+        return self._served_by_tag(image, fingerprint, wait=False) is not None
+
+    def _served_by_tag(self, image: str, fingerprint: str, wait: bool) -> str | None:
+        reference = self.by_tag(image)
+        with self._lock:
+            known = reference in self._known
+            digest = self._known.get(reference)
+            pending = self._pending.get(reference)
+        started = time.monotonic()
+        try:
+            if not known:
+                if pending is None or not wait:
+                    return None  # not asked: the fingerprint tag is the one question
+                digest = pending.result()
+            if digest is None:
+                return None
+            with self._lock:
+                ahead = self._ahead.get(digest)
+            if ahead is not None and wait:
+                ahead.result()  # read ahead (or being read): wait for it
+            label = self._label(digest)
+        except (Exception, CancelledError):  # the fingerprint tag's question reports it
+            return None
+        finally:
+            if wait:
+                self.journal.add_wait(time.monotonic() - started)
+        return digest if label == fingerprint else None
 
     def prefetch(self, references_: Iterable[str], scopes: Iterable[Scope] = ()) -> None:
         """Start asking for every one of `references_` at once; `digest` waits for them.
@@ -979,9 +1029,13 @@ class RegistryView:
             # serves: its label, read now in the background, spares each of those
             # checks the second round trip (the chain of hooks waits for them).
             if self._label(digest) is None:
-                self._executor(background=True).submit(
-                    _quietly, self._read_label, client, repository, manifest, digest, image
-                )
+                pool = self._executor(background=True)  # takes the lock
+                with self._lock:
+                    if digest not in self._ahead:
+                        self._ahead[digest] = pool.submit(
+                            _quietly, self._read_label, client, repository, manifest,
+                            digest, image,
+                        )
             return digest
         label = self._read_label(client, repository, manifest, digest, image)
         wanted = "sha256:" + tag.removeprefix(FINGERPRINT_TAG)

@@ -280,9 +280,12 @@ def test_fresh_runner_finds_everything_in_the_registry(
     assert registry.blob_uploads(mark) == []
     assert registry.blob_gets(mark, layers) == []
     assert engine2_images(published.ns) == {}
-    # One request per question, asked by paitasks itself: a GET for `:tag` and one for
-    # the fingerprint tag (both serve one image here), one for that image's config
-    # (whose label must say that fingerprint), and the one probe of the registry.
+    # One request per question, asked by paitasks itself: a GET for each `:tag`, one for
+    # each fingerprint tag known before the hooks run (both serve one image here), one
+    # for that image's config (whose label must say that fingerprint), and the one
+    # probe of the registry. componentB's fingerprint is known only after its hook: by
+    # then the label of what its `:tag` serves says that fingerprint, and nothing more is
+    # asked.
     asked = [(request.method, request.path) for request in registry.requests(mark)]
     questions = [path for _, path in asked if "/manifests/" in path]
     configs = [path for method, path in asked if method == "GET" and "/blobs/" in path]
@@ -291,7 +294,12 @@ def test_fresh_runner_finds_everything_in_the_registry(
         *(("GET", path) for path in questions),
         *(("GET", path) for path in configs),
     ])
-    assert len(questions) == len(set(questions)) == 2 * len(published.images), asked
+    later = published.names["component-b"]
+    expected = {f"/v2/{published.repository(image)}/manifests/{tag}"
+                for image in published.images
+                for tag in (TAG, fingerprint_tag(published.fingerprints[image]))
+                if not (image == later and tag != TAG)}
+    assert len(questions) == len(set(questions)) and set(questions) == expected, asked
     assert len(configs) == len(set(configs)) == len(published.images), asked
 
 
@@ -741,6 +749,33 @@ def test_the_label_of_what_tag_serves_is_read_ahead_and_once(domain: str, questi
     assert client.asked[0] == f"{question} v1"
     assert sorted(client.asked) == sorted([f"{question} v1", "GET paitasks-f", "config"])
     assert view.distrusted == {}
+
+
+def test_a_tag_labelled_with_the_fingerprint_spares_the_question() -> None:
+    """`find`: where `:tag` (asked when the run began) serves an image labelled with the
+    fingerprint a check computed, that image is the answer and nothing more is asked;
+    another fingerprint, or an image whose `:tag` was not asked, is asked under its
+    fingerprint tag."""
+    view = RegistryView(RegistrySettings("ns", "h.io", "v1"), lambda: FakeEngine({}))
+    client = RecordingClient()
+    fingerprint_tags: list[str] = []
+
+    def ask(reference: str) -> str | None:
+        fingerprint_tags.append(reference)
+        return None
+
+    view._ask = ask  # type: ignore[method-assign]
+    tag = view.by_tag("x")
+    view.learn(tag, view._served(client, tag))  # type: ignore[arg-type]
+    assert view.find("x", "sha256:f") == "sha256:d"
+    assert view.tagged("x", "sha256:f")
+    assert not view.tagged("x", "sha256:g")
+    assert view.find("x", "sha256:g") is None
+    assert view.find("y", "sha256:f") is None
+    view.close()
+    assert sorted(client.asked) == ["GET v1", "config"]
+    assert fingerprint_tags == [view.by_fingerprint("x", "sha256:g"),
+                                view.by_fingerprint("y", "sha256:f")]
 
 
 def test_names_in_the_registry() -> None:
