@@ -133,6 +133,11 @@ class RegistryAPI:
         )
         _opener.open(request, timeout=10).close()
 
+    def blob(self, repository: str, digest: str) -> bytes:
+        """The blob `digest` of `repository`, byte for byte."""
+        with self._request("GET", f"/v2/{repository}/blobs/{digest}") as response:
+            return bytes(response.read())
+
     def labels(self, repository: str, reference: str) -> dict[str, str]:
         """The labels of the image repository:reference serves (from its config blob)."""
         config = self.manifest(repository, reference)["config"]["digest"]
