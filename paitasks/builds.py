@@ -4,8 +4,9 @@
 the classic builder), on the least busy builder of `builders=` (buildx, pushed from there
 under the image's fingerprint tag), or, with `pull=1` and the registry holding it,
 pulled. Every way takes one `BuildRequest` (engine.py): the tree bases by digest where
-the registry holds them (as named build contexts where the builder takes them, else in
-a copy of the dockerfile that names them by digest), the registry's `:tag` as a layer
+the registry holds them (here, first brought into the engine by this process:
+publish.bring; else as named build contexts where the builder takes them, or in a copy
+of the dockerfile that names them by digest), the registry's `:tag` as a layer
 cache, build args through the build tool's environment. A build that fails on a
 transient registry error (fetching a base or the cache, pushing) is tried again as the
 run's policy says.
@@ -60,6 +61,8 @@ def build(run: Run, spec: ImageSpec) -> dict[str, str]:
     if run.builders is not None:
         return _build_elsewhere(run, spec, found)
     engine, tool = run.engine, build_tool(spec.build_tool)
+    for base, reference in base_references(run, spec).items():
+        publish.bring(run, base, reference.rpartition("@")[2])  # then the engine has it
     dockerfile, named = base_inputs(run, spec, engine.takes_named_contexts(tool))
     request = _request(run, spec, found, (spec.name,), dockerfile, named, tool)
     on_line = run.output.lines(f"build-image:{spec.name}", spec.name)

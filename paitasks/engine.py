@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from paitasks import reference as references
 from paitasks import retries
@@ -193,6 +193,17 @@ class Engine:
 
     def _inspect(self, name: str) -> Callable[[], Any]:
         return functools.partial(self.client.api.inspect_image, name)
+
+    def load(self, archive: IO[bytes], name: str) -> None:
+        """Load a `docker save` archive (of image `name`, for messages) into this engine,
+        streamed from `archive`."""
+        def call() -> None:
+            answer = self.client.api.load_image(archive, quiet=True)  # type: ignore[no-untyped-call]
+            for chunk in answer:
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise EngineError(f"cannot load image {name}: {chunk['error']}")
+
+        sdk(f"cannot load image {name}", call)
 
     def layout(self, name: str) -> tuple[str, int, tuple[str, ...]]:
         """Image `name`'s id, size in bytes and layers (their diff ids, bottom first)."""

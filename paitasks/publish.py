@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import shutil
 import tarfile
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paitasks import history
+from paitasks.engine import LocalImage
 from paitasks.errors import PaiTasksError
 from paitasks.fingerprint import LABEL, REVISION_LABEL
 from paitasks.inputs import last_builder
@@ -47,6 +49,8 @@ SENDERS = 32  # at most, blobs sent (or mounted) at once
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG = "application/vnd.docker.container.image.v1+json"
 LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+GZIP_LAYERS = {LAYER, "application/vnd.oci.image.layer.v1.tar+gzip"}
 
 
 def upload(run: Run, image: str, bases: Sequence[str] = ()) -> str:
@@ -150,6 +154,90 @@ def _newer_published(run: Run) -> tuple[str, str] | None:
         if commit and history.is_newer(run.root, commit, ours):
             return image, commit
     return None
+
+
+def bring(run: Run, image: str, digest: str) -> bool:
+    """Load the registry's image `digest` of tree image `image` into this engine as
+    `image:latest`, fetched by this process: all its layers at once, each request
+    retried as the run's policy says, each blob checked against its digest and each
+    layer against its diff id. A build on it then asks the registry nothing for it
+    (dockerd's BuildKit fetches a base one layer after another, and waits 5 s before it
+    tries a layer again). Once per run and image; False, with nothing done, where this
+    process cannot: no direct client, not a single manifest of gzip layers, or more than
+    `send_limit` MB (then the build fetches the base itself, as before)."""
+    return run.once(f"bring {image}@{digest}", lambda: _bring(run, image, digest))
+
+
+def _bring(run: Run, image: str, digest: str) -> bool:
+    remote = _remote(run)
+    client = remote.client()
+    if client is None:
+        return False
+    repository = remote.repository(image)
+    try:
+        body, media_type = client.manifest(repository, digest, image)
+    except Unsure:
+        return False
+    manifest = json.loads(body)
+    layers = manifest.get("layers") or []
+    size = sum(int(layer.get("size", 0)) for layer in layers)
+    if (media_type not in (MANIFEST, OCI_MANIFEST) or not layers
+            or any(layer.get("mediaType") not in GZIP_LAYERS for layer in layers)
+            or size > run.settings.send_limit << 20):
+        return False
+    wanted = [manifest["config"]["digest"], *(layer["digest"] for layer in layers)]
+    with ThreadPoolExecutor(min(SENDERS, len(wanted))) as pool:
+        blobs = list(pool.map(lambda blob: _blob(client, repository, blob, image), wanted))
+    config = json.loads(blobs[0])
+    diff_ids = list(config.get("rootfs", {}).get("diff_ids") or [])
+    if len(diff_ids) != len(layers):
+        raise PaiTasksError(f"image {image}: {repository}@{digest} lists {len(layers)} layers "
+                            f"but its config {len(diff_ids)}")
+    with tempfile.TemporaryDirectory(prefix="paitasks-bring-") as folder:
+        archive = Path(folder) / "image.tar"
+        paths: list[str] = []
+        with tarfile.open(archive, "w") as tar:
+            for blob, diff_id in zip(blobs[1:], diff_ids, strict=True):
+                path = f"{diff_id.removeprefix('sha256:')}/layer.tar"
+                if path not in paths:
+                    unpacked = Path(folder) / "layer.tar"
+                    _unpack(blob, unpacked, diff_id, image)
+                    tar.add(unpacked, path)
+                paths.append(path)
+            config_path = f"{wanted[0].removeprefix('sha256:')}.json"
+            listing = [{"Config": config_path, "RepoTags": [f"{image}:latest"], "Layers": paths}]
+            for name, data in ((config_path, blobs[0]), ("manifest.json",
+                                                          json.dumps(listing).encode())):
+                entry = tarfile.TarInfo(name)
+                entry.size = len(data)
+                tar.addfile(entry, io.BytesIO(data))
+        with archive.open("rb") as stream:
+            run.engine.load(stream, image)
+    image_id = wanted[0]  # an image's id is its config's digest
+    remote.sent(image_id, digest)  # the engine's image is the registry's `digest`
+    labels = (config.get("config") or {}).get("Labels") or {}
+    run.images.update(image, LocalImage(image_id, dict(labels)))
+    return True
+
+
+def _blob(client: Client, repository: str, digest: str, image: str) -> bytes:
+    data = client.blob(repository, digest, image)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise PaiTasksError(f"image {image}: the registry sent {repository}@{digest} "
+                            "with other content")
+    return data
+
+
+def _unpack(blob: bytes, target: Path, diff_id: str, image: str) -> None:
+    """Decompress layer `blob` into `target`, checking it against `diff_id`."""
+    digest = hashlib.sha256()
+    with gzip.GzipFile(fileobj=io.BytesIO(blob)) as source, target.open("wb") as out:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    if "sha256:" + digest.hexdigest() != diff_id:
+        raise PaiTasksError(f"image {image}: a layer of its registry image does not unpack "
+                            f"to {diff_id}")
 
 
 def published_digests(run: Run, image: str, local: Any) -> set[str]:

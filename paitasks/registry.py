@@ -1114,8 +1114,9 @@ class RegistryView:
 
     def sent(self, image_id: str, digest: str | None = None) -> str | None:
         """The manifest digest under which this machine sent the engine's image
-        `image_id` to the settings' registry (publish.send; the engine does not know
-        it); with `digest`, note it. Kept for later runs by `save`."""
+        `image_id` to the settings' registry, or brought it from there (publish.send,
+        publish.bring; the engine does not know it); with `digest`, note it. Kept for
+        later runs by `save`."""
         with self._lock:
             if self._sent is None:
                 found = read_json(self._sent_file).items()

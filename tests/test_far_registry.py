@@ -355,6 +355,38 @@ def test_429_without_retry_after_and_503_are_tried_again(
     assert entries[published.watchdog]["retries"] >= 1
 
 
+def test_a_fresh_runner_fetches_the_base_of_what_it_builds_itself(
+    published: Published, faults: FarRegistry, tmp_path: Path
+) -> None:
+    """The base of an image built on a fresh runner is fetched by paitasks (all its
+    layers at once, each request retried) and loaded into the engine, so the engine's
+    build asks the registry nothing about it: a 503 costs paitasks' retry, not dockerd's
+    5 s wait."""
+    src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
+    base = next(name for name in published.images if name.endswith("-base-image"))
+    about_base = f"/v2/{published.ns}/{base}/"
+    faults.faults([{"action": "503", "every": 2, "methods": ["GET"],
+                    "path": f"^{about_base}blobs/"}])
+    mark = faults.mark()
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
+                      engine2=True))
+    requests = faults.requests(mark)
+    assert [item["path"] for item in engines(requests)
+            if item["path"].startswith(about_base)] == []
+    fetched = {item["path"].rpartition("/")[2] for item in ours(requests)
+               if item["path"].startswith(f"{about_base}blobs/") and item["status"] == 200}
+    assert set(published.registry.api.layers(f"{published.ns}/{base}", TAG)) <= fetched
+    failed = ours(faulted(requests, "503"))
+    assert failed, "no fetch of the base met a 503"
+    for item in failed:
+        retried_later(requests, item)
+    entries = report(src)["images"]
+    assert entries[published.watchdog]["status"] == "done"
+    assert entries[published.watchdog]["push"]["status"] == "done"
+    assert run_on_engine2_busybox(published.watchdog, "/etc/watchdog-build").strip() == (
+        "built-by-stage")
+
+
 @pytest.mark.parametrize("sender", sorted(SENDERS))
 def test_a_reset_connection_is_tried_again(
     published: Published, faults: FarRegistry, tmp_path: Path, sender: str
