@@ -199,9 +199,13 @@ class Engine:
         streamed from `archive`."""
         def call() -> None:
             answer = self.client.api.load_image(archive, quiet=True)  # type: ignore[no-untyped-call]
-            for chunk in answer:
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    raise EngineError(f"cannot load image {name}: {chunk['error']}")
+            try:
+                errors = [chunk["error"] for chunk in answer
+                          if isinstance(chunk, dict) and chunk.get("error")]
+            except _stream_errors() as exc:  # the answer broke off mid-stream
+                errors = [_short(exc)]
+            if errors:
+                raise EngineError(f"cannot load image {name}: {errors[-1]}")
 
         sdk(f"cannot load image {name}", call)
 
