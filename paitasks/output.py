@@ -1,4 +1,5 @@
-"""Where what the run's tasks print goes, and what the timeline learns of its checks.
+"""Where what the run's tasks print goes, and what the timeline learns of its checks and
+of the engine work paitasks does itself inside a task.
 
 While a reporter shows the run (progress.py: a live view on a terminal, plain lines
 elsewhere), each task's output lines go to it (the live view shows the last one); with
@@ -15,6 +16,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from paitasks.streaming import LineSink
@@ -32,6 +35,9 @@ class Output:
         self._lock = threading.Lock()
         # Each up-to-date check as it went (task, start, end, result), for the timeline.
         self.checks: list[tuple[str, float, float, str]] = []
+        # Images paitasks itself loads into or exports from the engine inside a task
+        # (what, start, end, result): the timeline's engine lane.
+        self.engine_work: list[tuple[str, float, float, str]] = []
         self._kept: dict[str, list[str]] = {}  # task -> its output lines so far
 
     def watch(self, display: Display | None) -> None:
@@ -87,3 +93,14 @@ class Output:
         """An up-to-date check of `task`, which began at `start`, just ended."""
         with self._lock:
             self.checks.append((task, start, time.time(), "up to date" if fresh else "run"))
+
+    @contextmanager
+    def engine_step(self, what: str) -> Iterator[None]:
+        """Time engine work done inside a task (a load, an export) for the timeline."""
+        start, result = time.time(), "failed"
+        try:
+            yield
+            result = "done"
+        finally:
+            with self._lock:
+                self.engine_work.append((what, start, time.time(), result))

@@ -211,7 +211,9 @@ def _bring(run: Run, image: str, digest: str) -> bool:
                 entry = tarfile.TarInfo(name)
                 entry.size = len(data)
                 tar.addfile(entry, io.BytesIO(data))
-        with archive.open("rb") as stream:
+        with archive.open("rb") as stream, run.output.engine_step(
+            f"load {image} ({len(layers)} layers)"
+        ):
             run.engine.load(stream, image)
     image_id = wanted[0]  # an image's id is its config's digest
     remote.sent(image_id, digest)  # the engine's image is the registry's `digest`
@@ -273,7 +275,8 @@ def send(
         ) as folder:
             # What the registry has of the bases, asked while the engine exports.
             asking = pool.submit(_base_layers, run, client, bases)
-            config, layers = _export(engine, image, image_id, Path(folder))
+            with run.output.engine_step(f"export {image} ({len(diff_ids)} layers)"):
+                config, layers = _export(engine, image, image_id, Path(folder))
             missing = [diff for diff in diff_ids if diff not in layers]
             if missing:
                 raise Unsure(f"the engine's export lacks layer {missing[0]}")

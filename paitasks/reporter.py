@@ -39,6 +39,7 @@ PUSH_TASKS = ("push:", PUBLISH, UPLOAD)
 REPORT_FILE = "report.json"
 LOGS_DIR = "logs"  # each failed task's whole output: .paitasks/logs/<task>.log
 CHECKS = "up-to-date checks"  # the timeline's process for doit's checks
+ENGINE = "engine"  # the timeline's process for images paitasks loads or exports itself
 REGISTRY_UP_TO_DATE = "up to date in the registry"
 
 
@@ -353,6 +354,8 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                   where=CHECKS)
             for task, start, end, result in list(self.run.output.checks)
         ]
+        waits += [Slice(name=what, start=start, end=end, result=result, where=ENGINE)
+                  for what, start, end, result in list(self.run.output.engine_work)]
         journal = self.run.journal
         for item in list(journal.exchanges) if journal is not None else ():
             tries = f" ({item.tries} tries)" if item.tries > 1 else ""

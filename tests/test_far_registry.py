@@ -375,7 +375,15 @@ def test_a_fresh_runner_fetches_the_base_of_what_it_builds_itself(
             if item["path"].startswith(about_base)] == []
     fetched = {item["path"].rpartition("/")[2] for item in ours(requests)
                if item["path"].startswith(f"{about_base}blobs/") and item["status"] == 200}
-    assert set(published.registry.api.layers(f"{published.ns}/{base}", TAG)) <= fetched
+    layers = published.registry.api.layers(f"{published.ns}/{base}", TAG)
+    assert set(layers) <= fetched
+    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
+    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
+                 if event["ph"] == "M"}
+    loads = [event["name"] for event in trace["traceEvents"]
+             if event["ph"] == "X" and processes[event["pid"]] == "engine"
+             and event["name"].startswith("load ")]
+    assert loads == [f"load {base} ({len(layers)} layers)"]  # the timeline shows the load
     failed = ours(faulted(requests, "503"))
     assert failed, "no fetch of the base met a 503"
     for item in failed:
