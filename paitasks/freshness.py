@@ -12,11 +12,13 @@ the build step prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from paitasks.engine import build_tool
@@ -33,7 +35,7 @@ from paitasks.inputs import (
     record_path,
     save_record,
 )
-from paitasks.publish import published_digests
+from paitasks.publish import bring, published_digests
 from paitasks.reference import engine_name
 from paitasks.run import Run
 from paitasks.tempfolders import temporary
@@ -252,7 +254,12 @@ class Lookahead:
     external base at once; each time a check learns a fingerprint nobody could know
     before (after a hook), it asks at once for the images built on it. The checks then
     read the answers (registry.py keeps them). A prediction that turns out wrong costs only
-    the question the check then asks itself: nothing is decided here."""
+    the question the check then asks itself: nothing is decided here.
+
+    In a run that builds here, an image the registry turns out not to hold for its
+    fingerprint will be built: its tree bases that the registry holds are brought into
+    the engine at once, in the background (publish.bring), while the run goes on with
+    other checks and hooks; its build then finds them there."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -262,6 +269,7 @@ class Lookahead:
         self._expected: dict[str, str] = {}  # fingerprints computed ahead
         self._users: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
+        self._bringing: ThreadPoolExecutor | None = None  # runs that build here (`start`)
 
     def add(self, spec: ImageSpec) -> None:
         self.specs[spec.name] = spec
@@ -279,6 +287,8 @@ class Lookahead:
         remote = self.run.remote
         if remote is None or not (images or pushes):
             return
+        if self.run.builders is None and images:
+            self._bringing = ThreadPoolExecutor(2, thread_name_prefix="paitasks-bring")
         asked = self(images, pushes)
         remote.check(asked[0] if asked else remote.by_tag([*images, *pushes][0]))
 
@@ -329,7 +339,8 @@ class Lookahead:
     def _ask(self, names: Sequence[str]) -> list[str]:
         remote = self.run.remote
         assert remote is not None
-        asked = []
+        asked: list[str] = []
+        built: list[str] = []  # whose fingerprint tag is asked
         for name in names:
             found = self._expect(name)
             local = self.run.images.get(name) if found is not None else None
@@ -337,8 +348,41 @@ class Lookahead:
                     or remote.tagged(name, found)):
                 continue  # unknown yet, or the engine holds it, or `:tag` does: no question
             asked.append(remote.by_fingerprint(name, found))
+            built.append(name)
         remote.prefetch(asked)
+        pool = self._bringing
+        if pool is not None:  # after `prefetch`: they wait for its answers
+            with contextlib.suppress(RuntimeError):  # the run just ended (`finish`)
+                for name, reference in zip(built, asked, strict=True):
+                    pool.submit(self._bring_bases, name, reference)
         return asked
+
+    def _bring_bases(self, name: str, reference: str) -> None:
+        """Once the registry answered `reference` (`name`'s fingerprint tag) with nothing:
+        bring `name`'s tree bases the registry holds into the engine, for its build."""
+        run, remote = self.run, self.run.remote
+        assert remote is not None
+        try:
+            if remote.answer(reference) != (True, None):
+                return  # the registry holds it, or could not say
+            for base in self.specs[name].uses:
+                found = self._known(base)
+                local = run.images.get(base)
+                if found is None or (local is not None and local.labels.get(LABEL) == found):
+                    continue  # unknown yet, or the engine's image is the one
+                digest = remote.find(base, found, ask=False)  # its check asks, if need be
+                if digest is not None and not (
+                    local is not None and digest in published_digests(run, base, local)
+                ):
+                    bring(run, base, digest)
+        except Exception:  # the build brings what it needs itself, and says what fails
+            return
+
+    def finish(self) -> None:
+        """The run is over: wait for a base being brought, bring no more."""
+        pool, self._bringing = self._bringing, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _expect(self, name: str) -> str | None:
         """`name`'s fingerprint if it can be known now: checked already, or computed

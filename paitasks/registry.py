@@ -789,13 +789,27 @@ class RegistryView:
         self.learn(reference, found)
         return found
 
-    def find(self, image: str, fingerprint: str) -> str | None:
+    def answer(self, reference: str) -> tuple[bool, str | None]:
+        """Whether the registry answered `reference` (waiting for the question if it is
+        in flight), and what: never asks, so a background thread adds no request."""
+        with self._lock:
+            if reference in self._known:
+                return True, self._known[reference]
+            pending = self._pending.get(reference)
+        if pending is None:
+            return False, None
+        try:
+            return True, pending.result()
+        except (Exception, CancelledError):
+            return False, None
+
+    def find(self, image: str, fingerprint: str, ask: bool = True) -> str | None:
         """The digest of an image built from inputs `fingerprint` in the settings'
         registry, None for none. What `:tag` serves counts when its label says so and
         that is known without a new question (`:tag` asked when the run began, its
         label read, or being read, ahead): where little changed that is the image, so
         the check behind a hook costs no round trip. Else the fingerprint tag, asked if
-        it was not."""
+        it was not (without `ask`: None)."""
         with self._lock:
             found = self._tagged.get((image, fingerprint))
         if found is None:
@@ -804,7 +818,8 @@ class RegistryView:
             with self._lock:
                 self._tagged[(image, fingerprint)] = found  # one answer for the run
             return found
-        return self.digest(self.by_fingerprint(image, fingerprint))
+        reference = self.by_fingerprint(image, fingerprint)
+        return self.digest(reference) if ask else self.answer(reference)[1]
 
     def tagged(self, image: str, fingerprint: str) -> bool:
         """Whether `:tag` is known now, without waiting, to serve an image of

@@ -126,6 +126,7 @@ class PaiReporter(ConsoleReporter):  # type: ignore[misc]
                 self._display.stop()  # the summary is still written through it
                 self.run.output.watch(None)
             if self._began_run:
+                self.ahead.finish()
                 untag_stale(self.run)
                 self.run.end()
             if self._outcomes:

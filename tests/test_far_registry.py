@@ -395,6 +395,33 @@ def test_a_fresh_runner_fetches_the_base_of_what_it_builds_itself(
         "built-by-stage")
 
 
+def test_a_base_is_brought_while_the_hooks_run(published: Published, tmp_path: Path) -> None:
+    """An image the registry lacks will be built: its base is brought into the engine
+    as soon as the registry said so, not when doit reaches the build. Here watchdog's
+    build waits for its slow build-pre.sh (which declares its inputs, so its fingerprint
+    is known before it runs); the base is loaded meanwhile, once."""
+    src = fresh_runner(published, tmp_path, change=secrets.token_hex(4))
+    build = src / "watchdog" / "build"
+    (build / "build-pre.sh").write_text("#!/bin/bash\nsleep 3\n", encoding="utf-8")
+    (build / "hook-inputs").write_text("", encoding="utf-8")  # it reads nothing
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
+                      engine2=True))
+    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
+    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
+                 if event["ph"] == "M"}
+    slices = [event for event in trace["traceEvents"] if event["ph"] == "X"
+              and processes[event["pid"]] in ("engine", "this machine")]
+    base = next(name for name in published.images if name.endswith("-base-image"))
+    loads = [event for event in slices if event["name"].startswith(f"load {base} ")]
+    hook = next(event for event in slices if event["name"] == "prebuild:watchdog")
+    built = next(event for event in slices
+                 if event["name"] == f"build-image:{published.watchdog}")
+    assert len(loads) == 1, loads
+    assert loads[0]["ts"] < hook["ts"] + hook["dur"] <= built["ts"], (loads, hook, built)
+    assert run_on_engine2_busybox(published.watchdog, "/etc/watchdog-build").strip() == (
+        "built-by-stage")
+
+
 @pytest.mark.parametrize("sender", sorted(SENDERS))
 def test_a_reset_connection_is_tried_again(
     published: Published, faults: FarRegistry, tmp_path: Path, sender: str

@@ -773,7 +773,13 @@ def test_a_tag_labelled_with_the_fingerprint_spares_the_question() -> None:
     assert view.find("x", "sha256:f") == "sha256:d"
     assert view.tagged("x", "sha256:f")
     assert not view.tagged("x", "sha256:g")
+    # Without `ask` (the background bring), nothing more is asked: what is not known
+    # yet is not found.
+    assert view.find("z", "sha256:f", ask=False) is None
+    assert view.answer(view.by_fingerprint("z", "sha256:f")) == (False, None)
     assert view.find("x", "sha256:g") is None
+    assert view.answer(view.by_fingerprint("x", "sha256:g")) == (True, None)
+    assert view.answer(tag) == (True, "sha256:d")
     assert view.find("y", "sha256:f") is None
     view.close()
     assert sorted(client.asked) == ["GET v1", "config"]
