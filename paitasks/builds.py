@@ -7,7 +7,8 @@ pulled. Every way takes one `BuildRequest` (engine.py): the tree bases by digest
 the registry holds them (here, first brought into the engine by this process:
 publish.bring; else as named build contexts where the builder takes them, or in a copy
 of the dockerfile that names them by digest), the registry's `:tag` as a layer
-cache, build args through the build tool's environment. A build that fails on a
+cache (unless the registry is known to have none), build args through the build tool's
+environment. A build that fails on a
 transient registry error (fetching a base or the cache, pushing) is tried again as the
 run's policy says.
 """
@@ -98,7 +99,6 @@ def _request(
     run: Run, spec: ImageSpec, found: Finding, tags: tuple[str, ...], dockerfile: Path,
     named: Mapping[str, str], tool: str,
 ) -> BuildRequest:
-    remote = run.remote
     return BuildRequest(
         tags=tags,
         dockerfile=dockerfile,
@@ -108,9 +108,19 @@ def _request(
         platform=spec.platform,
         network=spec.network,
         tool=tool,
-        cache_from=(remote.by_tag(spec.name),) if remote is not None else (),
+        cache_from=_cache(run, spec.name),
         named_contexts=dict(named),
     )
+
+
+def _cache(run: Run, image: str) -> tuple[str, ...]:
+    """The registry's `:tag` of `image` as the build's layer cache, unless the registry
+    is known to have none (asked when the run began): then the builder need not ask."""
+    remote = run.remote
+    if remote is None:
+        return ()
+    tag = remote.by_tag(image)
+    return () if remote.answer(tag) == (True, None) else (tag,)
 
 
 def _standard_labels(run: Run) -> dict[str, str]:

@@ -52,7 +52,7 @@ pytestmark = pytest.mark.engine
 TAG = "v1"
 RTT = 40  # milliseconds: far enough to tell requests sent at once from one after another
 OURS = "python-urllib3"  # the User-Agent of paitasks' own registry requests
-DOCKER = "docker/"  # the engine's
+DOCKER = ("docker/", "containerd/")  # the engine's: dockerd's own, its BuildKit's
 USER, PASSWORD = "ci-robot", "far-Pa55-do-not-leak"
 FAST_STALL = {"PAI_REGISTRY_STALL": "3"}
 
@@ -277,6 +277,30 @@ def test_a_changed_image_is_published_in_four_round_trips(
     assert manifests == [f"{repository}manifests/{fingerprint_tag(fingerprint)}",
                          f"{repository}manifests/{TAG}"]
     assert len(rounds(sent, requests)) == 4, rounds(sent, requests)
+
+
+def test_a_new_image_is_built_without_asking_for_a_cache_the_registry_lacks(
+    published: Published, tmp_path: Path
+) -> None:
+    """The registry has no `:tag` of an image never published (asked when the run
+    began): its build is not told to import a layer cache from there, so the engine
+    asks the registry nothing about it."""
+    src = fresh_runner(published, tmp_path)
+    base = next(name for name in published.images if name.endswith("-base-image"))
+    image = f"{published.ns}-brand-new"
+    (src / "brand-new" / "build").mkdir(parents=True)
+    (src / "brand-new" / "note.txt").write_text("new\n", encoding="utf-8")
+    (src / "brand-new" / "build" / f"{image}.dockerfile").write_text(
+        f"FROM {base}\nCOPY note.txt /etc/note.txt\n", encoding="utf-8")
+    mark = published.far.mark()
+    succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
+                      engine2=True))
+    requests = published.far.requests(mark)
+    about = f"/v2/{published.ns}/{image}/"
+    assert [item["path"] for item in engines(requests) if item["path"].startswith(about)] == []
+    assert report(src)["images"][image]["push"]["status"] == "done"
+    assert published.registry.api.manifest(f"{published.ns}/{image}", TAG)["layers"]
+    assert run_on_engine2_busybox(image, "/etc/note.txt") == "new\n"
 
 
 # -- faults: transient ones cost time, not the run --------------------------------------
