@@ -140,6 +140,15 @@ def tags_served(published: Published) -> dict[str, str | None]:
     return {image: published.digest(image) for image in published.images}
 
 
+def timeline(src: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each slice of the run's `.paitasks/trace.json`, with the name of its process."""
+    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
+    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
+                 if event["ph"] == "M"}
+    return [(processes[event["pid"]], event) for event in trace["traceEvents"]
+            if event["ph"] == "X"]
+
+
 # -- fixtures ----------------------------------------------------------------------
 
 
@@ -226,11 +235,7 @@ def test_the_timeline_and_the_report_show_the_waits(
 ) -> None:
     src = fresh_runner(published, tmp_path)
     succeeded(doit_on(src, "-n", "4", "build", f"config={published.config}", engine2=True))
-    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
-    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
-                 if event["ph"] == "M"}
-    slices = Counter(processes[event["pid"]] for event in trace["traceEvents"]
-                     if event["ph"] == "X")
+    slices = Counter(process for process, _ in timeline(src))
     assert slices["up-to-date checks"] == len(published.images)
     assert slices[f"registry {published.far.address}"] >= len(published.images)
     shown = subprocess.run([PAI_BUILD, "report", "--src", str(src)], capture_output=True,
@@ -401,12 +406,8 @@ def test_a_fresh_runner_fetches_the_base_of_what_it_builds_itself(
                if item["path"].startswith(f"{about_base}blobs/") and item["status"] == 200}
     layers = published.registry.api.layers(f"{published.ns}/{base}", TAG)
     assert set(layers) <= fetched
-    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
-    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
-                 if event["ph"] == "M"}
-    loads = [event["name"] for event in trace["traceEvents"]
-             if event["ph"] == "X" and processes[event["pid"]] == "engine"
-             and event["name"].startswith("load ")]
+    loads = [event["name"] for process, event in timeline(src)
+             if process == "engine" and event["name"].startswith("load ")]
     assert loads == [f"load {base} ({len(layers)} layers)"]  # the timeline shows the load
     failed = ours(faulted(requests, "503"))
     assert failed, "no fetch of the base met a 503"
@@ -430,11 +431,8 @@ def test_a_base_is_brought_while_the_hooks_run(published: Published, tmp_path: P
     (build / "hook-inputs").write_text("", encoding="utf-8")  # it reads nothing
     succeeded(doit_on(src, "-n", "4", "build", "push", f"config={published.config}",
                       engine2=True))
-    trace = json.loads((src.parent / ".paitasks" / "trace.json").read_text())
-    processes = {event["pid"]: event["args"]["name"] for event in trace["traceEvents"]
-                 if event["ph"] == "M"}
-    slices = [event for event in trace["traceEvents"] if event["ph"] == "X"
-              and processes[event["pid"]] in ("engine", "this machine")]
+    slices = [event for process, event in timeline(src)
+              if process in ("engine", "this machine")]
     base = next(name for name in published.images if name.endswith("-base-image"))
     loads = [event for event in slices if event["name"].startswith(f"load {base} ")]
     hook = next(event for event in slices if event["name"] == "prebuild:watchdog")
