@@ -109,6 +109,7 @@ def _request(
         network=spec.network,
         tool=tool,
         cache_from=_cache(run, spec.name),
+        inline_cache=run.remote is not None,  # for the next build, wherever it runs
         named_contexts=dict(named),
     )
 

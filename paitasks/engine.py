@@ -81,8 +81,11 @@ class BuildRequest:
     platform: str | None = None
     network: str | None = "host"  # the build's network mode; None: the engine's
     tool: str = "buildx"  # the build tool: one of settings.BUILD_TOOLS
-    # Registry images whose inline layer cache to reuse; the image then carries its own.
+    # Registry images whose inline layer cache to reuse.
     cache_from: tuple[str, ...] = ()
+    # Write BuildKit's cache metadata into the image (inline cache), so that a build
+    # elsewhere can reuse its layers once it is in a registry.
+    inline_cache: bool = False
     # Named build contexts (BuildKit 0.10+): an image name -> what stands for it.
     named_contexts: Mapping[str, str] = field(default_factory=dict)
 
@@ -439,9 +442,10 @@ class Engine:
         """Build `request` here (buildx, `--load`, or the classic builder through the
         API) and return the new image's id.
 
-        With `cache_from` (registry images), BuildKit reuses their layers where it can
-        and writes its own cache metadata into the new image (inline cache), so a build
-        on another machine can reuse its layers in turn. The classic builder ignores it.
+        With `cache_from` (registry images), BuildKit reuses their layers where it can;
+        with `inline_cache` it writes its own cache metadata into the new image, so a
+        build on another machine can reuse its layers in turn. The classic builder
+        ignores both.
         """
         sink = Tail(on_line, TAIL_LINES)
 
@@ -533,7 +537,7 @@ def buildx_command(
         command += ["--label", f"{key}={value}"]
     for image in request.cache_from:
         command += ["--cache-from", f"type=registry,ref={image}"]
-    if request.cache_from:
+    if request.inline_cache:
         command += ["--cache-to", "type=inline"]
     for name, source in request.named_contexts.items():
         command += ["--build-context", f"{name}={source}"]

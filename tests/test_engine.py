@@ -276,13 +276,19 @@ def test_buildx_command_passes_named_contexts_and_the_registry_cache(
     request = BuildRequest(
         tags=("app",), dockerfile=Path("/src/app/build/app.dockerfile"),
         context=Path("/src/app"), cache_from=("127.0.0.1:5000/ns/app:v1",),
-        named_contexts={"base": pinned},
+        inline_cache=True, named_contexts={"base": pinned},
     )
     command, _ = buildx_command(request)
     assert command[command.index("--build-context") + 1] == f"base={pinned}"
     cache = "type=registry,ref=127.0.0.1:5000/ns/app:v1"
     assert command[command.index("--cache-from") + 1] == cache
     assert command[command.index("--cache-to") + 1] == "type=inline"
+    # A new image: no cache to read, but the image carries its own for the next build.
+    command, _ = buildx_command(dataclasses.replace(request, cache_from=()))
+    assert "--cache-from" not in command
+    assert command[command.index("--cache-to") + 1] == "type=inline"
+    command, _ = buildx_command(dataclasses.replace(request, inline_cache=False))
+    assert "--cache-to" not in command
 
 
 @pytest.mark.parametrize(
