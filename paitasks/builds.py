@@ -8,9 +8,8 @@ the registry holds them (here, first brought into the engine by this process:
 publish.bring; else as named build contexts where the builder takes them, or in a copy
 of the dockerfile that names them by digest), the registry's `:tag` as a layer
 cache (unless the registry is known to have none), build args through the build tool's
-environment. A build that fails on a
-transient registry error (fetching a base or the cache, pushing) is tried again as the
-run's policy says.
+environment. A build that fails on a transient registry error (fetching a base or the
+cache, pushing) is tried again as the run's policy says.
 """
 
 from __future__ import annotations

@@ -365,12 +365,11 @@ class Lookahead:
         try:
             if remote.answer(reference) != (True, None):
                 return  # the registry holds it, or could not say
-            for base in self.specs[name].uses:
+            for base in self.specs[name].uses:  # as builds.base_references takes them
                 found = self._known(base)
+                # Not a question of its own: the base's check asks, if need be.
+                digest = remote.find(base, found, ask=False) if found else None
                 local = run.images.get(base)
-                if found is None or (local is not None and local.labels.get(LABEL) == found):
-                    continue  # unknown yet, or the engine's image is the one
-                digest = remote.find(base, found, ask=False)  # its check asks, if need be
                 if digest is not None and not (
                     local is not None and digest in published_digests(run, base, local)
                 ):

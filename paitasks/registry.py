@@ -800,7 +800,7 @@ class RegistryView:
             return False, None
         try:
             return True, pending.result()
-        except (Exception, CancelledError):
+        except Exception:  # CancelledError too
             return False, None
 
     def find(self, image: str, fingerprint: str, ask: bool = True) -> str | None:
